@@ -1,0 +1,14 @@
+//! Domain newtypes. Each is created only through `parse` (or a generator), so a
+//! value of the type is always valid.
+
+pub mod audience;
+pub mod client;
+pub mod org_number;
+pub mod redirect_uri;
+pub mod scope;
+
+pub use audience::{ApiAudience, ApiAudiences};
+pub use client::{Client, ClientId, ClientName, ClientSecret, Purpose, SecretHash};
+pub use org_number::OrgNumber;
+pub use redirect_uri::RedirectUri;
+pub use scope::{Scope, ScopeSet};

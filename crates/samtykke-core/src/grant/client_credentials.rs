@@ -1,0 +1,222 @@
+//! The client-credentials grant (RFC 6749 §4.4) with the `audience` parameter
+//! and the audience/scope table of SPEC §3.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::domain::scope::ScopeError;
+use crate::domain::{ApiAudience, ApiAudiences, Client, ScopeSet};
+use crate::error::OAuthError;
+use crate::token::{AccessToken, AccessTokenRecord};
+
+/// The grant-specific parameters of a client-credentials token request.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCredentialsRequest<'a> {
+    pub audience: Option<&'a str>,
+    pub scope: Option<&'a str>,
+}
+
+/// What the server has decided to issue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentialsGrant {
+    pub audience: ApiAudience,
+    pub scopes: ScopeSet,
+}
+
+/// Decides a client-credentials request for an authenticated, enabled client.
+/// Never narrows silently: anything not allowed is an error.
+pub fn decide(
+    client: &Client,
+    request: &ClientCredentialsRequest<'_>,
+    audiences: &ApiAudiences,
+) -> Result<ClientCredentialsGrant, OAuthError> {
+    let requested = request
+        .audience
+        .ok_or_else(|| OAuthError::invalid_request("the audience parameter is required"))?;
+    let audience = audiences
+        .parse(requested)
+        .ok_or_else(|| OAuthError::invalid_request("unknown audience"))?;
+    let client_may_use = match audience {
+        ApiAudience::Debt => !client.purposes.is_empty(),
+        ApiAudience::ConsentAgreement => client.may_create_agreements,
+        ApiAudience::ConsentFeed => client.may_read_events,
+    };
+    if !client_may_use {
+        return Err(OAuthError::unauthorized_client(
+            "the client is not allowed to request tokens for this audience",
+        ));
+    }
+
+    let scopes = ScopeSet::parse(request.scope.unwrap_or("")).map_err(|e| match e {
+        ScopeError::Empty => OAuthError::invalid_scope("the scope parameter is required"),
+        ScopeError::Unknown(s) => OAuthError::invalid_scope(format!("unknown scope '{s}'")),
+    })?;
+    for scope in scopes.iter() {
+        if !audience.allows_scope(scope) {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope '{scope}' is not valid for this audience"
+            )));
+        }
+        if let Some(purpose) = scope.purpose() {
+            if !client.allows_purpose(purpose) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "the client is not allowed scope '{scope}'"
+                )));
+            }
+        }
+    }
+    Ok(ClientCredentialsGrant { audience, scopes })
+}
+
+impl ClientCredentialsGrant {
+    /// Mints the token and the record to store.
+    pub fn mint(
+        self,
+        client: &Client,
+        now: OffsetDateTime,
+        lifetime: Duration,
+    ) -> (AccessToken, AccessTokenRecord) {
+        let token = AccessToken::generate();
+        let record = AccessTokenRecord {
+            hash: token.hash(),
+            client_id: client.id.clone(),
+            audience: self.audience,
+            scopes: self.scopes,
+            issued_at: now,
+            expires_at: now + lifetime,
+            revoked: false,
+        };
+        (token, record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClientId, ClientName, ClientSecret, OrgNumber, Purpose};
+    use crate::OAuthErrorCode;
+
+    fn client(purposes: Vec<Purpose>, agreements: bool, events: bool) -> Client {
+        Client {
+            id: ClientId::parse("c1").unwrap(),
+            secret_hash: ClientSecret::generate().hash(),
+            name: ClientName::parse("Bank").unwrap(),
+            org_number: OrgNumber::parse("974760673").unwrap(),
+            redirect_uris: vec![],
+            purposes,
+            may_create_agreements: agreements,
+            may_read_events: events,
+            disabled: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn ask(
+        c: &Client,
+        audience: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<ClientCredentialsGrant, OAuthErrorCode> {
+        let apis = ApiAudiences::new("https://api.test");
+        decide(c, &ClientCredentialsRequest { audience, scope }, &apis).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn grants_exactly_what_the_table_allows() {
+        let all = client(vec![Purpose::Presentation, Purpose::Processing], true, true);
+        let g = ask(
+            &all,
+            Some("https://api.test/v1/debt"),
+            Some("debt.unsecured.presentation debt.unsecured.processing"),
+        )
+        .unwrap();
+        assert_eq!(g.audience, ApiAudience::Debt);
+        assert_eq!(
+            g.scopes.to_string(),
+            "debt.unsecured.presentation debt.unsecured.processing"
+        );
+        assert!(ask(
+            &all,
+            Some("https://api.test/v1/consent/agreement"),
+            Some("consent.create")
+        )
+        .is_ok());
+        assert!(ask(
+            &all,
+            Some("https://api.test/feed/v1/consent"),
+            Some("client.access.consent.events")
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn refuses_what_the_table_or_client_does_not_allow() {
+        let all = client(vec![Purpose::Presentation, Purpose::Processing], true, true);
+        assert_eq!(
+            ask(&all, None, Some("consent.create")),
+            Err(OAuthErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            ask(
+                &all,
+                Some("https://api.test/v2/debt"),
+                Some("consent.create")
+            ),
+            Err(OAuthErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            ask(
+                &all,
+                Some("https://api.test/v1/debt"),
+                Some("consent.create")
+            ),
+            Err(OAuthErrorCode::InvalidScope)
+        );
+        assert_eq!(
+            ask(&all, Some("https://api.test/v1/debt"), None),
+            Err(OAuthErrorCode::InvalidScope)
+        );
+        assert_eq!(
+            ask(
+                &all,
+                Some("https://api.test/v1/debt"),
+                Some("debt.unsecured")
+            ),
+            Err(OAuthErrorCode::InvalidScope)
+        );
+
+        let presentation_only = client(vec![Purpose::Presentation], false, false);
+        assert_eq!(
+            ask(
+                &presentation_only,
+                Some("https://api.test/v1/debt"),
+                Some("debt.unsecured.processing")
+            ),
+            Err(OAuthErrorCode::InvalidScope)
+        );
+        assert_eq!(
+            ask(
+                &presentation_only,
+                Some("https://api.test/v1/consent/agreement"),
+                Some("consent.create")
+            ),
+            Err(OAuthErrorCode::UnauthorizedClient)
+        );
+        assert_eq!(
+            ask(
+                &presentation_only,
+                Some("https://api.test/feed/v1/consent"),
+                Some("client.access.consent.events")
+            ),
+            Err(OAuthErrorCode::UnauthorizedClient)
+        );
+
+        let no_purposes = client(vec![], true, false);
+        assert_eq!(
+            ask(
+                &no_purposes,
+                Some("https://api.test/v1/debt"),
+                Some("debt.unsecured.presentation")
+            ),
+            Err(OAuthErrorCode::UnauthorizedClient)
+        );
+    }
+}

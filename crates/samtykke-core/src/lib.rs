@@ -1,0 +1,16 @@
+//! Samtykke protocol core.
+//!
+//! Everything here is free of HTTP and SQL: requests arrive as typed values,
+//! decisions are pure functions, and persistence goes through [`store::Store`].
+
+pub mod clock;
+pub mod domain;
+pub mod error;
+pub mod grant;
+pub mod introspection;
+pub mod keys;
+pub mod store;
+pub mod token;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::{OAuthError, OAuthErrorCode};

@@ -1,0 +1,47 @@
+//! The route table.
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Request};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::{discovery, health, oauth, AppState};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(oauth::token::post_token))
+        .route("/oauth2/revoke", post(oauth::revoke::post_revoke))
+        .route("/oauth2/introspect", post(oauth::introspect::post_introspect))
+        .route("/.well-known/openid-configuration", get(discovery::get_openid_configuration))
+        .route("/.well-known/oauth-authorization-server", get(discovery::get_authorization_server_metadata))
+        .route("/.well-known/jwks.json", get(discovery::get_jwks))
+        .route("/healthz", get(health::get_healthz))
+        .route("/readyz", get(health::get_readyz))
+        .fallback(health::not_found)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            // Only method, path and request id are logged: never a query,
+            // header or body, which may hold credentials.
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

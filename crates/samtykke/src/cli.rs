@@ -1,0 +1,220 @@
+//! The command line (clap): `serve`, `client …`, `keys …`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::commands::{client, keys};
+use crate::config::{
+    parse_listen, FileConfig, LogFormat, SandboxSetting, ServeConfig,
+    DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_DATABASE_URL, DEFAULT_LISTEN,
+};
+use crate::startup::Application;
+use crate::storage::{open_store, redact_database_url};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "samtykke",
+    version,
+    about = "Consent and authorization server for debt-information sharing"
+)]
+pub struct Cli {
+    /// Database URL: sqlite:PATH or postgres://USER@HOST/DB [default: sqlite://samtykke.db]
+    #[arg(long, global = true, env = "SAMTYKKE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// TOML configuration file (flags and environment variables take precedence)
+    #[arg(long, global = true, env = "SAMTYKKE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log output format
+    #[arg(long, global = true, env = "SAMTYKKE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server
+    Serve(ServeArgs),
+    /// Manage clients (institutions' integrations)
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// Manage the RS256 signing keys
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "SAMTYKKE_LISTEN")]
+    pub listen: Option<String>,
+    /// Issuer URL [default: http:// + the listen address]
+    #[arg(long, env = "SAMTYKKE_ISSUER")]
+    pub issuer: Option<String>,
+    /// API base URL; audiences derive from it [default: the issuer]
+    #[arg(long, env = "SAMTYKKE_API_URL")]
+    pub api_url: Option<String>,
+    /// Production mode: sandbox off
+    #[arg(long, env = "SAMTYKKE_PRODUCTION", num_args = 0..=1, default_missing_value = "true")]
+    pub production: Option<bool>,
+    /// Sandbox mode even when not on loopback
+    #[arg(long, env = "SAMTYKKE_SANDBOX", num_args = 0..=1, default_missing_value = "true")]
+    pub sandbox: Option<bool>,
+    /// Access-token lifetime in seconds [default: 3600]
+    #[arg(long, env = "SAMTYKKE_ACCESS_TOKEN_TTL", value_parser = clap::value_parser!(u64).range(60..=86400))]
+    pub access_token_ttl: Option<u64>,
+}
+
+impl ServeArgs {
+    /// Merges flags/environment with the file and the defaults.
+    pub fn resolve(
+        self,
+        database_url: Option<String>,
+        file: &FileConfig,
+    ) -> anyhow::Result<ServeConfig> {
+        let ttl = self
+            .access_token_ttl
+            .or(file.access_token_ttl)
+            .unwrap_or(DEFAULT_ACCESS_TOKEN_TTL_SECONDS);
+        if !(60..=86400).contains(&ttl) {
+            anyhow::bail!("access_token_ttl must be between 60 and 86400 seconds (got {ttl})");
+        }
+        Ok(ServeConfig {
+            database_url: database_url
+                .or_else(|| file.database_url.clone())
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            listen: parse_listen(
+                self.listen
+                    .as_deref()
+                    .or(file.listen.as_deref())
+                    .unwrap_or(DEFAULT_LISTEN),
+            )?,
+            issuer: self.issuer.or_else(|| file.issuer.clone()),
+            api_url: self.api_url.or_else(|| file.api_url.clone()),
+            sandbox: SandboxSetting::resolve(
+                self.production.or(file.production),
+                self.sandbox.or(file.sandbox),
+            )?,
+            access_token_ttl: time::Duration::seconds(i64::try_from(ttl)?),
+        })
+    }
+}
+
+fn init_tracing(format: LogFormat, default_level: &str) {
+    let filter = EnvFilter::try_from_env("SAMTYKKE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Parses the command line and runs the command.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let file = FileConfig::load(cli.config.as_deref())?;
+    let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing(log_format, "info,sqlx=warn");
+            let config = args.resolve(cli.database_url, &file)?;
+            serve(config).await
+        }
+        Command::Client(command) => {
+            init_tracing(log_format, "warn");
+            let url = cli
+                .database_url
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+            let store = open_store(&url).await?;
+            client::run(store.as_ref(), command, &mut std::io::stdout()).await
+        }
+        Command::Keys(command) => {
+            init_tracing(log_format, "warn");
+            let url = cli
+                .database_url
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+            let store = open_store(&url).await?;
+            keys::run(store.as_ref(), command, &mut std::io::stdout()).await
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let database = redact_database_url(&config.database_url);
+    let app = Application::build(config).await?;
+    let addr = app.local_addr()?;
+    let settings = app.settings().clone();
+    tracing::info!(%addr, issuer = %settings.issuer, api = %settings.api_base, %database, sandbox = settings.sandbox, "samtykke listening");
+    if settings.sandbox {
+        tracing::warn!("SANDBOX MODE: test environment with TestID logins and synthetic data; never use it for real people");
+    }
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Samtykke listening on http://{addr}")?;
+    writeln!(out, "  issuer    {}", settings.issuer)?;
+    writeln!(out, "  api       {}", settings.api_base)?;
+    writeln!(out, "  database  {database}")?;
+    if let Some(creds) = app.sandbox_credentials() {
+        writeln!(
+            out,
+            "SANDBOX MODE (test environment: synthetic data only, never real people)"
+        )?;
+        writeln!(out, "  client_id      {}", creds.client_id)?;
+        writeln!(out, "  client_secret  {}", creds.client_secret.expose())?;
+        writeln!(out, "Try it:")?;
+        writeln!(
+            out,
+            "  curl -u '{}:{}' {}/oauth2/token -d grant_type=client_credentials -d audience={}/v1/debt -d scope='debt.unsecured.presentation debt.unsecured.processing'",
+            creds.client_id,
+            creds.client_secret.expose(),
+            settings.issuer,
+            settings.api_base
+        )?;
+    } else {
+        writeln!(out, "production mode (sandbox off)")?;
+    }
+    out.flush()?;
+    drop(out);
+
+    app.run_until(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("samtykke stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,272 @@
+//! `samtykke client create|list|show|rotate-secret|disable|enable|delete`.
+
+use std::io::Write;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use samtykke_core::domain::{
+    Client, ClientId, ClientName, ClientSecret, OrgNumber, Purpose, RedirectUri,
+};
+use samtykke_core::store::{Store, StoreError};
+use samtykke_core::{Clock, SystemClock};
+use serde_json::json;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; its secret is printed once
+    Create(CreateArgs),
+    /// List every client
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client
+    Show {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the client's secret; the new one is printed once
+    RotateSecret {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the client's authentication until enabled again
+    Disable { client_id: String },
+    /// Allow a disabled client again
+    Enable { client_id: String },
+    /// Delete the client and every token issued to it
+    Delete { client_id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PurposeArg {
+    Presentation,
+    Processing,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Display name shown to individuals on the consent page
+    #[arg(long)]
+    pub name: String,
+    /// Organisation number (9 digits, mod-11 checked)
+    #[arg(long)]
+    pub org: String,
+    /// Redirect URI for the authorization-code flow (repeatable; exact match)
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// Purpose the client may fetch debt for (repeatable)
+    #[arg(long = "purpose", value_enum)]
+    pub purposes: Vec<PurposeArg>,
+    /// May register agreement consents (scope consent.create)
+    #[arg(long)]
+    pub agreement: bool,
+    /// May read the consent event feed (scope client.access.consent.events)
+    #[arg(long)]
+    pub events: bool,
+    /// Print {"client_id": …, "client_secret": …} for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Validates the arguments into a client with a fresh id and secret.
+pub fn new_client(args: &CreateArgs, clock: &dyn Clock) -> anyhow::Result<(Client, ClientSecret)> {
+    let name = ClientName::parse(&args.name).context("--name")?;
+    let org_number = OrgNumber::parse(&args.org).with_context(|| format!("--org {}", args.org))?;
+    let redirect_uris = args
+        .redirect_uris
+        .iter()
+        .map(|u| RedirectUri::parse(u).with_context(|| format!("--redirect-uri {u}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut purposes: Vec<Purpose> = args
+        .purposes
+        .iter()
+        .map(|p| match p {
+            PurposeArg::Presentation => Purpose::Presentation,
+            PurposeArg::Processing => Purpose::Processing,
+        })
+        .collect();
+    purposes.sort();
+    purposes.dedup();
+    let secret = ClientSecret::generate();
+    let client = Client {
+        id: ClientId::generate(),
+        secret_hash: secret.hash(),
+        name,
+        org_number,
+        redirect_uris,
+        purposes,
+        may_create_agreements: args.agreement,
+        may_read_events: args.events,
+        disabled: false,
+        created_at: clock.now(),
+    };
+    Ok((client, secret))
+}
+
+fn parse_id(id: &str) -> anyhow::Result<ClientId> {
+    ClientId::parse(id).map_err(|e| anyhow!("{e}: {id}"))
+}
+
+fn not_found(id: &ClientId) -> impl FnOnce(StoreError) -> anyhow::Error + '_ {
+    move |e| match e {
+        StoreError::NotFound => anyhow!("no client with id {id}"),
+        other => other.into(),
+    }
+}
+
+fn client_json(c: &Client) -> serde_json::Value {
+    json!({
+        "client_id": c.id.as_str(),
+        "name": c.name.as_str(),
+        "org": c.org_number.as_str(),
+        "redirect_uris": c.redirect_uris.iter().map(RedirectUri::as_str).collect::<Vec<_>>(),
+        "purposes": c.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "agreement": c.may_create_agreements,
+        "events": c.may_read_events,
+        "disabled": c.disabled,
+        "created_at": c.created_at.unix_timestamp(),
+    })
+}
+
+fn write_client(out: &mut dyn Write, c: &Client) -> std::io::Result<()> {
+    let list = |v: Vec<&str>| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    writeln!(out, "client_id      {}", c.id)?;
+    writeln!(out, "name           {}", c.name.as_str())?;
+    writeln!(out, "org            {}", c.org_number)?;
+    writeln!(
+        out,
+        "redirect_uris  {}",
+        list(c.redirect_uris.iter().map(RedirectUri::as_str).collect())
+    )?;
+    writeln!(
+        out,
+        "purposes       {}",
+        list(c.purposes.iter().map(|p| p.as_str()).collect())
+    )?;
+    writeln!(out, "agreement      {}", c.may_create_agreements)?;
+    writeln!(out, "events         {}", c.may_read_events)?;
+    writeln!(
+        out,
+        "status         {}",
+        if c.disabled { "disabled" } else { "enabled" }
+    )?;
+    Ok(())
+}
+
+fn write_secret(
+    out: &mut dyn Write,
+    id: &ClientId,
+    secret: &ClientSecret,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    if as_json {
+        writeln!(
+            out,
+            "{}",
+            json!({"client_id": id.as_str(), "client_secret": secret.expose()})
+        )?;
+    } else {
+        writeln!(out, "client_secret  {}", secret.expose())?;
+        writeln!(
+            out,
+            "The secret is shown only now; the database keeps only its hash."
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn run(
+    store: &dyn Store,
+    command: ClientCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Create(args) => {
+            let (client, secret) = new_client(&args, &SystemClock)?;
+            store.insert_client(&client).await?;
+            if !args.json {
+                write_client(out, &client)?;
+            }
+            write_secret(out, &client.id, &secret, args.json)?;
+        }
+        ClientCommand::List { json } => {
+            let clients = store.list_clients().await?;
+            if json {
+                let all: Vec<_> = clients.iter().map(client_json).collect();
+                writeln!(out, "{}", serde_json::Value::Array(all))?;
+            } else {
+                writeln!(out, "{:<38} {:<9} {:<9} NAME", "CLIENT_ID", "ORG", "STATUS")?;
+                for c in &clients {
+                    let status = if c.disabled { "disabled" } else { "enabled" };
+                    writeln!(
+                        out,
+                        "{:<38} {:<9} {:<9} {}",
+                        c.id,
+                        c.org_number,
+                        status,
+                        c.name.as_str()
+                    )?;
+                }
+            }
+        }
+        ClientCommand::Show { client_id, json } => {
+            let id = parse_id(&client_id)?;
+            let client = store
+                .find_client(&id)
+                .await?
+                .ok_or_else(|| anyhow!("no client with id {id}"))?;
+            if json {
+                writeln!(out, "{}", client_json(&client))?;
+            } else {
+                write_client(out, &client)?;
+            }
+        }
+        ClientCommand::RotateSecret { client_id, json } => {
+            let id = parse_id(&client_id)?;
+            let secret = ClientSecret::generate();
+            store
+                .replace_client_secret(&id, &secret.hash())
+                .await
+                .map_err(not_found(&id))?;
+            if store
+                .sandbox_credentials()
+                .await?
+                .is_some_and(|s| s.client_id == id)
+            {
+                store.update_sandbox_secret(&secret).await?;
+            }
+            write_secret(out, &id, &secret, json)?;
+        }
+        ClientCommand::Disable { client_id } => {
+            let id = parse_id(&client_id)?;
+            store
+                .set_client_disabled(&id, true)
+                .await
+                .map_err(not_found(&id))?;
+            writeln!(out, "disabled {id}")?;
+        }
+        ClientCommand::Enable { client_id } => {
+            let id = parse_id(&client_id)?;
+            store
+                .set_client_disabled(&id, false)
+                .await
+                .map_err(not_found(&id))?;
+            writeln!(out, "enabled {id}")?;
+        }
+        ClientCommand::Delete { client_id } => {
+            let id = parse_id(&client_id)?;
+            store.delete_client(&id).await.map_err(not_found(&id))?;
+            writeln!(out, "deleted {id}")?;
+        }
+    }
+    Ok(())
+}

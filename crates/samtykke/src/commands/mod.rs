@@ -1,0 +1,4 @@
+//! Operator commands that work on the server's database.
+
+pub mod client;
+pub mod keys;

@@ -1,0 +1,139 @@
+//! Configuration: command-line flags, then `SAMTYKKE_*` environment
+//! variables (clap reads both), then an optional TOML file, then defaults.
+//! Every setting is documented in `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://samtykke.db";
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: u64 = 3600;
+
+/// The optional TOML file (`--config FILE` / `SAMTYKKE_CONFIG`). Keys are the
+/// long flag names with `_` for `-`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub issuer: Option<String>,
+    pub api_url: Option<String>,
+    pub production: Option<bool>,
+    pub sandbox: Option<bool>,
+    pub access_token_ttl: Option<u64>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything `samtykke serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    /// None = `http://` + the bound address.
+    pub issuer: Option<String>,
+    /// None = the issuer.
+    pub api_url: Option<String>,
+    pub sandbox: SandboxSetting,
+    pub access_token_ttl: time::Duration,
+}
+
+/// Whether sandbox mode was asked for explicitly (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxSetting {
+    /// `--production`: never sandbox.
+    Off,
+    /// `--sandbox`: sandbox wherever it listens.
+    On,
+    /// Sandbox only on a loopback address with an `http://` issuer.
+    Auto,
+}
+
+impl SandboxSetting {
+    pub fn resolve(production: Option<bool>, sandbox: Option<bool>) -> anyhow::Result<Self> {
+        match (production.unwrap_or(false), sandbox) {
+            (true, Some(true)) => bail!("--production and --sandbox contradict each other"),
+            (true, _) | (false, Some(false)) => Ok(Self::Off),
+            (false, Some(true)) => Ok(Self::On),
+            (false, None) => Ok(Self::Auto),
+        }
+    }
+
+    /// Decides for a server bound to `listen` with issuer `issuer`.
+    pub fn enabled(self, listen: SocketAddr, issuer: &str) -> bool {
+        match self {
+            Self::Off => false,
+            Self::On => true,
+            Self::Auto => listen.ip().is_loopback() && issuer.starts_with("http://"),
+        }
+    }
+}
+
+/// Checks an issuer or API base URL: absolute http(s), no query or fragment.
+pub fn validate_base_url(name: &str, value: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(value).with_context(|| format!("{name} is not a URL: {value}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        bail!("{name} must be an http:// or https:// URL: {value}");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("{name} must not have a query or fragment: {value}");
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+pub fn parse_listen(value: &str) -> anyhow::Result<SocketAddr> {
+    value.parse().with_context(|| {
+        format!("listen must be an IP address and port, e.g. 127.0.0.1:8080 (got {value})")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_is_automatic_only_on_loopback_http() {
+        let auto = SandboxSetting::resolve(None, None).unwrap();
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(auto.enabled(lo, "http://127.0.0.1:8080"));
+        assert!(!auto.enabled(lo, "https://access.example.no"));
+        assert!(!auto.enabled(any, "http://0.0.0.0:8080"));
+        assert!(SandboxSetting::resolve(None, Some(true))
+            .unwrap()
+            .enabled(any, "https://x"));
+        assert!(!SandboxSetting::resolve(Some(true), None)
+            .unwrap()
+            .enabled(lo, "http://x"));
+        assert!(SandboxSetting::resolve(Some(true), Some(true)).is_err());
+    }
+
+    #[test]
+    fn the_config_file_refuses_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("listen = \"127.0.0.1:1\"\nbogus = 1").is_err());
+        let c: FileConfig = toml::from_str("production = true\naccess_token_ttl = 600").unwrap();
+        assert_eq!(c.production, Some(true));
+        assert_eq!(c.access_token_ttl, Some(600));
+    }
+}

@@ -1,0 +1,7 @@
+//! Samtykke: command line, configuration and start-up.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod startup;
+pub mod storage;

@@ -1,0 +1,168 @@
+//! Builds the server: opens the store, makes sure a signing key and (in
+//! sandbox mode) the sandbox client exist, binds the listener. Tests use the
+//! same builder with port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use samtykke_core::domain::{Client, ClientId, ClientName, ClientSecret, OrgNumber, Purpose};
+use samtykke_core::keys::SigningKey;
+use samtykke_core::store::{SandboxCredentials, Store};
+use samtykke_core::{Clock, SystemClock};
+use samtykke_http::{AppState, ServerSettings};
+use tokio::net::TcpListener;
+
+use crate::config::{validate_base_url, ServeConfig};
+use crate::storage::open_store;
+
+/// The sandbox client's display name and organisation number (a valid but
+/// unassigned-looking test number).
+pub const SANDBOX_CLIENT_NAME: &str = "Sandkasse Bank (test)";
+pub const SANDBOX_ORG_NUMBER: &str = "999999999";
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    store: Arc<dyn Store>,
+    sandbox_credentials: Option<SandboxCredentials>,
+}
+
+impl Application {
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
+        let store = open_store(&config.database_url).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Self::build_with(config, store, clock).await
+    }
+
+    pub async fn build_with(
+        config: ServeConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("could not listen on {}", config.listen))?;
+        let bound = listener.local_addr()?;
+        let issuer = match &config.issuer {
+            Some(issuer) => validate_base_url("issuer", issuer)?,
+            None => format!("http://{bound}"),
+        };
+        let api_base = match &config.api_url {
+            Some(api) => validate_base_url("api-url", api)?,
+            None => issuer.clone(),
+        };
+        let sandbox = config.sandbox.enabled(bound, &issuer);
+
+        ensure_signing_key(store.as_ref(), clock.as_ref()).await?;
+        let sandbox_credentials = if sandbox {
+            Some(ensure_sandbox_client(store.as_ref(), clock.as_ref()).await?)
+        } else {
+            disable_sandbox_client(store.as_ref()).await?;
+            None
+        };
+
+        let settings = ServerSettings {
+            issuer,
+            api_base,
+            access_token_ttl: config.access_token_ttl,
+            sandbox,
+        };
+        let state = AppState::new(store.clone(), clock, settings);
+        Ok(Self {
+            listener,
+            state,
+            store,
+            sandbox_credentials,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn settings(&self) -> &ServerSettings {
+        self.state.settings()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    pub fn sandbox_credentials(&self) -> Option<&SandboxCredentials> {
+        self.sandbox_credentials.as_ref()
+    }
+
+    /// Serves until `shutdown` completes, then drains requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        samtykke_http::serve(self.listener, self.state, shutdown).await
+    }
+}
+
+/// Creates the first signing key unless one exists (safe when several
+/// processes start at once: only one key wins).
+pub async fn ensure_signing_key(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
+    if !store.list_signing_keys().await?.is_empty() {
+        return Ok(());
+    }
+    let key = generate_signing_key(clock).await?;
+    if store.insert_first_signing_key(&key).await? {
+        tracing::info!(kid = %key.kid, "created the first signing key");
+    }
+    Ok(())
+}
+
+/// RSA key generation is CPU-heavy: keep it off the async workers.
+pub async fn generate_signing_key(clock: &dyn Clock) -> anyhow::Result<SigningKey> {
+    let now = clock.now();
+    let key = tokio::task::spawn_blocking(move || SigningKey::generate(now)).await??;
+    Ok(key)
+}
+
+async fn ensure_sandbox_client(
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<SandboxCredentials> {
+    if let Some(existing) = store.sandbox_credentials().await? {
+        if let Some(client) = store.find_client(&existing.client_id).await? {
+            if client.disabled {
+                store.set_client_disabled(&client.id, false).await?;
+            }
+        }
+        return Ok(existing);
+    }
+    let secret = ClientSecret::generate();
+    let client = Client {
+        id: ClientId::generate(),
+        secret_hash: secret.hash(),
+        name: ClientName::parse(SANDBOX_CLIENT_NAME)?,
+        org_number: OrgNumber::parse(SANDBOX_ORG_NUMBER)?,
+        redirect_uris: vec![],
+        purposes: vec![Purpose::Presentation, Purpose::Processing],
+        may_create_agreements: true,
+        may_read_events: true,
+        disabled: false,
+        created_at: clock.now(),
+    };
+    let credentials = store.bootstrap_sandbox_client(&client, &secret).await?;
+    tracing::info!(client_id = %credentials.client_id, "sandbox client ready");
+    Ok(credentials)
+}
+
+/// A database that once ran as a sandbox keeps a client whose secret is
+/// readable in the database: production mode disables it.
+async fn disable_sandbox_client(store: &dyn Store) -> anyhow::Result<()> {
+    if let Some(existing) = store.sandbox_credentials().await? {
+        if let Some(client) = store.find_client(&existing.client_id).await? {
+            if !client.disabled {
+                store.set_client_disabled(&client.id, true).await?;
+                tracing::warn!(client_id = %client.id, "sandbox mode is off: disabled the sandbox client");
+            }
+        }
+    }
+    Ok(())
+}
