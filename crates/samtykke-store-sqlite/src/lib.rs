@@ -58,11 +58,26 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(unavailable)?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        migrate(&pool).await?;
         Ok(Self { pool })
+    }
+}
+
+/// SQLite has no advisory lock, so two processes opening a new file at once
+/// may both try to apply the same migration; the loser retries and then finds
+/// it applied.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        match MIGRATOR.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(StoreError::Unavailable(format!("migration failed: {e}"))),
+        }
     }
 }
 

@@ -1,0 +1,80 @@
+//! The operator CLI against a real database.
+
+use crate::helpers::run_cli;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+engine_db_tests! {
+    async fn client_create_json_prints_only_the_id_and_the_secret(url) {
+        let out = run_cli(&url, &["client", "create", "--json", "--name", "Eksempelbank", "--org", "974760673",
+            "--redirect-uri", "https://bank.example/cb", "--purpose", "presentation", "--purpose", "processing", "--agreement", "--events"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["client_id", "client_secret"]);
+        let id = created["client_id"].as_str().unwrap();
+
+        let show = run_cli(&url, &["client", "show", id, "--json"]);
+        let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        assert_eq!(shown["name"], "Eksempelbank");
+        assert_eq!(shown["org"], "974760673");
+        assert_eq!(shown["redirect_uris"], serde_json::json!(["https://bank.example/cb"]));
+        assert_eq!(shown["purposes"], serde_json::json!(["presentation", "processing"]));
+        assert_eq!(shown["agreement"], true);
+        assert_eq!(shown["events"], true);
+        assert_eq!(shown["disabled"], false);
+        assert!(!String::from_utf8_lossy(&show.stdout).contains(created["client_secret"].as_str().unwrap()));
+
+        let list = run_cli(&url, &["client", "list", "--json"]);
+        let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+        let text = String::from_utf8(run_cli(&url, &["client", "list"]).stdout).unwrap();
+        assert!(text.contains(id) && text.contains("Eksempelbank"));
+    }
+
+    async fn client_create_refuses_bad_input_with_a_clear_message(url) {
+        for (args, message) in [
+            (vec!["--name", "Bank", "--org", "974760674"], "check digit"),
+            (vec!["--name", "Bank", "--org", "12345"], "9 digits"),
+            (vec!["--name", "", "--org", "974760673"], "client name"),
+            (vec!["--name", "Bank", "--org", "974760673", "--redirect-uri", "javascript:alert(1)"], "https"),
+            (vec!["--name", "Bank", "--org", "974760673", "--redirect-uri", "https://bank.example/cb#x"], "fragment"),
+            (vec!["--name", "Bank", "--org", "974760673", "--purpose", "marketing"], "marketing"),
+        ] {
+            let out = run_cli(&url, &[&["client", "create"], args.as_slice()].concat());
+            assert!(!out.status.success(), "{args:?} was accepted");
+            assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        }
+        let listed: serde_json::Value = serde_json::from_slice(&run_cli(&url, &["client", "list", "--json"]).stdout).unwrap();
+        assert_eq!(listed, serde_json::json!([]), "nothing was created");
+    }
+
+    async fn commands_on_an_unknown_client_fail_clearly(url) {
+        for command in ["show", "rotate-secret", "disable", "enable", "delete"] {
+            let out = run_cli(&url, &["client", command, "no-such-client"]);
+            assert!(!out.status.success(), "{command}");
+            assert!(stderr(&out).contains("no client with id no-such-client"), "{command}: {}", stderr(&out));
+        }
+    }
+}
+
+#[test]
+fn an_unsupported_database_url_is_refused() {
+    let out = run_cli("mysql://localhost/x", &["client", "list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unsupported database URL"));
+}
+
+#[test]
+fn a_database_password_never_appears_in_an_error() {
+    let out = run_cli(
+        "postgres://user:hunter2@127.0.0.1:1/nothing",
+        &["client", "list"],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("***"), "{err}");
+}

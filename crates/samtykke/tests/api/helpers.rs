@@ -1,0 +1,289 @@
+//! `spawn_app` and friends.
+
+use std::sync::Arc;
+
+use samtykke::config::{SandboxSetting, ServeConfig};
+use samtykke::startup::Application;
+use samtykke::storage::open_store;
+use samtykke_core::store::{SandboxCredentials, Store};
+use samtykke_core::{Clock, FixedClock, SystemClock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn postgres_base_url() -> String {
+    std::env::var("SAMTYKKE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+}
+
+/// A fresh, empty database of the given engine, or None (with a clear SKIP
+/// line) when PostgreSQL is not reachable.
+pub async fn fresh_database_url(engine: Engine) -> Option<String> {
+    match engine {
+        Engine::Sqlite => {
+            let path = std::env::temp_dir().join(format!(
+                "samtykke-test-{}.db",
+                uuid::Uuid::new_v4().simple()
+            ));
+            Some(format!("sqlite://{}", path.display()))
+        }
+        Engine::Postgres => {
+            use sqlx::Connection;
+            let base = postgres_base_url();
+            let connect = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                sqlx::PgConnection::connect(&base),
+            )
+            .await;
+            let mut conn = match connect {
+                Ok(Ok(conn)) => conn,
+                other => {
+                    let why = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    if std::env::var("SAMTYKKE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                        panic!("PostgreSQL at {base} is required but not reachable: {why}");
+                    }
+                    eprintln!("SKIP postgres: PostgreSQL at {base} is not reachable ({why}); ran on SQLite only");
+                    return None;
+                }
+            };
+            let schema = format!("samtykke_test_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test schema");
+            let sep = if base.contains('?') { '&' } else { '?' };
+            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+        }
+    }
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub database_url: String,
+    pub store: Arc<dyn Store>,
+    pub sandbox: SandboxCredentials,
+    pub http: reqwest::Client,
+    pub clock: FixedClock,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig {
+    ServeConfig {
+        database_url: database_url.to_owned(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        issuer: None,
+        api_url: None,
+        sandbox,
+        access_token_ttl: time::Duration::hours(1),
+    }
+}
+
+/// Starts a sandbox server on 127.0.0.1:0 with a fresh database; the clock is
+/// a [`FixedClock`] at the current time that tests may move.
+pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
+    let url = fresh_database_url(engine).await?;
+    Some(spawn_app_on(&url).await)
+}
+
+/// Starts another server on an existing database (as a second process would).
+pub async fn spawn_app_on(database_url: &str) -> TestApp {
+    let clock = FixedClock::at(SystemClock.now());
+    let store = open_store(database_url).await.expect("open store");
+    let app = Application::build_with(
+        serve_config(database_url, SandboxSetting::On),
+        store.clone(),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("build app");
+    let addr = app.local_addr().expect("addr");
+    let sandbox = app
+        .sandbox_credentials()
+        .cloned()
+        .expect("sandbox credentials");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        database_url: database_url.to_owned(),
+        store,
+        sandbox,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        clock,
+        _shutdown: tx,
+    }
+}
+
+impl TestApp {
+    /// The test clock's time in Unix seconds.
+    pub fn clock_now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn audience(&self, path: &str) -> String {
+        self.url(path)
+    }
+
+    /// A form POST with HTTP Basic client authentication.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        (id, secret): (&str, &str),
+        params: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .basic_auth(id, Some(secret))
+            .form(params)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub fn sandbox_auth(&self) -> (String, String) {
+        (
+            self.sandbox.client_id.to_string(),
+            self.sandbox.client_secret.expose().to_owned(),
+        )
+    }
+
+    /// A client-credentials token for the sandbox client.
+    pub async fn sandbox_token(&self, audience_path: &str, scope: &str) -> String {
+        let (id, secret) = self.sandbox_auth();
+        let audience = self.audience(audience_path);
+        let response = self
+            .post_form(
+                "/oauth2/token",
+                (&id, &secret),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("audience", &audience),
+                    ("scope", scope),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// Creates a client through the real `samtykke client create --json`.
+    pub fn create_client(&self, args: &[&str]) -> (String, String) {
+        let output = run_cli(
+            &self.database_url,
+            &[&["client", "create", "--json"], args].concat(),
+        );
+        assert!(
+            output.status.success(),
+            "client create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let created: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("json output");
+        (
+            created["client_id"].as_str().expect("id").to_owned(),
+            created["client_secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned(),
+        )
+    }
+}
+
+/// Runs the real `samtykke` binary against `database_url`.
+pub fn run_cli(database_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_samtykke"))
+        .args(args)
+        .env("SAMTYKKE_DATABASE_URL", database_url)
+        .env_remove("SAMTYKKE_CONFIG")
+        .output()
+        .expect("run samtykke")
+}
+
+/// Asserts an RFC 6749 §5.2 error response.
+pub async fn assert_oauth_error(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status(), status, "status for {code}");
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
+        Some("no-store")
+    );
+    if code == "invalid_client" {
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .expect("WWW-Authenticate");
+        assert!(challenge.to_str().unwrap().starts_with("Basic"));
+    }
+    let body: serde_json::Value = response.json().await.expect("json error body");
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(body["error_description"].is_string(), "body: {body}");
+    body
+}
+
+/// Defines one test per engine for each body: `mod name { sqlite, postgres }`.
+macro_rules! engine_tests {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    if let Some($app) = $crate::helpers::spawn_app($crate::helpers::Engine::Sqlite).await $body
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some($app) = $crate::helpers::spawn_app($crate::helpers::Engine::Postgres).await $body
+                }
+            }
+        )*
+    };
+}
+
+/// Like `engine_tests!` but the body gets a fresh database URL, no server.
+macro_rules! engine_db_tests {
+    ($(async fn $name:ident($url:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    if let Some($url) = $crate::helpers::fresh_database_url($crate::helpers::Engine::Sqlite).await $body
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some($url) = $crate::helpers::fresh_database_url($crate::helpers::Engine::Postgres).await $body
+                }
+            }
+        )*
+    };
+}

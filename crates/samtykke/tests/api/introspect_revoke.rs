@@ -1,0 +1,116 @@
+//! `POST /oauth2/introspect` (RFC 7662) and `POST /oauth2/revoke` (RFC 7009).
+
+use crate::helpers::{assert_oauth_error, TestApp};
+
+async fn introspect(app: &TestApp, auth: (&str, &str), token: &str) -> serde_json::Value {
+    let response = app
+        .post_form("/oauth2/introspect", auth, &[("token", token)])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+fn inactive() -> serde_json::Value {
+    serde_json::json!({"active": false})
+}
+
+engine_tests! {
+    async fn introspection_describes_an_active_token(app) {
+        let token = app.sandbox_token("/v1/consent/agreement", "consent.create").await;
+        let (id, secret) = app.sandbox_auth();
+        let info = introspect(&app, (&id, &secret), &token).await;
+        let now = app.clock_now();
+        assert_eq!(info["active"], true);
+        assert_eq!(info["scope"], "consent.create");
+        assert_eq!(info["client_id"], id);
+        assert_eq!(info["sub"], id);
+        assert_eq!(info["token_type"], "Bearer");
+        assert_eq!(info["aud"], app.audience("/v1/consent/agreement"));
+        assert_eq!(info["iss"], app.base);
+        assert_eq!(info["iat"], now);
+        assert_eq!(info["exp"], now + 3600);
+    }
+
+    async fn introspection_says_inactive_for_unknown_expired_revoked_and_foreign_tokens(app) {
+        let (id, secret) = app.sandbox_auth();
+        let auth = (id.as_str(), secret.as_str());
+        assert_eq!(introspect(&app, auth, "no-such-token").await, inactive());
+
+        let other = app.create_client(&["--name", "Other", "--org", "974760673", "--purpose", "presentation"]);
+        let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        assert_eq!(introspect(&app, (&other.0, &other.1), &token).await, inactive(), "another client's token");
+
+        assert_eq!(app.post_form("/oauth2/revoke", auth, &[("token", &token)]).await.status(), 200);
+        assert_eq!(introspect(&app, auth, &token).await, inactive(), "revoked");
+
+        let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        app.clock.advance(time::Duration::seconds(3599));
+        assert_eq!(introspect(&app, auth, &token).await["active"], true, "one second before expiry");
+        app.clock.advance(time::Duration::seconds(1));
+        assert_eq!(introspect(&app, auth, &token).await, inactive(), "expired");
+    }
+
+    async fn introspection_requires_client_authentication_and_a_token(app) {
+        let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        let anonymous = app.http.post(app.url("/oauth2/introspect")).form(&[("token", token.as_str())]).send().await.unwrap();
+        assert_oauth_error(anonymous, 401, "invalid_client").await;
+        let wrong = app.post_form("/oauth2/introspect", (&app.sandbox.client_id.to_string(), "bad"), &[("token", &token)]).await;
+        assert_oauth_error(wrong, 401, "invalid_client").await;
+        let (id, secret) = app.sandbox_auth();
+        let missing = app.post_form("/oauth2/introspect", (&id, &secret), &[]).await;
+        assert_oauth_error(missing, 400, "invalid_request").await;
+    }
+
+    async fn revocation_is_idempotent_and_unknown_tokens_answer_200(app) {
+        let (id, secret) = app.sandbox_auth();
+        let auth = (id.as_str(), secret.as_str());
+        let token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        for _ in 0..2 {
+            let response = app.post_form("/oauth2/revoke", auth, &[("token", &token), ("token_type_hint", "access_token")]).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["cache-control"], "no-store");
+        }
+        assert_eq!(introspect(&app, auth, &token).await, inactive());
+        assert_eq!(app.post_form("/oauth2/revoke", auth, &[("token", "never-issued")]).await.status(), 200);
+    }
+
+    async fn a_client_cannot_revoke_another_clients_token(app) {
+        let (id, secret) = app.sandbox_auth();
+        let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        let other = app.create_client(&["--name", "Other", "--org", "974760673", "--purpose", "presentation"]);
+        let response = app.post_form("/oauth2/revoke", (&other.0, &other.1), &[("token", &token)]).await;
+        assert_oauth_error(response, 400, "unauthorized_client").await;
+        assert_eq!(introspect(&app, (&id, &secret), &token).await["active"], true, "still active");
+    }
+
+    async fn revocation_requires_client_authentication_and_a_token(app) {
+        let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        let anonymous = app.http.post(app.url("/oauth2/revoke")).form(&[("token", token.as_str())]).send().await.unwrap();
+        assert_oauth_error(anonymous, 401, "invalid_client").await;
+        let (id, secret) = app.sandbox_auth();
+        assert_oauth_error(app.post_form("/oauth2/revoke", (&id, &secret), &[]).await, 400, "invalid_request").await;
+        assert_oauth_error(
+            app.post_form("/oauth2/revoke", (&id, &secret), &[("token", &token), ("token", &token)]).await,
+            400,
+            "invalid_request",
+        ).await;
+        assert_eq!(introspect(&app, (&id, &secret), &token).await["active"], true);
+    }
+
+    async fn deleting_a_client_removes_its_tokens(app) {
+        let (id, secret) = app.create_client(&["--name", "Gone", "--org", "974760673", "--events"]);
+        let audience = app.audience("/feed/v1/consent");
+        let body: serde_json::Value = app.post_form("/oauth2/token", (&id, &secret), &[
+            ("grant_type", "client_credentials"), ("audience", &audience), ("scope", "client.access.consent.events"),
+        ]).await.json().await.unwrap();
+        let hash = samtykke_core::token::AccessToken::from_presented(body["access_token"].as_str().unwrap()).hash();
+        assert!(app.store.find_access_token(&hash).await.unwrap().is_some());
+        assert!(crate::helpers::run_cli(&app.database_url, &["client", "delete", &id]).status.success());
+        assert!(app.store.find_access_token(&hash).await.unwrap().is_none());
+        let again = app.post_form("/oauth2/token", (&id, &secret), &[
+            ("grant_type", "client_credentials"), ("audience", &audience), ("scope", "client.access.consent.events"),
+        ]).await;
+        assert_oauth_error(again, 401, "invalid_client").await;
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real server over real HTTP on an ephemeral port,
+//! each test run against SQLite and, when it answers, PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod helpers;
+
+mod cli;
+mod discovery;
+mod introspect_revoke;
+mod operations;
+mod store_contract;
+mod token;

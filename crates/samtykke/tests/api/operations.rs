@@ -1,0 +1,253 @@
+//! Health, shutdown, logs, configuration and several processes on one database.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+
+use crate::helpers::{fresh_database_url, spawn_app_on, Engine};
+
+/// The real binary, started as an operator would.
+struct ServerProcess {
+    child: Child,
+    base: String,
+    stdout: String,
+}
+
+impl ServerProcess {
+    fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_samtykke"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("SAMTYKKE_DATABASE_URL", database_url)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start samtykke serve");
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut stdout = String::new();
+        let mut base = None;
+        // The banner ends with either the curl hint or the production line.
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("server exited early: {stdout}\n{err}");
+            }
+            stdout.push_str(&line);
+            if let Some(rest) = line.strip_prefix("Samtykke listening on ") {
+                base = Some(rest.trim().to_owned());
+            }
+            if line.starts_with("  curl ") || line.starts_with("production mode") {
+                break;
+            }
+        }
+        Self {
+            child,
+            base: base.expect("listening line"),
+            stdout,
+        }
+    }
+
+    fn banner_value(&self, key: &str) -> Option<String> {
+        self.stdout.lines().find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next() == Some(key)).then(|| cols.next().unwrap_or("").to_owned())
+        })
+    }
+
+    /// SIGTERM, then the exit status and everything logged.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, err)
+    }
+}
+
+async fn token(http: &reqwest::Client, base: &str, id: &str, secret: &str) -> reqwest::Response {
+    http.post(format!("{base}/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", &format!("{base}/v1/debt")),
+            (
+                "scope",
+                "debt.unsecured.presentation debt.unsecured.processing",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+engine_tests! {
+    async fn health_and_readiness_answer(app) {
+        let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        assert_eq!(ready.json::<serde_json::Value>().await.unwrap()["status"], "ready");
+        let missing = app.http.get(app.url("/nope")).send().await.unwrap();
+        assert_eq!(missing.status(), 404);
+    }
+}
+
+engine_db_tests! {
+    async fn the_binary_prints_what_a_newcomer_needs_stops_on_sigterm_and_logs_no_secret(url) {
+        let server = ServerProcess::start(&url, &[], &[("SAMTYKKE_LOG", "trace")]);
+        assert!(server.stdout.contains("SANDBOX MODE"));
+        assert_eq!(server.banner_value("issuer").as_deref(), Some(server.base.as_str()));
+        let id = server.banner_value("client_id").expect("client id printed");
+        let secret = server.banner_value("client_secret").expect("client secret printed");
+        let http = reqwest::Client::new();
+        let response = token(&http, &server.base, &id, &secret).await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        let access_token = body["access_token"].as_str().unwrap().to_owned();
+        let introspected = http.post(format!("{}/oauth2/introspect", server.base))
+            .basic_auth(&id, Some(&secret)).form(&[("token", access_token.as_str())]).send().await.unwrap();
+        assert_eq!(introspected.status(), 200);
+        let revoked = http.post(format!("{}/oauth2/revoke", server.base))
+            .basic_auth(&id, Some(&secret)).form(&[("token", access_token.as_str())]).send().await.unwrap();
+        assert_eq!(revoked.status(), 200);
+        assert_eq!(token(&http, &server.base, &id, "wrong").await.status(), 401);
+
+        let (status, logs) = server.terminate();
+        assert!(status.success(), "graceful exit on SIGTERM: {status:?}\n{logs}");
+        assert!(logs.contains("shutting down"), "{logs}");
+        assert!(logs.contains("samtykke stopped"), "{logs}");
+        assert!(logs.contains("access token issued"), "the trace level log saw the requests: {logs}");
+        for secret_value in [secret.as_str(), access_token.as_str()] {
+            assert!(!logs.contains(secret_value), "a secret or token reached the log");
+        }
+        assert!(!logs.to_lowercase().contains("authorization: basic"));
+    }
+
+    async fn a_restart_keeps_the_sandbox_client_and_the_signing_key(url) {
+        let first = ServerProcess::start(&url, &[], &[]);
+        let id = first.banner_value("client_id").unwrap();
+        let secret = first.banner_value("client_secret").unwrap();
+        let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", first.base)).await.unwrap().json().await.unwrap();
+        let (status, _) = first.terminate();
+        assert!(status.success());
+        let second = ServerProcess::start(&url, &[], &[]);
+        assert_eq!(second.banner_value("client_id").unwrap(), id);
+        assert_eq!(second.banner_value("client_secret").unwrap(), secret);
+        let again: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", second.base)).await.unwrap().json().await.unwrap();
+        assert_eq!(again, jwks);
+        assert_eq!(token(&reqwest::Client::new(), &second.base, &id, &secret).await.status(), 200);
+        second.terminate();
+    }
+
+    async fn production_mode_prints_no_sandbox_client_and_disables_a_leftover_one(url) {
+        let sandbox = ServerProcess::start(&url, &[], &[]);
+        let id = sandbox.banner_value("client_id").unwrap();
+        let secret = sandbox.banner_value("client_secret").unwrap();
+        sandbox.terminate();
+        let production = ServerProcess::start(&url, &["--production"], &[]);
+        assert!(!production.stdout.contains("client_secret"));
+        assert!(production.stdout.contains("production mode"));
+        let response = token(&reqwest::Client::new(), &production.base, &id, &secret).await;
+        assert_eq!(response.status(), 401);
+        production.terminate();
+    }
+
+    async fn flags_beat_environment_which_beats_the_config_file(url) {
+        let dir = std::env::temp_dir().join(format!("samtykke-conf-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("samtykke.toml");
+        std::fs::write(&file, "access_token_ttl = 600\nlog_format = \"json\"\n").unwrap();
+        let config = file.to_str().unwrap();
+        for (args, env, expected) in [
+            (vec!["--config", config], vec![], 599),
+            (vec!["--config", config], vec![("SAMTYKKE_ACCESS_TOKEN_TTL", "900")], 899),
+            (vec!["--config", config, "--access-token-ttl", "1200"], vec![("SAMTYKKE_ACCESS_TOKEN_TTL", "900")], 1199),
+        ] {
+            let server = ServerProcess::start(&url, &args, &env);
+            let id = server.banner_value("client_id").unwrap();
+            let secret = server.banner_value("client_secret").unwrap();
+            let body: serde_json::Value = token(&reqwest::Client::new(), &server.base, &id, &secret).await.json().await.unwrap();
+            assert_eq!(body["expires_in"], expected, "{args:?} {env:?}");
+            let (_, logs) = server.terminate();
+            let first = logs.lines().next().unwrap_or("");
+            assert!(serde_json::from_str::<serde_json::Value>(first).is_ok(), "json logs from the file: {first}");
+        }
+    }
+
+    async fn two_servers_on_one_database_behave_as_one(url) {
+        // Started together on an empty database: one key, one sandbox client.
+        let (a, b) = tokio::join!(spawn_app_on(&url), spawn_app_on(&url));
+        assert_eq!(a.sandbox, b.sandbox);
+        assert_eq!(a.store.list_signing_keys().await.unwrap().len(), 1);
+        assert_eq!(a.store.list_clients().await.unwrap().len(), 1);
+        let (id, secret) = a.sandbox_auth();
+        let token = a.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        let seen_by_b: serde_json::Value = b.post_form("/oauth2/introspect", (&id, &secret), &[("token", &token)]).await.json().await.unwrap();
+        assert_eq!(seen_by_b["active"], true);
+        assert_eq!(b.post_form("/oauth2/revoke", (&id, &secret), &[("token", &token)]).await.status(), 200);
+        let seen_by_a: serde_json::Value = a.post_form("/oauth2/introspect", (&id, &secret), &[("token", &token)]).await.json().await.unwrap();
+        assert_eq!(seen_by_a["active"], false);
+        let jwks_a = a.http.get(a.url("/.well-known/jwks.json")).send().await.unwrap().text().await.unwrap();
+        let jwks_b = b.http.get(b.url("/.well-known/jwks.json")).send().await.unwrap().text().await.unwrap();
+        assert_eq!(jwks_a, jwks_b);
+    }
+}
+
+#[tokio::test]
+async fn contradictory_modes_are_refused_at_start() {
+    let url = fresh_database_url(Engine::Sqlite).await.unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_samtykke"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--production",
+            "--sandbox",
+        ])
+        .env("SAMTYKKE_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("contradict"));
+}
+
+#[tokio::test]
+async fn sandbox_is_off_by_default_when_the_issuer_is_https() {
+    let url = fresh_database_url(Engine::Sqlite).await.unwrap();
+    let server = ServerProcess::start(&url, &["--issuer", "https://access.example.no"], &[]);
+    assert!(server.stdout.contains("production mode"));
+    assert!(!server.stdout.contains("client_secret"));
+    let meta: serde_json::Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        server.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(meta["issuer"], "https://access.example.no");
+    assert_eq!(
+        meta["token_endpoint"],
+        "https://access.example.no/oauth2/token"
+    );
+    server.terminate();
+}

@@ -1,0 +1,148 @@
+//! The storage contract, run on every engine through the one trait.
+
+use std::sync::Arc;
+
+use samtykke::storage::open_store;
+use samtykke_core::domain::{
+    ApiAudience, Client, ClientId, ClientName, ClientSecret, OrgNumber, Purpose, RedirectUri,
+    ScopeSet,
+};
+use samtykke_core::keys::SigningKey;
+use samtykke_core::store::{Store, StoreError};
+use samtykke_core::token::{AccessToken, AccessTokenRecord};
+use time::OffsetDateTime;
+
+fn at(seconds: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()
+}
+
+fn client(name: &str) -> (Client, ClientSecret) {
+    let secret = ClientSecret::generate();
+    let client = Client {
+        id: ClientId::generate(),
+        secret_hash: secret.hash(),
+        name: ClientName::parse(name).unwrap(),
+        org_number: OrgNumber::parse("974760673").unwrap(),
+        redirect_uris: vec![
+            RedirectUri::parse("https://bank.example/cb").unwrap(),
+            RedirectUri::parse("http://127.0.0.1:9000/cb?x=1").unwrap(),
+        ],
+        purposes: vec![Purpose::Presentation, Purpose::Processing],
+        may_create_agreements: true,
+        may_read_events: false,
+        disabled: false,
+        created_at: at(0),
+    };
+    (client, secret)
+}
+
+fn token_for(client: &Client) -> (AccessToken, AccessTokenRecord) {
+    let token = AccessToken::generate();
+    let record = AccessTokenRecord {
+        hash: token.hash(),
+        client_id: client.id.clone(),
+        audience: ApiAudience::Debt,
+        scopes: ScopeSet::parse("debt.unsecured.processing debt.unsecured.presentation").unwrap(),
+        issued_at: at(1),
+        expires_at: at(3601),
+        revoked: false,
+    };
+    (token, record)
+}
+
+async fn store(url: &str) -> Arc<dyn Store> {
+    open_store(url).await.expect("open store")
+}
+
+engine_db_tests! {
+    async fn clients_round_trip_and_updates_report_missing_clients(url) {
+        let store = store(&url).await;
+        let (c, secret) = client("Eksempelbank");
+        store.insert_client(&c).await.unwrap();
+        assert_eq!(store.find_client(&c.id).await.unwrap().unwrap(), c);
+        assert!(matches!(store.insert_client(&c).await, Err(StoreError::Conflict(_))));
+
+        let new_secret = ClientSecret::generate();
+        store.replace_client_secret(&c.id, &new_secret.hash()).await.unwrap();
+        let stored = store.find_client(&c.id).await.unwrap().unwrap();
+        assert!(stored.secret_hash.verify(&new_secret) && !stored.secret_hash.verify(&secret));
+        store.set_client_disabled(&c.id, true).await.unwrap();
+        assert!(store.find_client(&c.id).await.unwrap().unwrap().disabled);
+
+        let ghost = ClientId::parse("ghost").unwrap();
+        assert!(store.find_client(&ghost).await.unwrap().is_none());
+        assert!(matches!(store.replace_client_secret(&ghost, &new_secret.hash()).await, Err(StoreError::NotFound)));
+        assert!(matches!(store.set_client_disabled(&ghost, true).await, Err(StoreError::NotFound)));
+        assert!(matches!(store.delete_client(&ghost).await, Err(StoreError::NotFound)));
+
+        let (d, _) = client("Second");
+        store.insert_client(&d).await.unwrap();
+        assert_eq!(store.list_clients().await.unwrap().len(), 2);
+        store.delete_client(&c.id).await.unwrap();
+        assert_eq!(store.list_clients().await.unwrap(), vec![d]);
+    }
+
+    async fn tokens_are_found_by_hash_revoked_and_deleted_with_their_client(url) {
+        let store = store(&url).await;
+        let (c, _) = client("Bank");
+        store.insert_client(&c).await.unwrap();
+        let (token, record) = token_for(&c);
+        store.insert_access_token(&record).await.unwrap();
+        assert_eq!(store.find_access_token(&token.hash()).await.unwrap().unwrap(), record);
+        assert!(store.find_access_token(&AccessToken::generate().hash()).await.unwrap().is_none());
+        assert!(store.revoke_access_token(&token.hash()).await.unwrap());
+        assert!(store.find_access_token(&token.hash()).await.unwrap().unwrap().revoked);
+        assert!(!store.revoke_access_token(&AccessToken::generate().hash()).await.unwrap());
+        store.delete_client(&c.id).await.unwrap();
+        assert!(store.find_access_token(&token.hash()).await.unwrap().is_none());
+    }
+
+    async fn only_one_first_signing_key_wins_a_race_and_rotation_lists_newest_first(url) {
+        let store = store(&url).await;
+        let keys: Vec<SigningKey> = (0..3).map(|i| SigningKey {
+            kid: format!("k{i}"),
+            private_key_pem: format!("pem{i}"),
+            created_at: at(i),
+        }).collect();
+        let racers: Vec<_> = keys.iter().cloned().map(|k| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert_first_signing_key(&k).await.unwrap() })
+        }).collect();
+        let mut wins = 0;
+        for r in racers {
+            if r.await.unwrap() { wins += 1; }
+        }
+        assert_eq!(wins, 1);
+        let listed = store.list_signing_keys().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let rotated = SigningKey { kid: "rotated".into(), private_key_pem: "pem".into(), created_at: at(0) };
+        store.insert_signing_key(&rotated).await.unwrap();
+        let listed = store.list_signing_keys().await.unwrap();
+        assert_eq!(listed[0], rotated, "the newest insert is first even with an older timestamp");
+        assert!(!store.insert_first_signing_key(&keys[0]).await.unwrap(), "keys exist: no second first key");
+    }
+
+    async fn the_sandbox_client_is_created_once_even_in_a_race(url) {
+        let store = store(&url).await;
+        assert!(store.sandbox_credentials().await.unwrap().is_none());
+        let racers: Vec<_> = (0..4).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (c, secret) = client(&format!("Sandbox {i}"));
+                store.bootstrap_sandbox_client(&c, &secret).await.unwrap()
+            })
+        }).collect();
+        let mut seen = Vec::new();
+        for r in racers {
+            seen.push(r.await.unwrap());
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "every racer sees the same credentials");
+        assert_eq!(store.list_clients().await.unwrap().len(), 1, "losers left no client behind");
+        let creds = store.sandbox_credentials().await.unwrap().unwrap();
+        let stored = store.find_client(&creds.client_id).await.unwrap().unwrap();
+        assert!(stored.secret_hash.verify(&creds.client_secret));
+        let rotated = ClientSecret::generate();
+        store.update_sandbox_secret(&rotated).await.unwrap();
+        assert_eq!(store.sandbox_credentials().await.unwrap().unwrap().client_secret, rotated);
+    }
+}

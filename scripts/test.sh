@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests, and the integration
+# tests over real HTTP on SQLite and (when it answers) PostgreSQL.
+#
+#   SAMTYKKE_TEST_POSTGRES_URL  PostgreSQL for the tests (default postgres://postgres@127.0.0.1:5432/test)
+#   SAMTYKKE_REQUIRE_POSTGRES=1 fail instead of skipping when PostgreSQL is unreachable
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_url="${SAMTYKKE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+drop_test_schemas() {
+  command -v psql >/dev/null 2>&1 || return 0
+  psql "$pg_url" -qtA >/dev/null 2>&1 <<'SQL' || true
+DO $$ DECLARE s text; BEGIN
+  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'samtykke_test_%' LOOP
+    EXECUTE 'DROP SCHEMA ' || quote_ident(s) || ' CASCADE';
+  END LOOP;
+END $$;
+SQL
+}
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -d "$pg_url"; then
+  echo "== PostgreSQL answers at ${pg_url}: every storage and HTTP test runs on SQLite AND PostgreSQL"
+  drop_test_schemas
+  trap drop_test_schemas EXIT
+else
+  echo "== SKIP PostgreSQL: nothing answers at ${pg_url}; tests run on SQLite only (each skipped test prints 'SKIP postgres')"
+fi
+rm -f "${TMPDIR:-/tmp}"/samtykke-test-*.db*
+
+echo "== cargo test --workspace"
+cargo test --workspace
