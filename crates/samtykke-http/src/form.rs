@@ -4,8 +4,21 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use samtykke_core::OAuthError;
+
+/// A body that could not be read (too large, broken stream) is an RFC 6749
+/// `invalid_request` in JSON like every other error, with the rejection's status.
+pub fn body_rejected(rejection: &BytesRejection) -> Response {
+    let mut response = crate::error::OAuthErrorResponse(OAuthError::invalid_request(
+        "the request body is too large or could not be read",
+    ))
+    .into_response();
+    *response.status_mut() = rejection.status();
+    response
+}
 
 /// The decoded parameters of one form body.
 #[derive(Debug, Default)]

@@ -2,6 +2,7 @@
 //! only its own tokens, everything else is `{"active": false}`.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -36,8 +37,12 @@ struct ActiveDetails {
 pub async fn post_introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return crate::form::body_rejected(&rejection),
+    };
     match introspect_token(&state, &headers, &body).await {
         Ok(response) => no_store_json(&response),
         Err(error) => error.into_response(),

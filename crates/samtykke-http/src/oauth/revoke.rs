@@ -3,6 +3,7 @@
 //! `unauthorized_client` (§2.1) and left alone.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,8 +18,12 @@ use crate::AppState;
 pub async fn post_revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return crate::form::body_rejected(&rejection),
+    };
     match revoke_token(&state, &headers, &body).await {
         Ok(()) => {
             let mut response = StatusCode::OK.into_response();

@@ -2,6 +2,7 @@
 //! `grant_type`; if none does, `unsupported_grant_type`.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -26,8 +27,12 @@ pub struct TokenResponse {
 pub async fn post_token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return crate::form::body_rejected(&rejection),
+    };
     match issue_token(&state, &headers, &body).await {
         Ok(response) => no_store_json(&response),
         Err(error) => error.into_response(),

@@ -248,6 +248,15 @@ engine_tests! {
         assert_oauth_error(bad_utf8, 400, "invalid_request").await;
     }
 
+    async fn an_oversized_body_is_refused_with_a_json_error(app) {
+        let (id, secret) = app.sandbox_auth();
+        let huge = "a".repeat(100 * 1024);
+        let response = app.post_form("/oauth2/token", (&id, &secret), &[("grant_type", "client_credentials"), ("scope", &huge)]).await;
+        assert_eq!(response.status(), 413);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request");
+    }
+
     async fn unknown_parameters_are_ignored(app) {
         let auth = app.sandbox_auth();
         let audience = app.audience("/v1/debt");
