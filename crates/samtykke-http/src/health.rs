@@ -33,3 +33,12 @@ pub async fn not_found() -> impl IntoResponse {
         Json(json!({"error": "not_found", "error_description": "no such endpoint"})),
     )
 }
+
+pub async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(
+            json!({"error": "method_not_allowed", "error_description": "this endpoint does not accept that method"}),
+        ),
+    )
+}

@@ -62,10 +62,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SAMTYKKE_API_URL")]
     pub api_url: Option<String>,
     /// Production mode: sandbox off
-    #[arg(long, env = "SAMTYKKE_PRODUCTION", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "SAMTYKKE_PRODUCTION", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub production: Option<bool>,
     /// Sandbox mode even when not on loopback
-    #[arg(long, env = "SAMTYKKE_SANDBOX", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "SAMTYKKE_SANDBOX", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub sandbox: Option<bool>,
     /// Access-token lifetime in seconds [default: 3600]
     #[arg(long, env = "SAMTYKKE_ACCESS_TOKEN_TTL", value_parser = clap::value_parser!(u64).range(60..=86400))]
@@ -113,7 +113,8 @@ fn init_tracing(format: LogFormat, default_level: &str) {
         .unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -75,7 +75,7 @@ async fn introspect_token(
                 scope: scopes.to_string(),
                 sub: client_id.to_string(),
                 client_id: client_id.to_string(),
-                token_type: "Bearer",
+                token_type: "bearer",
                 exp: expires_at.unix_timestamp(),
                 iat: issued_at.unix_timestamp(),
                 aud: state.audiences.url(audience),

@@ -17,18 +17,21 @@ pub enum ClientCommand {
     Create(CreateArgs),
     /// List every client
     List {
+        /// Print a JSON array
         #[arg(long)]
         json: bool,
     },
     /// Show one client
     Show {
         client_id: String,
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// Replace the client's secret; the new one is printed once
     RotateSecret {
         client_id: String,
+        /// Print {"client_id": …, "client_secret": …}
         #[arg(long)]
         json: bool,
     },

@@ -25,7 +25,7 @@ engine_tests! {
         assert_eq!(info["scope"], "consent.create");
         assert_eq!(info["client_id"], id);
         assert_eq!(info["sub"], id);
-        assert_eq!(info["token_type"], "Bearer");
+        assert_eq!(info["token_type"], "bearer");
         assert_eq!(info["aud"], app.audience("/v1/consent/agreement"));
         assert_eq!(info["iss"], app.base);
         assert_eq!(info["iat"], now);

@@ -251,3 +251,18 @@ async fn sandbox_is_off_by_default_when_the_issuer_is_https() {
     );
     server.terminate();
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_answered_with_json_405() {
+    let app = crate::helpers::spawn_app(Engine::Sqlite).await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/oauth2/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+}
