@@ -53,6 +53,7 @@ mod tests {
             issued_at: OffsetDateTime::UNIX_EPOCH,
             expires_at: OffsetDateTime::UNIX_EPOCH + Duration::hours(1),
             revoked,
+            consent_id: None,
         }
     }
 

@@ -3,7 +3,10 @@
 //! Everything here is free of HTTP and SQL: requests arrive as typed values,
 //! decisions are pure functions, and persistence goes through [`store::Store`].
 
+pub mod agreement;
 pub mod clock;
+pub mod consent;
+pub mod debt;
 pub mod domain;
 pub mod error;
 pub mod grant;

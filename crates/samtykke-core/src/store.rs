@@ -6,12 +6,35 @@ use async_trait::async_trait;
 
 use time::OffsetDateTime;
 
+use crate::consent::{
+    Consent, ConsentDuration, ConsentEvent, ConsentEventType, ConsentId, ConsentKind,
+    ConsentStatus, RevokedBy, UsageRecord,
+};
+use crate::debt::{DebtEntry, Delivery, Loan};
 use crate::domain::{
-    ApiAudience, Client, ClientId, ClientName, ClientSecret, OrgNumber, Purpose, RedirectUri,
-    ScopeSet, SecretHash,
+    ApiAudience, Client, ClientId, ClientName, ClientSecret, Nin, NinPolicy, OrgNumber, Purpose,
+    RedirectUri, ScopeSet, SecretHash,
 };
 use crate::keys::SigningKey;
 use crate::token::{AccessTokenRecord, TokenHash};
+
+/// What [`Store::insert_consent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentInsert {
+    Created,
+    /// The client already registered this `client_consent_id`.
+    Existing(Consent),
+}
+
+/// What [`Store::revoke_consent`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    Revoked,
+    /// It exists and belongs to the client but was no longer active.
+    AlreadyEnded,
+    /// Unknown, or another client's.
+    NotFound,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,7 +74,8 @@ pub trait Store: Send + Sync + 'static {
         id: &ClientId,
         hash: &SecretHash,
     ) -> Result<(), StoreError>;
-    /// NotFound if there is no such client.
+    /// NotFound if there is no such client. Disabling also revokes every
+    /// token issued to the client.
     async fn set_client_disabled(&self, id: &ClientId, disabled: bool) -> Result<(), StoreError>;
     /// Deletes the client and every token issued to it. NotFound if absent.
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError>;
@@ -66,6 +90,64 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<AccessTokenRecord>, StoreError>;
     /// Marks the token revoked; false if no such token exists.
     async fn revoke_access_token(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+
+    // --- consents ----------------------------------------------------------
+
+    /// Inserts the consent and its `SAMTYKKE_OPPRETTET` event in one
+    /// transaction. When the client already has a consent with the same
+    /// `client_consent_id`, nothing is written and that consent is returned.
+    async fn insert_consent(&self, consent: &Consent) -> Result<ConsentInsert, StoreError>;
+    async fn find_consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError>;
+    /// Uses the consent for one debt fetch, atomically: only if it belongs to
+    /// `usage.client_id`, is active and not expired at `usage.used_at`. Writes
+    /// the usage record; a single-use consent becomes consumed (with its
+    /// `SAMTYKKE_ARKIVERT` event). Returns the consent as it was before, or
+    /// None when it could not be used (of concurrent uses of a single-use
+    /// consent exactly one gets Some).
+    async fn use_consent(
+        &self,
+        id: &ConsentId,
+        usage: &UsageRecord,
+    ) -> Result<Option<Consent>, StoreError>;
+    /// Revokes an active consent of `client_id` (event `SAMTYKKE_ARKIVERT`,
+    /// tokens bound to it revoked).
+    async fn revoke_consent(
+        &self,
+        id: &ConsentId,
+        client_id: &ClientId,
+        by: RevokedBy,
+        now: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError>;
+    /// The usage log of one consent, oldest first.
+    async fn consent_usage(&self, id: &ConsentId) -> Result<Vec<UsageRecord>, StoreError>;
+    /// Marks up to `batch` active consents whose time is up as expired, with
+    /// their events; returns how many. Safe to run in several processes.
+    async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError>;
+
+    // --- consent event feed -------------------------------------------------
+
+    /// The client's events with sequence number ≥ `from`, at most `limit`.
+    async fn consent_events(
+        &self,
+        client_id: &ClientId,
+        from: i64,
+        limit: u32,
+    ) -> Result<Vec<ConsentEvent>, StoreError>;
+    /// The client's lowest and highest sequence numbers, if it has events.
+    async fn consent_event_bounds(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
+    /// Deletes events created before `before`; returns how many.
+    async fn purge_consent_events(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // --- debt registry -----------------------------------------------------
+
+    /// Replaces every loan of the delivery's financial institutions with the
+    /// delivery's loans, in one transaction; returns the number of loans.
+    async fn import_delivery(&self, delivery: &Delivery) -> Result<u64, StoreError>;
+    /// The person's loans, by creditor.
+    async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError>;
 
     // --- signing keys ------------------------------------------------------
 
@@ -184,6 +266,7 @@ pub struct AccessTokenRow {
     pub issued_at: i64,
     pub expires_at: i64,
     pub revoked: bool,
+    pub consent_id: Option<String>,
 }
 
 impl From<&AccessTokenRecord> for AccessTokenRow {
@@ -196,6 +279,7 @@ impl From<&AccessTokenRecord> for AccessTokenRow {
             issued_at: t.issued_at.unix_timestamp(),
             expires_at: t.expires_at.unix_timestamp(),
             revoked: t.revoked,
+            consent_id: t.consent_id.map(|c| c.to_string()),
         }
     }
 }
@@ -212,6 +296,10 @@ impl TryFrom<AccessTokenRow> for AccessTokenRecord {
             issued_at: timestamp(r.issued_at)?,
             expires_at: timestamp(r.expires_at)?,
             revoked: r.revoked,
+            consent_id: r
+                .consent_id
+                .map(|c| ConsentId::parse(&c).ok_or_else(|| corrupt("consent id")))
+                .transpose()?,
         })
     }
 }
@@ -238,4 +326,215 @@ pub fn sandbox_from_row(
         client_id: ClientId::parse(&client_id).map_err(|_| corrupt("client id"))?,
         client_secret: ClientSecret::from_presented(secret),
     })
+}
+
+fn parse_nin(s: &str) -> Result<Nin, StoreError> {
+    Nin::parse(s, NinPolicy::AllowSynthetic).map_err(|_| corrupt("national identity number"))
+}
+
+fn parse_consent_id(s: &str) -> Result<ConsentId, StoreError> {
+    ConsentId::parse(s).ok_or_else(|| corrupt("consent id"))
+}
+
+fn parse_purpose(s: &str) -> Result<Purpose, StoreError> {
+    Purpose::parse(s).ok_or_else(|| corrupt("purpose"))
+}
+
+/// A consent as the SQL engines keep it.
+#[derive(Debug, Clone)]
+pub struct ConsentRow {
+    pub id: String,
+    pub client_id: String,
+    pub nin: String,
+    pub purpose: String,
+    pub kind: String,
+    /// 0 = single use.
+    pub duration_days: i64,
+    pub client_consent_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub status: String,
+    pub revoked_by: Option<String>,
+    pub ended_at: Option<i64>,
+}
+
+impl From<&Consent> for ConsentRow {
+    fn from(c: &Consent) -> Self {
+        Self {
+            id: c.id.to_string(),
+            client_id: c.client_id.as_str().to_owned(),
+            nin: c.nin.as_str().to_owned(),
+            purpose: c.purpose.as_str().to_owned(),
+            kind: c.kind.as_str().to_owned(),
+            duration_days: i64::from(c.duration.as_days()),
+            client_consent_id: c.client_consent_id.clone(),
+            created_at: c.created_at.unix_timestamp(),
+            expires_at: c.expires_at.unix_timestamp(),
+            status: c.status.as_str().to_owned(),
+            revoked_by: c.revoked_by.map(|r| r.as_str().to_owned()),
+            ended_at: c.ended_at.map(OffsetDateTime::unix_timestamp),
+        }
+    }
+}
+
+impl TryFrom<ConsentRow> for Consent {
+    type Error = StoreError;
+
+    fn try_from(r: ConsentRow) -> Result<Self, StoreError> {
+        Ok(Consent {
+            id: parse_consent_id(&r.id)?,
+            client_id: ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?,
+            nin: parse_nin(&r.nin)?,
+            purpose: parse_purpose(&r.purpose)?,
+            kind: ConsentKind::parse(&r.kind).ok_or_else(|| corrupt("consent kind"))?,
+            duration: ConsentDuration::from_days(
+                u32::try_from(r.duration_days).map_err(|_| corrupt("duration"))?,
+            ),
+            client_consent_id: r.client_consent_id,
+            created_at: timestamp(r.created_at)?,
+            expires_at: timestamp(r.expires_at)?,
+            status: ConsentStatus::parse(&r.status).ok_or_else(|| corrupt("consent status"))?,
+            revoked_by: r
+                .revoked_by
+                .map(|s| RevokedBy::parse(&s).ok_or_else(|| corrupt("revoked by")))
+                .transpose()?,
+            ended_at: r.ended_at.map(timestamp).transpose()?,
+        })
+    }
+}
+
+/// A consent event as the SQL engines keep it.
+#[derive(Debug, Clone)]
+pub struct ConsentEventRow {
+    pub sequence_nr: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub client_id: String,
+    pub consent_id: String,
+    pub purpose: String,
+    pub client_consent_id: Option<String>,
+    /// Microseconds since the Unix epoch.
+    pub created_at_us: i64,
+}
+
+/// Microseconds since the Unix epoch, for timestamps that are shown with
+/// sub-second precision.
+pub fn unix_micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn from_unix_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .map_err(|_| corrupt("timestamp"))
+}
+
+impl TryFrom<ConsentEventRow> for ConsentEvent {
+    type Error = StoreError;
+
+    fn try_from(r: ConsentEventRow) -> Result<Self, StoreError> {
+        Ok(ConsentEvent {
+            sequence_nr: r.sequence_nr,
+            event_id: uuid::Uuid::try_parse(&r.event_id).map_err(|_| corrupt("event id"))?,
+            event_type: ConsentEventType::parse(&r.event_type)
+                .ok_or_else(|| corrupt("event type"))?,
+            client_id: ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?,
+            consent_id: parse_consent_id(&r.consent_id)?,
+            purpose: parse_purpose(&r.purpose)?,
+            client_consent_id: r.client_consent_id,
+            timestamp: from_unix_micros(r.created_at_us)?,
+        })
+    }
+}
+
+/// A new event for `consent`, to be inserted by the engine (which assigns
+/// the sequence number).
+pub fn new_event_row(
+    consent: &ConsentRow,
+    event_type: ConsentEventType,
+    at: OffsetDateTime,
+) -> ConsentEventRow {
+    ConsentEventRow {
+        sequence_nr: 0,
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_type: event_type.as_str().to_owned(),
+        client_id: consent.client_id.clone(),
+        consent_id: consent.id.clone(),
+        purpose: consent.purpose.clone(),
+        client_consent_id: consent.client_consent_id.clone(),
+        created_at_us: unix_micros(at),
+    }
+}
+
+/// A usage record as the SQL engines keep it.
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    pub consent_id: String,
+    pub client_id: String,
+    pub used_at_us: i64,
+    pub purpose: String,
+    pub trace_id: String,
+}
+
+impl From<&UsageRecord> for UsageRow {
+    fn from(u: &UsageRecord) -> Self {
+        Self {
+            consent_id: u.consent_id.to_string(),
+            client_id: u.client_id.as_str().to_owned(),
+            used_at_us: unix_micros(u.used_at),
+            purpose: u.purpose.as_str().to_owned(),
+            trace_id: u.trace_id.clone(),
+        }
+    }
+}
+
+impl TryFrom<UsageRow> for UsageRecord {
+    type Error = StoreError;
+
+    fn try_from(r: UsageRow) -> Result<Self, StoreError> {
+        Ok(UsageRecord {
+            consent_id: parse_consent_id(&r.consent_id)?,
+            client_id: ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?,
+            used_at: from_unix_micros(r.used_at_us)?,
+            purpose: parse_purpose(&r.purpose)?,
+            trace_id: r.trace_id,
+        })
+    }
+}
+
+/// A loan as the SQL engines keep it.
+#[derive(Debug, Clone)]
+pub struct LoanRow {
+    pub nin: String,
+    pub creditor_org: String,
+    pub creditor_name: String,
+    pub provider_id: String,
+    pub account_id: String,
+    pub loan_json: String,
+}
+
+impl LoanRow {
+    pub fn from_entry(entry: &DebtEntry, provider_id: &OrgNumber) -> Self {
+        Self {
+            nin: entry.nin.as_str().to_owned(),
+            creditor_org: entry.creditor_org.as_str().to_owned(),
+            creditor_name: entry.creditor_name.clone(),
+            provider_id: provider_id.as_str().to_owned(),
+            account_id: entry.account_id.clone(),
+            loan_json: entry.loan.to_json().to_string(),
+        }
+    }
+}
+
+impl TryFrom<LoanRow> for DebtEntry {
+    type Error = StoreError;
+
+    fn try_from(r: LoanRow) -> Result<Self, StoreError> {
+        Ok(DebtEntry {
+            nin: parse_nin(&r.nin)?,
+            creditor_org: OrgNumber::parse(&r.creditor_org).map_err(|_| corrupt("creditor org"))?,
+            creditor_name: r.creditor_name,
+            account_id: r.account_id,
+            loan: Loan::from_stored_json(&r.loan_json).map_err(|_| corrupt("loan"))?,
+        })
+    }
 }

@@ -9,6 +9,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use crate::consent::ConsentId;
 use crate::domain::{ApiAudience, ClientId, ScopeSet};
 
 /// An access token as handed to the client. Debug never prints it.
@@ -67,6 +68,9 @@ pub struct AccessTokenRecord {
     pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub revoked: bool,
+    /// The consent an authorization-code token is bound to; None for
+    /// client-credentials tokens.
+    pub consent_id: Option<ConsentId>,
 }
 
 impl AccessTokenRecord {

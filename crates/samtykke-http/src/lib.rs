@@ -2,6 +2,7 @@
 //! to decide, and writes the exact wire format (RFC 6749 JSON for OAuth
 //! endpoints). No SQL here: persistence goes through [`Store`].
 
+mod api;
 mod client_auth;
 mod discovery;
 mod error;
@@ -61,6 +62,15 @@ impl AppState {
 
     pub fn settings(&self) -> &ServerSettings {
         &self.settings
+    }
+
+    /// Synthetic test identity numbers are accepted only in sandbox mode.
+    pub(crate) fn nin_policy(&self) -> samtykke_core::domain::NinPolicy {
+        if self.settings.sandbox {
+            samtykke_core::domain::NinPolicy::AllowSynthetic
+        } else {
+            samtykke_core::domain::NinPolicy::RealOnly
+        }
     }
 }
 

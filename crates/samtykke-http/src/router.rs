@@ -2,12 +2,13 @@
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Request};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::{agreement, debt, feed};
 use crate::{discovery, health, oauth, AppState};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -21,6 +22,13 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(discovery::get_openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(discovery::get_authorization_server_metadata))
         .route("/.well-known/jwks.json", get(discovery::get_jwks))
+        .route("/v1/consent/agreement", put(agreement::put_agreement_consent))
+        .route("/v1/debt", get(debt::get_debt_of_bound_consent))
+        .route("/v1/debt/{id}", get(debt::get_debt_by_consent).delete(debt::delete_consent))
+        .route("/v1/debt/{id}/status", get(debt::get_consent_status))
+        .route("/feed/v1/consent", get(feed::get_feed))
+        .route("/feed/v1/consent/firstSequenceNr", get(feed::get_first_sequence_nr))
+        .route("/feed/v1/consent/lastSequenceNr", get(feed::get_last_sequence_nr))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .fallback(health::not_found)

@@ -8,18 +8,24 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use samtykke_core::domain::{Client, ClientId, ClientSecret, SecretHash};
+use samtykke_core::consent::{
+    Consent, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
+};
+use samtykke_core::debt::{DebtEntry, Delivery};
+use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
-    sandbox_from_row, signing_key_from_row, AccessTokenRow, ClientRow, SandboxCredentials, Store,
-    StoreError,
+    new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow, ClientRow,
+    ConsentEventRow, ConsentInsert, ConsentRow, LoanRow, RevokeOutcome, SandboxCredentials, Store,
+    StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
+use time::OffsetDateTime;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -81,6 +87,82 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     }
 }
 
+impl SqliteStore {
+    /// A write transaction that takes SQLite's write lock at once, so that two
+    /// writers never deadlock upgrading from a read lock.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// Feed order = commit order: SQLite has one writer at a time, so the
+/// autoincrement key already grows in commit order.
+async fn insert_event(conn: &mut SqliteConnection, e: &ConsentEventRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO consent_events (event_id, event_type, client_id, consent_id, purpose, client_consent_id, created_at_us) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&e.event_id)
+    .bind(&e.event_type)
+    .bind(&e.client_id)
+    .bind(&e.consent_id)
+    .bind(&e.purpose)
+    .bind(&e.client_consent_id)
+    .bind(e.created_at_us)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+fn consent_row(row: &SqliteRow) -> Result<ConsentRow, StoreError> {
+    Ok(ConsentRow {
+        id: row.try_get("id").map_err(unavailable)?,
+        client_id: row.try_get("client_id").map_err(unavailable)?,
+        nin: row.try_get("nin").map_err(unavailable)?,
+        purpose: row.try_get("purpose").map_err(unavailable)?,
+        kind: row.try_get("kind").map_err(unavailable)?,
+        duration_days: row.try_get("duration_days").map_err(unavailable)?,
+        client_consent_id: row.try_get("client_consent_id").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+        expires_at: row.try_get("expires_at").map_err(unavailable)?,
+        status: row.try_get("status").map_err(unavailable)?,
+        revoked_by: row.try_get("revoked_by").map_err(unavailable)?,
+        ended_at: row.try_get("ended_at").map_err(unavailable)?,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<ConsentEvent, StoreError> {
+    ConsentEvent::try_from(ConsentEventRow {
+        sequence_nr: row.try_get("sequence_nr").map_err(unavailable)?,
+        event_id: row.try_get("event_id").map_err(unavailable)?,
+        event_type: row.try_get("event_type").map_err(unavailable)?,
+        client_id: row.try_get("client_id").map_err(unavailable)?,
+        consent_id: row.try_get("consent_id").map_err(unavailable)?,
+        purpose: row.try_get("purpose").map_err(unavailable)?,
+        client_consent_id: row.try_get("client_consent_id").map_err(unavailable)?,
+        created_at_us: row.try_get("created_at_us").map_err(unavailable)?,
+    })
+}
+
+async fn insert_usage(conn: &mut SqliteConnection, u: &UsageRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&u.consent_id)
+    .bind(&u.client_id)
+    .bind(u.used_at_us)
+    .bind(&u.purpose)
+    .bind(&u.trace_id)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
     let raw = ClientRow {
         id: row.try_get("id").map_err(unavailable)?,
@@ -106,6 +188,7 @@ fn token_from_row(row: &SqliteRow) -> Result<AccessTokenRecord, StoreError> {
         issued_at: row.try_get("issued_at").map_err(unavailable)?,
         expires_at: row.try_get("expires_at").map_err(unavailable)?,
         revoked: row.try_get("revoked").map_err(unavailable)?,
+        consent_id: row.try_get("consent_id").map_err(unavailable)?,
     };
     AccessTokenRecord::try_from(raw)
 }
@@ -194,13 +277,22 @@ impl Store for SqliteStore {
     }
 
     async fn set_client_disabled(&self, id: &ClientId, disabled: bool) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE clients SET disabled = ? WHERE id = ?")
             .bind(disabled)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        found(done.rows_affected())
+        found(done.rows_affected())?;
+        if disabled {
+            sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE client_id = ?")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError> {
@@ -215,8 +307,8 @@ impl Store for SqliteStore {
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError> {
         let row = AccessTokenRow::from(token);
         sqlx::query(
-            "INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&row.hash)
         .bind(&row.client_id)
@@ -225,6 +317,7 @@ impl Store for SqliteStore {
         .bind(row.issued_at)
         .bind(row.expires_at)
         .bind(row.revoked)
+        .bind(&row.consent_id)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -252,6 +345,295 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_consent(&self, consent: &Consent) -> Result<ConsentInsert, StoreError> {
+        let row = ConsentRow::from(consent);
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+             created_at, expires_at, status, revoked_by, ended_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&row.id)
+        .bind(&row.client_id)
+        .bind(&row.nin)
+        .bind(&row.purpose)
+        .bind(&row.kind)
+        .bind(row.duration_days)
+        .bind(&row.client_consent_id)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(&row.status)
+        .bind(&row.revoked_by)
+        .bind(row.ended_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            let existing =
+                sqlx::query("SELECT * FROM consents WHERE client_id = ? AND client_consent_id = ?")
+                    .bind(&row.client_id)
+                    .bind(&row.client_consent_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| StoreError::Conflict("consent id collision".into()))?;
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(ConsentInsert::Existing(Consent::try_from(consent_row(
+                &existing,
+            )?)?));
+        }
+        let event = new_event_row(&row, ConsentEventType::Created, consent.created_at);
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(ConsentInsert::Created)
+    }
+
+    async fn find_consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError> {
+        sqlx::query("SELECT * FROM consents WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .map(|r| Consent::try_from(consent_row(&r)?))
+            .transpose()
+    }
+
+    async fn use_consent(
+        &self,
+        id: &ConsentId,
+        usage: &UsageRecord,
+    ) -> Result<Option<Consent>, StoreError> {
+        let now = usage.used_at.unix_timestamp();
+        let mut tx = self.begin_write().await?;
+        // The conditional update is the atomic check: a single-use consent
+        // leaves 'active' here, so a concurrent use finds nothing to update.
+        let before = sqlx::query(
+            "UPDATE consents SET \
+               status = CASE WHEN duration_days = 0 THEN 'consumed' ELSE status END, \
+               ended_at = CASE WHEN duration_days = 0 THEN ? ELSE ended_at END \
+             WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? \
+             RETURNING *",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .bind(usage.client_id.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = before else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(None);
+        };
+        let mut row = consent_row(&row)?;
+        insert_usage(&mut tx, &UsageRow::from(usage)).await?;
+        if row.duration_days == 0 {
+            insert_event(
+                &mut tx,
+                &new_event_row(&row, ConsentEventType::Archived, usage.used_at),
+            )
+            .await?;
+            // Report the consent as it was when it was used.
+            row.status = "active".into();
+            row.ended_at = None;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Consent::try_from(row).map(Some)
+    }
+
+    async fn revoke_consent(
+        &self,
+        id: &ConsentId,
+        client_id: &ClientId,
+        by: RevokedBy,
+        now: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let revoked = sqlx::query(
+            "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ? \
+             WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
+        )
+        .bind(by.as_str())
+        .bind(now.unix_timestamp())
+        .bind(id.to_string())
+        .bind(client_id.as_str())
+        .bind(now.unix_timestamp())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let outcome = match revoked {
+            Some(row) => {
+                let row = consent_row(&row)?;
+                insert_event(
+                    &mut tx,
+                    &new_event_row(&row, ConsentEventType::Archived, now),
+                )
+                .await?;
+                sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ?")
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                RevokeOutcome::Revoked
+            }
+            None => {
+                let exists = sqlx::query("SELECT 1 FROM consents WHERE id = ? AND client_id = ?")
+                    .bind(id.to_string())
+                    .bind(client_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if exists.is_some() {
+                    RevokeOutcome::AlreadyEnded
+                } else {
+                    RevokeOutcome::NotFound
+                }
+            }
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
+    }
+
+    async fn consent_usage(&self, id: &ConsentId) -> Result<Vec<UsageRecord>, StoreError> {
+        sqlx::query("SELECT * FROM consent_usage WHERE consent_id = ? ORDER BY id")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(|r| {
+                UsageRecord::try_from(UsageRow {
+                    consent_id: r.try_get("consent_id").map_err(unavailable)?,
+                    client_id: r.try_get("client_id").map_err(unavailable)?,
+                    used_at_us: r.try_get("used_at_us").map_err(unavailable)?,
+                    purpose: r.try_get("purpose").map_err(unavailable)?,
+                    trace_id: r.try_get("trace_id").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE consents SET status = 'expired', ended_at = expires_at \
+             WHERE id IN (SELECT id FROM consents WHERE status = 'active' AND expires_at <= ? \
+                          ORDER BY expires_at LIMIT ?) \
+             RETURNING *",
+        )
+        .bind(now.unix_timestamp())
+        .bind(i64::from(batch))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        for row in &rows {
+            let row = consent_row(row)?;
+            insert_event(
+                &mut tx,
+                &new_event_row(&row, ConsentEventType::Archived, now),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn consent_events(
+        &self,
+        client_id: &ClientId,
+        from: i64,
+        limit: u32,
+    ) -> Result<Vec<ConsentEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM consent_events WHERE client_id = ? AND sequence_nr >= ? ORDER BY sequence_nr LIMIT ?",
+        )
+        .bind(client_id.as_str())
+        .bind(from)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    async fn consent_event_bounds(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(sequence_nr) AS first, MAX(sequence_nr) AS last FROM consent_events WHERE client_id = ?",
+        )
+        .bind(client_id.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let first: Option<i64> = row.try_get("first").map_err(unavailable)?;
+        let last: Option<i64> = row.try_get("last").map_err(unavailable)?;
+        Ok(first.zip(last))
+    }
+
+    async fn purge_consent_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM consent_events WHERE created_at_us < ?")
+            .bind(unix_micros(before))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn import_delivery(&self, delivery: &Delivery) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        for fi in &delivery.financial_institutions {
+            sqlx::query("DELETE FROM debt_loans WHERE creditor_org = ?")
+                .bind(fi.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        for entry in &delivery.entries {
+            let row = LoanRow::from_entry(entry, &delivery.provider_id);
+            sqlx::query(
+                "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&row.nin)
+            .bind(&row.creditor_org)
+            .bind(&row.creditor_name)
+            .bind(&row.provider_id)
+            .bind(&row.account_id)
+            .bind(&row.loan_json)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(delivery.entries.len() as u64)
+    }
+
+    async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM debt_loans WHERE nin = ? ORDER BY creditor_name, creditor_org, id",
+        )
+        .bind(nin.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| {
+            DebtEntry::try_from(LoanRow {
+                nin: r.try_get("nin").map_err(unavailable)?,
+                creditor_org: r.try_get("creditor_org").map_err(unavailable)?,
+                creditor_name: r.try_get("creditor_name").map_err(unavailable)?,
+                provider_id: r.try_get("provider_id").map_err(unavailable)?,
+                account_id: r.try_get("account_id").map_err(unavailable)?,
+                loan_json: r.try_get("loan_json").map_err(unavailable)?,
+            })
+        })
+        .collect()
     }
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {

@@ -7,10 +7,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::commands::{client, keys};
+use crate::commands::{client, debt, keys};
 use crate::config::{
     parse_listen, FileConfig, LogFormat, SandboxSetting, ServeConfig,
-    DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_DATABASE_URL, DEFAULT_LISTEN,
+    DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_DATABASE_URL, DEFAULT_JANITOR_INTERVAL_SECONDS,
+    DEFAULT_LISTEN,
 };
 use crate::startup::Application;
 use crate::storage::{open_store, redact_database_url};
@@ -48,6 +49,9 @@ pub enum Command {
     /// Manage the RS256 signing keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage the debt registry
+    #[command(subcommand)]
+    Debt(debt::DebtCommand),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +74,9 @@ pub struct ServeArgs {
     /// Access-token lifetime in seconds [default: 3600]
     #[arg(long, env = "SAMTYKKE_ACCESS_TOKEN_TTL", value_parser = clap::value_parser!(u64).range(60..=86400))]
     pub access_token_ttl: Option<u64>,
+    /// Seconds between janitor passes (expire consents, purge old events); 0 = off [default: 60]
+    #[arg(long, env = "SAMTYKKE_JANITOR_INTERVAL")]
+    pub janitor_interval: Option<u64>,
 }
 
 impl ServeArgs {
@@ -103,6 +110,14 @@ impl ServeArgs {
                 self.sandbox.or(file.sandbox),
             )?,
             access_token_ttl: time::Duration::seconds(i64::try_from(ttl)?),
+            janitor_interval: match self
+                .janitor_interval
+                .or(file.janitor_interval)
+                .unwrap_or(DEFAULT_JANITOR_INTERVAL_SECONDS)
+            {
+                0 => None,
+                seconds => Some(std::time::Duration::from_secs(seconds)),
+            },
         })
     }
 }
@@ -133,24 +148,31 @@ pub async fn run() -> anyhow::Result<()> {
             serve(config).await
         }
         Command::Client(command) => {
-            init_tracing(log_format, "warn");
-            let url = cli
-                .database_url
-                .or(file.database_url)
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-            let store = open_store(&url).await?;
+            let store = operator_store(cli.database_url, file.database_url, log_format).await?;
             client::run(store.as_ref(), command, &mut std::io::stdout()).await
         }
         Command::Keys(command) => {
-            init_tracing(log_format, "warn");
-            let url = cli
-                .database_url
-                .or(file.database_url)
-                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-            let store = open_store(&url).await?;
+            let store = operator_store(cli.database_url, file.database_url, log_format).await?;
             keys::run(store.as_ref(), command, &mut std::io::stdout()).await
         }
+        Command::Debt(command) => {
+            let store = operator_store(cli.database_url, file.database_url, log_format).await?;
+            debt::run(store.as_ref(), command, &mut std::io::stdout()).await
+        }
     }
+}
+
+/// The store for an operator command: flag/environment, then file, then default.
+async fn operator_store(
+    flag: Option<String>,
+    file: Option<String>,
+    log_format: LogFormat,
+) -> anyhow::Result<std::sync::Arc<dyn samtykke_core::store::Store>> {
+    init_tracing(log_format, "warn");
+    let url = flag
+        .or(file)
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    open_store(&url).await
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://samtykke.db";
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: u64 = 3600;
+pub const DEFAULT_JANITOR_INTERVAL_SECONDS: u64 = 60;
 
 /// The optional TOML file (`--config FILE` / `SAMTYKKE_CONFIG`). Keys are the
 /// long flag names with `_` for `-`.
@@ -24,6 +25,7 @@ pub struct FileConfig {
     pub production: Option<bool>,
     pub sandbox: Option<bool>,
     pub access_token_ttl: Option<u64>,
+    pub janitor_interval: Option<u64>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -57,6 +59,8 @@ pub struct ServeConfig {
     pub api_url: Option<String>,
     pub sandbox: SandboxSetting,
     pub access_token_ttl: time::Duration,
+    /// None = no background janitor in this process.
+    pub janitor_interval: Option<std::time::Duration>,
 }
 
 /// Whether sandbox mode was asked for explicitly (SPEC §12).

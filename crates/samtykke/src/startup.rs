@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use samtykke_core::domain::{Client, ClientId, ClientName, ClientSecret, OrgNumber, Purpose};
+use samtykke_core::debt::{parse_delivery, SANDBOX_DELIVERY};
+use samtykke_core::domain::{
+    Client, ClientId, ClientName, ClientSecret, NinPolicy, OrgNumber, Purpose,
+};
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{SandboxCredentials, Store};
 use samtykke_core::{Clock, SystemClock};
@@ -26,7 +29,9 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     sandbox_credentials: Option<SandboxCredentials>,
+    janitor_interval: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -57,6 +62,7 @@ impl Application {
 
         ensure_signing_key(store.as_ref(), clock.as_ref()).await?;
         let sandbox_credentials = if sandbox {
+            seed_sandbox_debt(store.as_ref()).await?;
             Some(ensure_sandbox_client(store.as_ref(), clock.as_ref()).await?)
         } else {
             disable_sandbox_client(store.as_ref()).await?;
@@ -69,12 +75,14 @@ impl Application {
             access_token_ttl: config.access_token_ttl,
             sandbox,
         };
-        let state = AppState::new(store.clone(), clock, settings);
+        let state = AppState::new(store.clone(), clock.clone(), settings);
         Ok(Self {
             listener,
             state,
             store,
+            clock,
             sandbox_credentials,
+            janitor_interval: config.janitor_interval,
         })
     }
 
@@ -99,7 +107,14 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        samtykke_http::serve(self.listener, self.state, shutdown).await
+        let janitor = self
+            .janitor_interval
+            .map(|every| crate::janitor::spawn(self.store.clone(), self.clock.clone(), every));
+        let served = samtykke_http::serve(self.listener, self.state, shutdown).await;
+        if let Some(janitor) = janitor {
+            janitor.abort();
+        }
+        served
     }
 }
 
@@ -121,6 +136,15 @@ pub async fn generate_signing_key(clock: &dyn Clock) -> anyhow::Result<SigningKe
     let now = clock.now();
     let key = tokio::task::spawn_blocking(move || SigningKey::generate(now)).await??;
     Ok(key)
+}
+
+/// Loads the synthetic people's loans (replacing the sandbox creditors' loans,
+/// so a restart restores them).
+async fn seed_sandbox_debt(store: &dyn Store) -> anyhow::Result<()> {
+    let delivery = parse_delivery(SANDBOX_DELIVERY, NinPolicy::AllowSynthetic)
+        .map_err(|e| anyhow::anyhow!("the built-in sandbox debt file is broken: {e}"))?;
+    store.import_delivery(&delivery).await?;
+    Ok(())
 }
 
 async fn ensure_sandbox_client(

@@ -3,12 +3,14 @@
 
 pub mod audience;
 pub mod client;
+pub mod nin;
 pub mod org_number;
 pub mod redirect_uri;
 pub mod scope;
 
 pub use audience::{ApiAudience, ApiAudiences};
 pub use client::{Client, ClientId, ClientName, ClientSecret, Purpose, SecretHash};
+pub use nin::{Nin, NinError, NinKind, NinPolicy};
 pub use org_number::OrgNumber;
 pub use redirect_uri::RedirectUri;
 pub use scope::{Scope, ScopeSet};

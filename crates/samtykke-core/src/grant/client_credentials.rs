@@ -84,6 +84,7 @@ impl ClientCredentialsGrant {
             issued_at: now,
             expires_at: now + lifetime,
             revoked: false,
+            consent_id: None,
         };
         (token, record)
     }

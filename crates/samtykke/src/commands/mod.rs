@@ -1,4 +1,5 @@
 //! Operator commands that work on the server's database.
 
 pub mod client;
+pub mod debt;
 pub mod keys;

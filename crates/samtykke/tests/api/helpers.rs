@@ -83,6 +83,7 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         api_url: None,
         sandbox,
         access_token_ttl: time::Duration::hours(1),
+        janitor_interval: None,
     }
 }
 
@@ -182,6 +183,42 @@ impl TestApp {
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().await.expect("json");
         body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    /// `PUT /v1/consent/agreement` with a fresh `consent.create` token of the
+    /// sandbox client.
+    pub async fn register(&self, body: serde_json::Value) -> reqwest::Response {
+        let token = self
+            .sandbox_token("/v1/consent/agreement", "consent.create")
+            .await;
+        self.http
+            .put(self.url("/v1/consent/agreement"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers an agreement consent for the sandbox client; its id.
+    pub async fn agreement_consent(&self, nin: &str, scope: &str, days: i64) -> String {
+        let ccid = uuid::Uuid::new_v4().to_string();
+        let response = self
+            .register(serde_json::json!({"nin": nin, "scope_of_consent": scope, "consent_duration_days": days, "client_consent_id": ccid}))
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["consent"]["id"].as_str().expect("id").to_owned()
+    }
+
+    /// A GET with a bearer token.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Creates a client through the real `samtykke client create --json`.
@@ -286,4 +323,29 @@ macro_rules! engine_db_tests {
             }
         )*
     };
+}
+
+/// Stores an access token directly (as a grant would) and returns its value.
+pub async fn insert_token(
+    app: &TestApp,
+    client_id: &str,
+    audience: samtykke_core::domain::ApiAudience,
+    scope: &str,
+    consent_id: Option<&str>,
+) -> String {
+    use samtykke_core::token::{AccessToken, AccessTokenRecord};
+    let token = AccessToken::generate();
+    let now = app.clock.now();
+    let record = AccessTokenRecord {
+        hash: token.hash(),
+        client_id: samtykke_core::domain::ClientId::parse(client_id).unwrap(),
+        audience,
+        scopes: samtykke_core::domain::ScopeSet::parse(scope).unwrap(),
+        issued_at: now,
+        expires_at: now + time::Duration::hours(1),
+        revoked: false,
+        consent_id: consent_id.map(|c| samtykke_core::consent::ConsentId::parse(c).unwrap()),
+    };
+    app.store.insert_access_token(&record).await.unwrap();
+    token.expose().to_owned()
 }

@@ -6,8 +6,11 @@
 #[macro_use]
 mod helpers;
 
+mod agreement_api;
 mod cli;
+mod debt_api;
 mod discovery;
+mod feed;
 mod introspect_revoke;
 mod operations;
 mod store_contract;

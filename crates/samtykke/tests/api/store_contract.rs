@@ -46,6 +46,7 @@ fn token_for(client: &Client) -> (AccessToken, AccessTokenRecord) {
         issued_at: at(1),
         expires_at: at(3601),
         revoked: false,
+        consent_id: None,
     };
     (token, record)
 }

@@ -1,0 +1,231 @@
+//! `PUT /v1/consent/agreement`: register a consent the institution collected
+//! itself (SPEC §5). Errors use the OpenAPI's `SpringErrorSchema`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use samtykke_core::agreement::{self, AgreementError, AgreementRequest};
+use samtykke_core::consent::Consent;
+use samtykke_core::domain::{ApiAudience, Scope};
+use samtykke_core::store::{ConsentInsert, StoreError};
+use serde_json::{json, Value};
+
+use super::bearer::{authenticate, BearerError};
+use super::iso;
+use super::trace::TraceId;
+use crate::AppState;
+
+const PATH: &str = "/v1/consent/agreement";
+
+/// `{status, timestamp, path, error, message, requestId}`.
+struct SpringError {
+    status: StatusCode,
+    message: String,
+}
+
+impl SpringError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self, trace: &str, now: time::OffsetDateTime) -> Response {
+        let body = json!({
+            "status": self.status.as_u16(),
+            "timestamp": iso(now),
+            "path": PATH,
+            "error": self.status.canonical_reason().unwrap_or("Error"),
+            "message": self.message,
+            "requestId": trace,
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"samtykke\", error=\"invalid_token\""),
+            );
+        }
+        response
+    }
+}
+
+fn store_failure(e: StoreError, trace: &str) -> SpringError {
+    tracing::error!(error = %e, trace_id = trace, "storage failure registering an agreement consent");
+    match e {
+        StoreError::Unavailable(_) => SpringError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is temporarily unavailable; nothing was registered",
+        ),
+        _ => SpringError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; you may retry the same request",
+        ),
+    }
+}
+
+fn response_body(consent: &Consent) -> Value {
+    json!({
+        "client_consent_id": consent.client_consent_id,
+        "consent": {
+            "id": consent.id.to_string(),
+            "expires_at": iso(consent.expires_at),
+            "scope_of_consent": consent.purpose.scope_name(),
+        }
+    })
+}
+
+/// Reads the JSON body's fields with their JSON types checked.
+fn parse_body(body: &[u8]) -> Result<Value, SpringError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        SpringError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(SpringError::new(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn string_field<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, SpringError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(SpringError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name} must be a string"),
+        )),
+    }
+}
+
+async fn register(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    trace: &str,
+    now: time::OffsetDateTime,
+) -> Result<Response, SpringError> {
+    let token = authenticate(state, headers).await.map_err(|e| match e {
+        BearerError::Missing => {
+            SpringError::new(StatusCode::UNAUTHORIZED, "an access token is required")
+        }
+        BearerError::Invalid => SpringError::new(
+            StatusCode::UNAUTHORIZED,
+            "the access token is invalid, expired or revoked",
+        ),
+        BearerError::Store(e) => store_failure(e, trace),
+    })?;
+    if token.audience != ApiAudience::ConsentAgreement
+        || !token.scopes.contains(Scope::ConsentCreate)
+    {
+        return Err(SpringError::new(
+            StatusCode::FORBIDDEN,
+            "the access token is not for this API (audience {api}/v1/consent/agreement, scope consent.create)",
+        ));
+    }
+    let client = state
+        .store
+        .find_client(&token.client_id)
+        .await
+        .map_err(|e| store_failure(e, trace))?
+        .ok_or_else(|| SpringError::new(StatusCode::UNAUTHORIZED, "the client no longer exists"))?;
+
+    let body = body.map_err(|r| {
+        SpringError::new(
+            r.status(),
+            "the request body is too large or could not be read",
+        )
+    })?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(SpringError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be application/json",
+        ));
+    }
+    let body = parse_body(&body)?;
+    let client_consent_id = match (
+        string_field(&body, "client_consent_id")?,
+        string_field(&body, "our_consent_id")?,
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(SpringError::new(
+                StatusCode::BAD_REQUEST,
+                "client_consent_id and our_consent_id (its older name) differ",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    let days = match body.get("consent_duration_days") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            SpringError::new(
+                StatusCode::BAD_REQUEST,
+                "consent_duration_days must be a whole number",
+            )
+        })?),
+    };
+    let request = AgreementRequest {
+        nin: string_field(&body, "nin")?,
+        scope_of_consent: string_field(&body, "scope_of_consent")?,
+        consent_duration_days: days,
+        client_consent_id,
+    };
+    let consent =
+        agreement::decide(&client, &request, state.nin_policy(), now).map_err(|e| match e {
+            AgreementError::Invalid(m) => SpringError::new(StatusCode::BAD_REQUEST, m),
+            AgreementError::Forbidden(m) => SpringError::new(StatusCode::FORBIDDEN, m),
+        })?;
+    let registered = match state
+        .store
+        .insert_consent(&consent)
+        .await
+        .map_err(|e| store_failure(e, trace))?
+    {
+        ConsentInsert::Created => {
+            tracing::info!(client_id = %client.id, consent_id = %consent.id, "agreement consent registered");
+            consent
+        }
+        ConsentInsert::Existing(existing) if existing.same_agreement(&consent) => existing,
+        ConsentInsert::Existing(_) => {
+            return Err(SpringError::new(
+                StatusCode::CONFLICT,
+                "this client_consent_id is already registered with other data",
+            ))
+        }
+    };
+    let mut response = Json(response_body(&registered)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+pub async fn put_agreement_consent(
+    State(state): State<AppState>,
+    trace: TraceId,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let now = state.clock.now();
+    match register(&state, &headers, body, &trace.0, now).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(&trace.0, now),
+    }
+}

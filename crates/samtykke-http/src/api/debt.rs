@@ -1,0 +1,226 @@
+//! The debt API (SPEC §7): `GET /v1/debt`, `GET /v1/debt/{id}`,
+//! `GET /v1/debt/{id}/status`, `DELETE /v1/debt/{id}`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use samtykke_core::consent::{ConsentId, ConsentStatus, RevokedBy, UsageRecord};
+use samtykke_core::domain::ApiAudience;
+use samtykke_core::store::RevokeOutcome;
+use samtykke_core::token::AccessTokenRecord;
+use serde_json::json;
+
+use super::bearer::authenticate;
+use super::error::{ApiError, ApiErrorKind};
+use super::trace::TraceId;
+use crate::AppState;
+
+/// One request's context: its trace id and the time it is judged at.
+struct Call<'a> {
+    state: &'a AppState,
+    trace: &'a str,
+    now: time::OffsetDateTime,
+}
+
+impl Call<'_> {
+    fn error(&self, kind: ApiErrorKind) -> ApiError {
+        ApiError::new(kind, self.trace, self.now)
+    }
+
+    /// A live token for the debt audience.
+    async fn debt_token(&self, headers: &HeaderMap) -> Result<AccessTokenRecord, ApiError> {
+        let token = authenticate(self.state, headers)
+            .await
+            .map_err(|e| ApiError::from_bearer(e, self.trace, self.now))?;
+        if token.audience != ApiAudience::Debt {
+            return Err(self.error(ApiErrorKind::InsufficientScope));
+        }
+        Ok(token)
+    }
+
+    /// Checks, reads the debt, and only then records the use (atomically
+    /// consuming a single-use consent) — so that what is logged is what is sent.
+    async fn fetch_debt(
+        &self,
+        token: &AccessTokenRecord,
+        id: ConsentId,
+    ) -> Result<Response, ApiError> {
+        let store = &self.state.store;
+        let store_error = |e| ApiError::from_store(e, self.trace, self.now);
+        if token.consent_id.is_some_and(|bound| bound != id) {
+            return Err(self.error(ApiErrorKind::InvalidConsent));
+        }
+        let consent = store
+            .find_consent(&id)
+            .await
+            .map_err(store_error)?
+            .filter(|c| c.usable_by(&token.client_id, self.now))
+            .ok_or_else(|| self.error(ApiErrorKind::InvalidConsent))?;
+        if !token
+            .scopes
+            .iter()
+            .any(|s| s.purpose() == Some(consent.purpose))
+        {
+            return Err(self.error(ApiErrorKind::InsufficientScope));
+        }
+        let debt = store.debt_of(&consent.nin).await.map_err(store_error)?;
+        let usage = UsageRecord {
+            consent_id: id,
+            client_id: token.client_id.clone(),
+            used_at: self.now,
+            purpose: consent.purpose,
+            trace_id: self.trace.to_owned(),
+        };
+        if store
+            .use_consent(&id, &usage)
+            .await
+            .map_err(store_error)?
+            .is_none()
+        {
+            return Err(self.error(ApiErrorKind::InvalidConsent));
+        }
+        let mut creditors: Vec<&str> = debt.iter().map(|d| d.creditor_org.as_str()).collect();
+        creditors.sort_unstable();
+        creditors.dedup();
+        let body = json!({
+            "ssn": consent.nin.as_str(),
+            "loans": debt.iter().map(|d| d.response_item()).collect::<Vec<_>>(),
+            "numberOfCreditorsAnswered": creditors.len(),
+            "numberOfcreditorsMissing": 0,
+            "consent": {
+                "id": id.to_string(),
+                "exp": consent.expires_at.unix_timestamp(),
+                "scope": consent.purpose.scope_name(),
+            },
+        });
+        tracing::info!(client_id = %token.client_id, consent_id = %id, trace_id = self.trace, "debt fetched");
+        Ok(with_trace(Json(body).into_response(), self.trace))
+    }
+}
+
+fn with_trace(mut response: Response, trace: &str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    if let Ok(v) = HeaderValue::from_str(trace) {
+        headers.insert("x-trace-id", v);
+    }
+    response
+}
+
+fn call<'a>(state: &'a AppState, trace: &'a TraceId) -> Call<'a> {
+    Call {
+        state,
+        trace: &trace.0,
+        now: state.clock.now(),
+    }
+}
+
+fn into_response(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/debt/{id}` with a client-credentials token.
+pub async fn get_debt_by_consent(
+    State(state): State<AppState>,
+    trace: TraceId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let call = call(&state, &trace);
+    into_response(
+        async {
+            let token = call.debt_token(&headers).await?;
+            let id =
+                ConsentId::parse(&id).ok_or_else(|| call.error(ApiErrorKind::InvalidConsent))?;
+            call.fetch_debt(&token, id).await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/debt` with a token bound to a consent (authorization-code flow).
+pub async fn get_debt_of_bound_consent(
+    State(state): State<AppState>,
+    trace: TraceId,
+    headers: HeaderMap,
+) -> Response {
+    let call = call(&state, &trace);
+    into_response(
+        async {
+            let token = call.debt_token(&headers).await?;
+            let id = token.consent_id.ok_or_else(|| {
+                call.error(ApiErrorKind::BadRequest(
+                    "this access token is not bound to a consent; use GET /v1/debt/{id}".into(),
+                ))
+            })?;
+            call.fetch_debt(&token, id).await
+        }
+        .await,
+    )
+}
+
+/// `GET /v1/debt/{id}/status`: `{active, expires_at}` for one of the
+/// caller's consents.
+pub async fn get_consent_status(
+    State(state): State<AppState>,
+    trace: TraceId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let call = call(&state, &trace);
+    into_response(
+        async {
+            let token = call.debt_token(&headers).await?;
+            let consent = match ConsentId::parse(&id) {
+                Some(id) => state
+                    .store
+                    .find_consent(&id)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, call.trace, call.now))?,
+                None => None,
+            }
+            .filter(|c| c.client_id == token.client_id)
+            .ok_or_else(|| call.error(ApiErrorKind::InvalidConsent))?;
+            let body = json!({
+                "active": consent.status_at(call.now) == ConsentStatus::Active,
+                "expires_at": consent.expires_at.unix_timestamp(),
+            });
+            Ok(with_trace(Json(body).into_response(), call.trace))
+        }
+        .await,
+    )
+}
+
+/// `DELETE /v1/debt/{id}`: revokes one of the caller's consents (204; again
+/// is harmless).
+pub async fn delete_consent(
+    State(state): State<AppState>,
+    trace: TraceId,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let call = call(&state, &trace);
+    into_response(
+        async {
+            let token = call.debt_token(&headers).await?;
+            let id = ConsentId::parse(&id).ok_or_else(|| call.error(ApiErrorKind::InvalidConsent))?;
+            let outcome = state
+                .store
+                .revoke_consent(&id, &token.client_id, RevokedBy::Client, call.now)
+                .await
+                .map_err(|e| ApiError::from_store(e, call.trace, call.now))?;
+            match outcome {
+                RevokeOutcome::Revoked | RevokeOutcome::AlreadyEnded => {
+                    tracing::info!(client_id = %token.client_id, consent_id = %id, "consent revoked by client");
+                    Ok(with_trace(StatusCode::NO_CONTENT.into_response(), call.trace))
+                }
+                RevokeOutcome::NotFound => Err(call.error(ApiErrorKind::InvalidConsent)),
+            }
+        }
+        .await,
+    )
+}

@@ -1,0 +1,27 @@
+//! The trace id of a resource-API request: the caller's `X-Trace-ID` when it
+//! sent a sensible one, else a new UUID.
+
+use std::convert::Infallible;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TraceId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let sent = parts
+            .headers
+            .get("x-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+        Ok(Self(match sent {
+            Some(v) => v.to_owned(),
+            None => uuid::Uuid::new_v4().to_string(),
+        }))
+    }
+}

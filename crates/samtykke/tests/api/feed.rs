@@ -1,0 +1,141 @@
+//! The consent event feed, the janitor, and sequence numbers across
+//! processes.
+
+use serde_json::Value;
+
+use crate::helpers::{spawn_app_on, TestApp};
+
+const PERSON: &str = "29868099311";
+
+async fn feed(app: &TestApp, query: &str) -> Value {
+    let token = app
+        .sandbox_token("/feed/v1/consent", "client.access.consent.events")
+        .await;
+    let response = app
+        .get_bearer(&format!("/feed/v1/consent?{query}"), &token)
+        .await;
+    assert_eq!(response.status(), 200, "{query}");
+    response.json().await.unwrap()
+}
+
+fn sequence(feed: &Value) -> Vec<i64> {
+    feed["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequenceNr"].as_i64().unwrap())
+        .collect()
+}
+
+engine_tests! {
+    async fn the_feed_pages_by_sequence_number_and_reports_its_bounds(app) {
+        let empty = feed(&app, "fromSequenceNr=1&limit=10").await;
+        assert_eq!(empty["result"], serde_json::json!([]));
+        assert_eq!(empty["startSequenceNr"], 1);
+        assert_eq!(empty["endSequenceNr"], 0, "next poll starts at endSequenceNr + 1 = 1");
+        let token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        let first: Value = app.get_bearer("/feed/v1/consent/firstSequenceNr", &token).await.json().await.unwrap();
+        assert_eq!(first, serde_json::json!({"firstSequenceNr": 0}));
+
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(app.agreement_consent(PERSON, "debt.unsecured.presentation", 30).await);
+        }
+        let all = feed(&app, "fromSequenceNr=0&limit=100").await;
+        let seqs = sequence(&all);
+        assert_eq!(seqs.len(), 5);
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        let page = feed(&app, &format!("fromSequenceNr={}&limit=2", seqs[1])).await;
+        assert_eq!(sequence(&page), seqs[1..3]);
+        assert_eq!(page["startSequenceNr"], seqs[1]);
+        assert_eq!(page["endSequenceNr"], seqs[2]);
+        assert!(page["generatedAt"].as_str().unwrap().ends_with('Z'));
+        let event = &page["result"][0];
+        for key in ["sequenceNr", "eventId", "consentId", "timestamp", "eventType"] {
+            assert!(!event[key].is_null(), "{key}");
+        }
+        let token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        let first: Value = app.get_bearer("/feed/v1/consent/firstSequenceNr", &token).await.json().await.unwrap();
+        let last: Value = app.get_bearer("/feed/v1/consent/lastSequenceNr", &token).await.json().await.unwrap();
+        assert_eq!(first["firstSequenceNr"], seqs[0]);
+        assert_eq!(last["lastSequenceNr"], seqs[4]);
+        let capped = feed(&app, "fromSequenceNr=0&limit=100000").await;
+        assert_eq!(sequence(&capped), seqs, "a huge limit is capped, not refused");
+    }
+
+    async fn a_client_sees_only_its_own_events(app) {
+        app.agreement_consent(PERSON, "debt.unsecured.presentation", 30).await;
+        let (other, secret) = app.create_client(&["--name", "Other", "--org", "974760673", "--events"]);
+        let audience = app.audience("/feed/v1/consent");
+        let token: Value = app.post_form("/oauth2/token", (&other, &secret), &[("grant_type", "client_credentials"), ("audience", &audience), ("scope", "client.access.consent.events")]).await.json().await.unwrap();
+        let theirs: Value = app.get_bearer("/feed/v1/consent?fromSequenceNr=0&limit=100", token["access_token"].as_str().unwrap()).await.json().await.unwrap();
+        assert_eq!(theirs["result"], serde_json::json!([]));
+        assert_eq!(sequence(&feed(&app, "fromSequenceNr=0&limit=100").await).len(), 1);
+    }
+
+    async fn bad_feed_requests_are_refused_in_the_error_shape(app) {
+        let token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        for query in ["", "limit=10", "fromSequenceNr=1", "fromSequenceNr=x&limit=10", "fromSequenceNr=1&limit=0", "fromSequenceNr=1&limit=-5", "fromSequenceNr=-1&limit=5", "fromSequenceNr=1&fromSequenceNr=2&limit=5"] {
+            let response = app.get_bearer(&format!("/feed/v1/consent?{query}"), &token).await;
+            assert_eq!(response.status(), 400, "{query}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_request");
+            assert!(body["trace_id"].is_string() && body["timestamp"].is_string());
+        }
+        let debt_token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        assert_eq!(app.get_bearer("/feed/v1/consent?fromSequenceNr=1&limit=1", &debt_token).await.status(), 403);
+        assert_eq!(app.get_bearer("/feed/v1/consent/lastSequenceNr", &debt_token).await.status(), 403);
+        assert_eq!(app.http.get(app.url("/feed/v1/consent?fromSequenceNr=1&limit=1")).send().await.unwrap().status(), 401);
+    }
+
+    async fn the_janitor_expires_consents_with_an_event_and_purges_week_old_events(app) {
+        let id = app.agreement_consent(PERSON, "debt.unsecured.processing", 2).await;
+        let report = samtykke::janitor::run_once(app.store.as_ref(), &app.clock).await.unwrap();
+        assert_eq!(report.consents_expired, 0);
+        app.clock.advance(time::Duration::days(2));
+        let report = samtykke::janitor::run_once(app.store.as_ref(), &app.clock).await.unwrap();
+        assert_eq!(report.consents_expired, 1);
+        let consent = app.store.find_consent(&samtykke_core::consent::ConsentId::parse(&id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(consent.status, samtykke_core::consent::ConsentStatus::Expired);
+        let events = feed(&app, "fromSequenceNr=0&limit=100").await;
+        let types: Vec<&str> = events["result"].as_array().unwrap().iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+        assert_eq!(types, ["SAMTYKKE_OPPRETTET", "SAMTYKKE_ARKIVERT"]);
+        // A second pass finds nothing more to expire.
+        assert_eq!(samtykke::janitor::run_once(app.store.as_ref(), &app.clock).await.unwrap().consents_expired, 0);
+        // The creation event is 2 days old, the expiry event fresh: after 6
+        // more days only the expiry event remains.
+        app.clock.advance(time::Duration::days(6));
+        let report = samtykke::janitor::run_once(app.store.as_ref(), &app.clock).await.unwrap();
+        assert_eq!(report.events_purged, 1);
+        let remaining = feed(&app, "fromSequenceNr=0&limit=100").await;
+        assert_eq!(remaining["result"].as_array().unwrap().len(), 1);
+        assert_eq!(remaining["result"][0]["eventType"], "SAMTYKKE_ARKIVERT");
+    }
+}
+
+engine_db_tests! {
+    async fn two_processes_keep_sequence_numbers_unique_and_growing_and_expire_each_consent_once(url) {
+        let a = spawn_app_on(&url).await;
+        let b = spawn_app_on(&url).await;
+        let registrations = (0..12).map(|i| {
+            let app = if i % 2 == 0 { &a } else { &b };
+            app.agreement_consent(PERSON, "debt.unsecured.processing", 1)
+        });
+        futures::future::join_all(registrations).await;
+        let seqs = sequence(&feed(&a, "fromSequenceNr=0&limit=1000").await);
+        assert_eq!(seqs.len(), 12);
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        a.clock.advance(time::Duration::days(1));
+        b.clock.advance(time::Duration::days(1));
+        let (ra, rb) = tokio::join!(
+            samtykke::janitor::run_once(a.store.as_ref(), &a.clock),
+            samtykke::janitor::run_once(b.store.as_ref(), &b.clock),
+        );
+        assert_eq!(ra.unwrap().consents_expired + rb.unwrap().consents_expired, 12);
+        let after = feed(&b, "fromSequenceNr=0&limit=1000").await;
+        let archived = after["result"].as_array().unwrap().iter().filter(|e| e["eventType"] == "SAMTYKKE_ARKIVERT").count();
+        assert_eq!(archived, 12, "one expiry event per consent");
+        let seqs = sequence(&after);
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+}
