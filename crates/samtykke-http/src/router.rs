@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/feed/v1/consent", get(feed::get_feed))
         .route("/feed/v1/consent/firstSequenceNr", get(feed::get_first_sequence_nr))
         .route("/feed/v1/consent/lastSequenceNr", get(feed::get_last_sequence_nr))
+        .route("/openapi.json", get(crate::api::openapi::get_openapi))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .fallback(health::not_found)

@@ -11,9 +11,12 @@ use samtykke_core::agreement::{self, AgreementError, AgreementRequest};
 use samtykke_core::consent::Consent;
 use samtykke_core::domain::{ApiAudience, Scope};
 use samtykke_core::store::{ConsentInsert, StoreError};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::bearer::{authenticate, BearerError};
+use super::dto::{
+    ConsentResponseDTO, CreateConsentRequestDTO, CreateConsentResponseDTO, SpringErrorSchema,
+};
 use super::iso;
 use super::trace::TraceId;
 use crate::AppState;
@@ -35,14 +38,14 @@ impl SpringError {
     }
 
     fn into_response(self, trace: &str, now: time::OffsetDateTime) -> Response {
-        let body = json!({
-            "status": self.status.as_u16(),
-            "timestamp": iso(now),
-            "path": PATH,
-            "error": self.status.canonical_reason().unwrap_or("Error"),
-            "message": self.message,
-            "requestId": trace,
-        });
+        let body = SpringErrorSchema {
+            status: self.status.as_u16(),
+            timestamp: iso(now),
+            path: PATH.to_owned(),
+            error: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: self.message,
+            requestId: trace.to_owned(),
+        };
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -70,15 +73,15 @@ fn store_failure(e: StoreError, trace: &str) -> SpringError {
     }
 }
 
-fn response_body(consent: &Consent) -> Value {
-    json!({
-        "client_consent_id": consent.client_consent_id,
-        "consent": {
-            "id": consent.id.to_string(),
-            "expires_at": iso(consent.expires_at),
-            "scope_of_consent": consent.purpose.scope_name(),
-        }
-    })
+fn response_body(consent: &Consent) -> CreateConsentResponseDTO {
+    CreateConsentResponseDTO {
+        client_consent_id: consent.client_consent_id.clone().unwrap_or_default(),
+        consent: ConsentResponseDTO {
+            id: consent.id.to_string(),
+            expires_at: iso(consent.expires_at),
+            scope_of_consent: consent.purpose.into(),
+        },
+    }
 }
 
 /// Reads the JSON body's fields with their JSON types checked.
@@ -217,6 +220,18 @@ async fn register(
     Ok(response)
 }
 
+/// `PUT /v1/consent/agreement`
+#[utoipa::path(put, path = "/v1/consent/agreement", tag = "Agreement API", operation_id = "createConsent",
+    request_body = CreateConsentRequestDTO,
+    responses(
+        (status = 200, description = "Consent was registered (or had been, with the same data)", body = CreateConsentResponseDTO),
+        (status = 400, description = "Bad request; message says what to fix", body = SpringErrorSchema),
+        (status = 401, description = "Missing, malformed, expired or revoked access token", body = SpringErrorSchema),
+        (status = 403, description = "You are not allowed to register this consent", body = SpringErrorSchema),
+        (status = 409, description = "This client_consent_id is already registered with other data", body = SpringErrorSchema),
+        (status = 415, description = "The body is not application/json", body = SpringErrorSchema),
+        (status = 500, description = "Internal error; retry with the same request", body = SpringErrorSchema)),
+    security(("bearer" = ["consent.create"])))]
 pub async fn put_agreement_consent(
     State(state): State<AppState>,
     trace: TraceId,

@@ -9,9 +9,9 @@ use samtykke_core::consent::{ConsentId, ConsentStatus, RevokedBy, UsageRecord};
 use samtykke_core::domain::ApiAudience;
 use samtykke_core::store::RevokeOutcome;
 use samtykke_core::token::AccessTokenRecord;
-use serde_json::json;
 
 use super::bearer::authenticate;
+use super::dto::{ApiErrorBody, ConsentMetadata, ConsentStatusDTO, DebtInformation, LoanItem};
 use super::error::{ApiError, ApiErrorKind};
 use super::trace::TraceId;
 use crate::AppState;
@@ -83,17 +83,23 @@ impl Call<'_> {
         let mut creditors: Vec<&str> = debt.iter().map(|d| d.creditor_org.as_str()).collect();
         creditors.sort_unstable();
         creditors.dedup();
-        let body = json!({
-            "ssn": consent.nin.as_str(),
-            "loans": debt.iter().map(|d| d.response_item()).collect::<Vec<_>>(),
-            "numberOfCreditorsAnswered": creditors.len(),
-            "numberOfcreditorsMissing": 0,
-            "consent": {
-                "id": id.to_string(),
-                "exp": consent.expires_at.unix_timestamp(),
-                "scope": consent.purpose.scope_name(),
+        let body = DebtInformation {
+            consent: ConsentMetadata {
+                id: id.to_string(),
+                exp: consent.expires_at.unix_timestamp(),
+                scope: consent.purpose.into(),
             },
-        });
+            ssn: consent.nin.as_str().to_owned(),
+            loans: debt
+                .iter()
+                .map(|d| LoanItem {
+                    creditorName: d.creditor_name.clone(),
+                    loan: d.loan.to_json(),
+                })
+                .collect(),
+            numberOfCreditorsAnswered: creditors.len(),
+            numberOfcreditorsMissing: 0,
+        };
         tracing::info!(client_id = %token.client_id, consent_id = %id, trace_id = self.trace, "debt fetched");
         Ok(with_trace(Json(body).into_response(), self.trace))
     }
@@ -124,6 +130,15 @@ fn into_response(result: Result<Response, ApiError>) -> Response {
 }
 
 /// `GET /v1/debt/{id}` with a client-credentials token.
+#[utoipa::path(get, path = "/v1/debt/{id}", tag = "Debt Api", operation_id = "getDebtWithConsentID",
+    params(("id" = String, Path, description = "The consent id"), ("X-Trace-ID" = Option<String>, Header, description = "Echoed as trace_id")),
+    responses(
+        (status = 200, description = "Successfully fetched debt info", body = DebtInformation),
+        (status = 400, description = "Bad request", body = ApiErrorBody),
+        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
+        (status = 403, description = "Wrong audience or scope (insufficient_scope), or no valid consent (invalid consent)", body = ApiErrorBody),
+        (status = 500, description = "Unknown server error", body = ApiErrorBody)),
+    security(("bearer" = ["debt.unsecured.presentation", "debt.unsecured.processing"])))]
 pub async fn get_debt_by_consent(
     State(state): State<AppState>,
     trace: TraceId,
@@ -143,6 +158,15 @@ pub async fn get_debt_by_consent(
 }
 
 /// `GET /v1/debt` with a token bound to a consent (authorization-code flow).
+#[utoipa::path(get, path = "/v1/debt", tag = "Debt Api", operation_id = "getDebtWithAuthCodeToken",
+    params(("X-Trace-ID" = Option<String>, Header, description = "Echoed as trace_id")),
+    responses(
+        (status = 200, description = "Successfully fetched debt info", body = DebtInformation),
+        (status = 400, description = "The token is not bound to a consent", body = ApiErrorBody),
+        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
+        (status = 403, description = "Wrong audience or scope, or no valid consent", body = ApiErrorBody),
+        (status = 500, description = "Unknown server error", body = ApiErrorBody)),
+    security(("bearer" = ["debt.unsecured.presentation", "debt.unsecured.processing"])))]
 pub async fn get_debt_of_bound_consent(
     State(state): State<AppState>,
     trace: TraceId,
@@ -165,6 +189,14 @@ pub async fn get_debt_of_bound_consent(
 
 /// `GET /v1/debt/{id}/status`: `{active, expires_at}` for one of the
 /// caller's consents.
+#[utoipa::path(get, path = "/v1/debt/{id}/status", tag = "Debt Api", operation_id = "getConsentStatusWithID",
+    params(("id" = String, Path, description = "The consent id")),
+    responses(
+        (status = 200, description = "Successfully fetched consent status", body = ConsentStatusDTO),
+        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
+        (status = 403, description = "Wrong audience, or not one of the caller's consents", body = ApiErrorBody),
+        (status = 500, description = "Unknown server error", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 pub async fn get_consent_status(
     State(state): State<AppState>,
     trace: TraceId,
@@ -185,10 +217,10 @@ pub async fn get_consent_status(
             }
             .filter(|c| c.client_id == token.client_id)
             .ok_or_else(|| call.error(ApiErrorKind::InvalidConsent))?;
-            let body = json!({
-                "active": consent.status_at(call.now) == ConsentStatus::Active,
-                "expires_at": consent.expires_at.unix_timestamp(),
-            });
+            let body = ConsentStatusDTO {
+                active: consent.status_at(call.now) == ConsentStatus::Active,
+                expires_at: consent.expires_at.unix_timestamp(),
+            };
             Ok(with_trace(Json(body).into_response(), call.trace))
         }
         .await,
@@ -197,6 +229,14 @@ pub async fn get_consent_status(
 
 /// `DELETE /v1/debt/{id}`: revokes one of the caller's consents (204; again
 /// is harmless).
+#[utoipa::path(delete, path = "/v1/debt/{id}", tag = "Debt Api", operation_id = "revokeConsentByID",
+    params(("id" = String, Path, description = "The consent id")),
+    responses(
+        (status = 204, description = "Consent revoked"),
+        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
+        (status = 403, description = "Wrong audience, or not one of the caller's consents", body = ApiErrorBody),
+        (status = 500, description = "Unknown server error", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 pub async fn delete_consent(
     State(state): State<AppState>,
     trace: TraceId,

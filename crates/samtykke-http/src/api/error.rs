@@ -5,9 +5,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use samtykke_core::store::StoreError;
-use serde_json::json;
 
 use super::bearer::BearerError;
+use super::dto::ApiErrorBody;
 use super::iso;
 
 #[derive(Debug)]
@@ -108,12 +108,12 @@ impl IntoResponse for ApiError {
                     None,
                 ),
             };
-        let body = json!({
-            "error": error,
-            "error_description": description,
-            "trace_id": self.trace_id,
-            "timestamp": iso(self.now),
-        });
+        let body = ApiErrorBody {
+            error: error.to_owned(),
+            error_description: description,
+            timestamp: iso(self.now),
+            trace_id: self.trace_id.clone(),
+        };
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -7,9 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use samtykke_core::consent::{ConsentEvent, ConsentEventType};
 use samtykke_core::domain::{ApiAudience, ClientId, Scope};
-use serde_json::{json, Value};
 
 use super::bearer::authenticate;
+use super::dto::{
+    ApiErrorBody, EventType, FirstSequenceNrResponse, LastSequenceNrResponse,
+    SamtykkeArkivertEventDTO, SamtykkeFeedEventDTO, SamtykkeFeedResponseDTO,
+    SamtykkeOpprettetEventDTO,
+};
 use super::error::{ApiError, ApiErrorKind};
 use super::iso;
 use super::trace::TraceId;
@@ -33,36 +37,41 @@ async fn feed_client(
     Ok(token.client_id)
 }
 
-fn event_json(e: &ConsentEvent) -> Value {
-    let (created, archived) = match e.event_type {
-        ConsentEventType::Created => {
-            let mut body = json!({
-                "clientId": e.client_id.as_str(),
-                "consentId": e.consent_id.to_string(),
-                "scope": e.purpose.scope_name(),
-            });
-            if let Some(external) = &e.client_consent_id {
-                body["externalConsentId"] = json!(external);
-            }
-            (body, Value::Null)
-        }
+fn event_dto(e: &ConsentEvent) -> SamtykkeFeedEventDTO {
+    let consent_id = e.consent_id.to_string();
+    let client_id = e.client_id.as_str().to_owned();
+    let (event_type, created, archived) = match e.event_type {
+        ConsentEventType::Created => (
+            EventType::SAMTYKKE_OPPRETTET,
+            Some(SamtykkeOpprettetEventDTO {
+                clientId: client_id,
+                consentId: consent_id.clone(),
+                scope: e.purpose.scope_name().to_owned(),
+                externalConsentId: e.client_consent_id.clone(),
+            }),
+            None,
+        ),
         ConsentEventType::Archived => (
-            Value::Null,
-            json!({"clientId": e.client_id.as_str(), "consentId": e.consent_id.to_string()}),
+            EventType::SAMTYKKE_ARKIVERT,
+            None,
+            Some(SamtykkeArkivertEventDTO {
+                clientId: client_id,
+                consentId: consent_id.clone(),
+            }),
         ),
     };
-    json!({
-        "sequenceNr": e.sequence_nr,
-        "eventId": e.event_id.to_string(),
-        "consentId": e.consent_id.to_string(),
-        "timestamp": iso(e.timestamp),
-        "eventType": e.event_type.as_str(),
-        "samtykkeOpprettetEvent": created,
-        "samtykkeArkivertEvent": archived,
-    })
+    SamtykkeFeedEventDTO {
+        sequenceNr: e.sequence_nr,
+        eventId: e.event_id.to_string(),
+        consentId: consent_id,
+        timestamp: iso(e.timestamp),
+        eventType: event_type,
+        samtykkeOpprettetEvent: created,
+        samtykkeArkivertEvent: archived,
+    }
 }
 
-fn no_store(body: Value) -> Response {
+fn no_store(body: impl serde::Serialize) -> Response {
     let mut response = Json(body).into_response();
     response
         .headers_mut()
@@ -100,6 +109,16 @@ fn parse_query(query: Option<&str>) -> Result<(i64, u32), String> {
     Ok((from, limit))
 }
 
+/// `GET /feed/v1/consent`: the caller's events from `fromSequenceNr`.
+#[utoipa::path(get, path = "/feed/v1/consent", tag = "Consents Feed API", operation_id = "feed",
+    params(("fromSequenceNr" = i64, Query, description = "First sequence number to return (≥ 0)"),
+           ("limit" = i32, Query, description = "How many events at most (≥ 1; capped at 1000)")),
+    responses(
+        (status = 200, description = "Events of the calling client", body = SamtykkeFeedResponseDTO),
+        (status = 400, description = "fromSequenceNr or limit missing or invalid", body = ApiErrorBody),
+        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
+        (status = 403, description = "Wrong audience or scope", body = ApiErrorBody)),
+    security(("bearer" = ["client.access.consent.events"])))]
 pub async fn get_feed(
     State(state): State<AppState>,
     trace: TraceId,
@@ -119,12 +138,12 @@ pub async fn get_feed(
         // An empty page ends just before where it started, so that
         // "next = endSequenceNr + 1" never skips anything.
         let end = events.last().map_or((from - 1).max(0), |e| e.sequence_nr);
-        Ok(no_store(json!({
-            "startSequenceNr": from,
-            "endSequenceNr": end,
-            "generatedAt": iso(now),
-            "result": events.iter().map(event_json).collect::<Vec<_>>(),
-        })))
+        Ok(no_store(SamtykkeFeedResponseDTO {
+            startSequenceNr: from,
+            endSequenceNr: end,
+            generatedAt: iso(now),
+            result: events.iter().map(event_dto).collect(),
+        }))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
@@ -139,16 +158,26 @@ async fn bound(state: &AppState, headers: &HeaderMap, trace: &TraceId, first: bo
             .consent_event_bounds(&client)
             .await
             .map_err(|e| ApiError::from_store(e, &trace.0, now))?;
-        Ok(no_store(if first {
-            json!({"firstSequenceNr": bounds.map_or(0, |b| b.0)})
+        Ok(if first {
+            no_store(FirstSequenceNrResponse {
+                firstSequenceNr: bounds.map_or(0, |b| b.0),
+            })
         } else {
-            json!({"lastSequenceNr": bounds.map_or(0, |b| b.1)})
-        }))
+            no_store(LastSequenceNrResponse {
+                lastSequenceNr: bounds.map_or(0, |b| b.1),
+            })
+        })
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `GET /feed/v1/consent/firstSequenceNr`
+#[utoipa::path(get, path = "/feed/v1/consent/firstSequenceNr", tag = "Consents Feed API", operation_id = "firstSequenceNr",
+    responses((status = 200, description = "OK", body = FirstSequenceNrResponse),
+              (status = 401, description = "Bad token", body = ApiErrorBody),
+              (status = 403, description = "Wrong audience or scope", body = ApiErrorBody)),
+    security(("bearer" = ["client.access.consent.events"])))]
 pub async fn get_first_sequence_nr(
     State(state): State<AppState>,
     trace: TraceId,
@@ -157,6 +186,12 @@ pub async fn get_first_sequence_nr(
     bound(&state, &headers, &trace, true).await
 }
 
+/// `GET /feed/v1/consent/lastSequenceNr`
+#[utoipa::path(get, path = "/feed/v1/consent/lastSequenceNr", tag = "Consents Feed API", operation_id = "lastSequenceNr",
+    responses((status = 200, description = "OK", body = LastSequenceNrResponse),
+              (status = 401, description = "Bad token", body = ApiErrorBody),
+              (status = 403, description = "Wrong audience or scope", body = ApiErrorBody)),
+    security(("bearer" = ["client.access.consent.events"])))]
 pub async fn get_last_sequence_nr(
     State(state): State<AppState>,
     trace: TraceId,

@@ -3,8 +3,10 @@
 pub mod agreement;
 pub mod bearer;
 pub mod debt;
+pub mod dto;
 pub mod error;
 pub mod feed;
+pub mod openapi;
 pub mod trace;
 
 use time::format_description::well_known::Rfc3339;
