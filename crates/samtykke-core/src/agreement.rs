@@ -95,6 +95,7 @@ mod tests {
             purposes,
             may_create_agreements: agreements,
             may_read_events: false,
+            require_pkce: false,
             disabled: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
         }

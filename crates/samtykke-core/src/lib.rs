@@ -4,14 +4,18 @@
 //! decisions are pure functions, and persistence goes through [`store::Store`].
 
 pub mod agreement;
+pub mod authorize;
 pub mod clock;
 pub mod consent;
 pub mod debt;
 pub mod domain;
 pub mod error;
+pub mod flow;
 pub mod grant;
+pub mod id_token;
 pub mod introspection;
 pub mod keys;
+pub mod opaque;
 pub mod store;
 pub mod token;
 

@@ -15,6 +15,8 @@ use crate::domain::{
     ApiAudience, Client, ClientId, ClientName, ClientSecret, Nin, NinPolicy, OrgNumber, Purpose,
     RedirectUri, ScopeSet, SecretHash,
 };
+use crate::flow::{AuthFlow, FlowStage, LoginSession};
+use crate::grant::authorization_code::AuthorizationCodeRecord;
 use crate::keys::SigningKey;
 use crate::token::{AccessTokenRecord, TokenHash};
 
@@ -149,6 +151,69 @@ pub trait Store: Send + Sync + 'static {
     /// The person's loans, by creditor.
     async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError>;
 
+    // --- authorization-code flow ------------------------------------------
+
+    async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError>;
+    async fn find_auth_flow(&self, id: &str) -> Result<Option<AuthFlow>, StoreError>;
+    /// Moves the flow from the login to the consent stage with the
+    /// identified individual, and records the browser's login session, in
+    /// one transaction. False if the flow was no longer at the login stage.
+    async fn record_login(&self, flow_id: &str, session: &LoginSession)
+        -> Result<bool, StoreError>;
+    /// Moves a flow that is at `from` to the consent stage with the
+    /// individual of a live login session (single sign-on). False if the
+    /// flow was not at `from`.
+    async fn resume_with_session(
+        &self,
+        flow_id: &str,
+        from: FlowStage,
+        session: &LoginSession,
+    ) -> Result<bool, StoreError>;
+    /// Ends a flow that is not finished (denied, cancelled, failed). True if
+    /// this call ended it.
+    async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError>;
+    /// The consent decision, atomically and once: moves the flow from the
+    /// consent stage to done, inserts the consent (with its
+    /// `SAMTYKKE_OPPRETTET` event) and the authorization code. False, and
+    /// nothing written, if the flow was no longer at the consent stage.
+    async fn accept_auth_flow(
+        &self,
+        flow_id: &str,
+        consent: &Consent,
+        code: &AuthorizationCodeRecord,
+    ) -> Result<bool, StoreError>;
+    async fn find_login_session(
+        &self,
+        browser_hash: &TokenHash,
+    ) -> Result<Option<LoginSession>, StoreError>;
+    /// Ends the browser's login session and its unfinished flows.
+    async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError>;
+    async fn find_authorization_code(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<AuthorizationCodeRecord>, StoreError>;
+    /// Redeems a code once, atomically: marks it used and stores the access
+    /// token in one transaction. If it was already used, nothing is stored
+    /// and every token bound to the code's consent is revoked (RFC 6749
+    /// §4.1.2); returns false.
+    async fn redeem_authorization_code(
+        &self,
+        hash: &TokenHash,
+        token: &AccessTokenRecord,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every access token bound to the consent; returns how many.
+    async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError>;
+    /// Deletes flows, login sessions and codes whose time is up, and access
+    /// tokens expired for more than a day; returns how many rows.
+    async fn purge_expired_flow_state(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // --- server secrets ----------------------------------------------------
+
+    /// The secret stored under `name`, storing `candidate` first if there is
+    /// none yet (atomically across processes).
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+
     // --- signing keys ------------------------------------------------------
 
     /// All keys, newest (the active one) first.
@@ -187,6 +252,7 @@ pub struct ClientRow {
     pub purposes: String,
     pub may_create_agreements: bool,
     pub may_read_events: bool,
+    pub require_pkce: bool,
     pub disabled: bool,
     pub created_at: i64,
 }
@@ -212,6 +278,7 @@ impl From<&Client> for ClientRow {
                 .join(" "),
             may_create_agreements: c.may_create_agreements,
             may_read_events: c.may_read_events,
+            require_pkce: c.require_pkce,
             disabled: c.disabled,
             created_at: c.created_at.unix_timestamp(),
         }
@@ -250,6 +317,7 @@ impl TryFrom<ClientRow> for Client {
                 .collect::<Result<_, _>>()?,
             may_create_agreements: r.may_create_agreements,
             may_read_events: r.may_read_events,
+            require_pkce: r.require_pkce,
             disabled: r.disabled,
             created_at: timestamp(r.created_at)?,
         })
@@ -535,6 +603,164 @@ impl TryFrom<LoanRow> for DebtEntry {
             creditor_name: r.creditor_name,
             account_id: r.account_id,
             loan: Loan::from_stored_json(&r.loan_json).map_err(|_| corrupt("loan"))?,
+        })
+    }
+}
+
+/// An authorization flow as the SQL engines keep it.
+#[derive(Debug, Clone)]
+pub struct AuthFlowRow {
+    pub id: String,
+    pub browser_hash: Vec<u8>,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub purpose: String,
+    pub duration_days: i64,
+    pub openid: bool,
+    pub state: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub locale: String,
+    pub stage: String,
+    pub nin: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl From<&AuthFlow> for AuthFlowRow {
+    fn from(f: &AuthFlow) -> Self {
+        Self {
+            id: f.id.clone(),
+            browser_hash: f.browser_hash.as_bytes().to_vec(),
+            client_id: f.client_id.as_str().to_owned(),
+            redirect_uri: f.redirect_uri.clone(),
+            purpose: f.scope.purpose.as_str().to_owned(),
+            duration_days: i64::from(f.scope.duration.as_days()),
+            openid: f.openid,
+            state: f.state.clone(),
+            nonce: f.nonce.clone(),
+            code_challenge: f.code_challenge.clone(),
+            locale: f.locale.clone(),
+            stage: f.stage.as_str().to_owned(),
+            nin: f.nin.as_ref().map(|n| n.as_str().to_owned()),
+            created_at: f.created_at.unix_timestamp(),
+            expires_at: f.expires_at.unix_timestamp(),
+        }
+    }
+}
+
+fn token_hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
+    TokenHash::from_bytes(bytes).ok_or_else(|| corrupt("hash"))
+}
+
+impl TryFrom<AuthFlowRow> for AuthFlow {
+    type Error = StoreError;
+
+    fn try_from(r: AuthFlowRow) -> Result<Self, StoreError> {
+        Ok(AuthFlow {
+            id: r.id,
+            browser_hash: token_hash(&r.browser_hash)?,
+            client_id: ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?,
+            redirect_uri: r.redirect_uri,
+            scope: crate::consent::ConsentScope {
+                purpose: parse_purpose(&r.purpose)?,
+                duration: ConsentDuration::from_days(
+                    u32::try_from(r.duration_days).map_err(|_| corrupt("duration"))?,
+                ),
+            },
+            openid: r.openid,
+            state: r.state,
+            nonce: r.nonce,
+            code_challenge: r.code_challenge,
+            locale: r.locale,
+            stage: FlowStage::parse(&r.stage).ok_or_else(|| corrupt("flow stage"))?,
+            nin: r.nin.as_deref().map(parse_nin).transpose()?,
+            created_at: timestamp(r.created_at)?,
+            expires_at: timestamp(r.expires_at)?,
+        })
+    }
+}
+
+/// A login session as the SQL engines keep it.
+#[derive(Debug, Clone)]
+pub struct LoginSessionRow {
+    pub browser_hash: Vec<u8>,
+    pub nin: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl From<&LoginSession> for LoginSessionRow {
+    fn from(s: &LoginSession) -> Self {
+        Self {
+            browser_hash: s.browser_hash.as_bytes().to_vec(),
+            nin: s.nin.as_str().to_owned(),
+            created_at: s.created_at.unix_timestamp(),
+            expires_at: s.expires_at.unix_timestamp(),
+        }
+    }
+}
+
+impl TryFrom<LoginSessionRow> for LoginSession {
+    type Error = StoreError;
+
+    fn try_from(r: LoginSessionRow) -> Result<Self, StoreError> {
+        Ok(LoginSession {
+            browser_hash: token_hash(&r.browser_hash)?,
+            nin: parse_nin(&r.nin)?,
+            created_at: timestamp(r.created_at)?,
+            expires_at: timestamp(r.expires_at)?,
+        })
+    }
+}
+
+/// An authorization code as the SQL engines keep it.
+#[derive(Debug, Clone)]
+pub struct AuthorizationCodeRow {
+    pub hash: Vec<u8>,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub consent_id: String,
+    pub scopes: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl From<&AuthorizationCodeRecord> for AuthorizationCodeRow {
+    fn from(c: &AuthorizationCodeRecord) -> Self {
+        Self {
+            hash: c.hash.as_bytes().to_vec(),
+            client_id: c.client_id.as_str().to_owned(),
+            redirect_uri: c.redirect_uri.clone(),
+            consent_id: c.consent_id.to_string(),
+            scopes: c.scopes.to_string(),
+            nonce: c.nonce.clone(),
+            code_challenge: c.code_challenge.clone(),
+            issued_at: c.issued_at.unix_timestamp(),
+            expires_at: c.expires_at.unix_timestamp(),
+            used_at: c.used.then(|| c.issued_at.unix_timestamp()),
+        }
+    }
+}
+
+impl TryFrom<AuthorizationCodeRow> for AuthorizationCodeRecord {
+    type Error = StoreError;
+
+    fn try_from(r: AuthorizationCodeRow) -> Result<Self, StoreError> {
+        Ok(AuthorizationCodeRecord {
+            hash: token_hash(&r.hash)?,
+            client_id: ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?,
+            redirect_uri: r.redirect_uri,
+            consent_id: parse_consent_id(&r.consent_id)?,
+            scopes: ScopeSet::parse(&r.scopes).map_err(|_| corrupt("scopes"))?,
+            nonce: r.nonce,
+            code_challenge: r.code_challenge,
+            issued_at: timestamp(r.issued_at)?,
+            expires_at: timestamp(r.expires_at)?,
+            used: r.used_at.is_some(),
         })
     }
 }

@@ -49,6 +49,10 @@ impl fmt::Debug for AccessToken {
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
+    pub fn from_array(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         Some(Self(bytes.try_into().ok()?))
     }

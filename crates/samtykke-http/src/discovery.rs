@@ -19,12 +19,20 @@ fn metadata(state: &AppState) -> serde_json::Map<String, Value> {
     let basic = ["client_secret_basic"];
     let value = json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/oauth2/auth"),
         "token_endpoint": format!("{issuer}/oauth2/token"),
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "end_session_endpoint": format!("{issuer}/oauth2/sessions/logout"),
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "ui_locales_supported": ["nb", "en"],
         "scopes_supported": scopes,
         "token_endpoint_auth_methods_supported": basic,
         "revocation_endpoint_auth_methods_supported": basic,
@@ -55,6 +63,23 @@ pub async fn get_authorization_server_metadata(State(state): State<AppState>) ->
 pub async fn get_openid_configuration(State(state): State<AppState>) -> Response {
     let mut map = metadata(&state);
     map.insert("subject_types_supported".into(), json!(["pairwise"]));
+    map.insert(
+        "claims_supported".into(),
+        json!([
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "pid",
+            "consent_id"
+        ]),
+    );
+    map.insert("claims_parameter_supported".into(), json!(false));
+    map.insert("request_parameter_supported".into(), json!(false));
+    map.insert("request_uri_parameter_supported".into(), json!(false));
     map.insert(
         "id_token_signing_alg_values_supported".into(),
         json!(["RS256"]),

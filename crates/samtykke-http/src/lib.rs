@@ -8,14 +8,22 @@ mod discovery;
 mod error;
 mod form;
 mod health;
+pub mod identity;
 mod oauth;
+mod pages;
 mod router;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use samtykke_core::domain::{ApiAudiences, ClientSecret, SecretHash};
-use samtykke_core::store::Store;
-use samtykke_core::Clock;
+use samtykke_core::id_token::{IdTokenSigner, PAIRWISE_SALT};
+use samtykke_core::opaque::OpaqueToken;
+use samtykke_core::store::{Store, StoreError};
+use samtykke_core::{Clock, OAuthError};
+
+use crate::error::OAuthErrorResponse;
+use crate::identity::IdentityProvider;
 
 pub use router::router;
 
@@ -42,7 +50,25 @@ pub struct AppState {
     /// Compared against when the client is unknown, so that "unknown client"
     /// and "wrong secret" cost the same.
     pub(crate) dummy_secret_hash: Arc<SecretHash>,
+    /// How individuals identify; None when nothing is configured (then the
+    /// authorization endpoint answers `server_error`).
+    pub(crate) identity: Option<Arc<dyn IdentityProvider>>,
+    secrets: Arc<tokio::sync::OnceCell<ServerSecrets>>,
+    signer: Arc<Mutex<Option<(IdTokenSigner, Instant)>>>,
 }
+
+/// Secrets shared by every process on the database.
+pub(crate) struct ServerSecrets {
+    /// Salts pairwise `sub` values.
+    pub pairwise_salt: Vec<u8>,
+    /// Keys the CSRF tokens of the pages.
+    pub csrf_key: Vec<u8>,
+}
+
+/// How long a process signs with the key it loaded before looking for a
+/// newer one (a rotation publishes the new key at once; signing follows
+/// within this time, while the old key stays published).
+const SIGNER_REFRESH: Duration = Duration::from_secs(60);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ServerSettings) -> Self {
@@ -57,7 +83,61 @@ impl AppState {
             clock,
             settings: Arc::new(settings),
             dummy_secret_hash: Arc::new(ClientSecret::generate().hash()),
+            identity: None,
+            secrets: Arc::new(tokio::sync::OnceCell::new()),
+            signer: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Sets how individuals identify.
+    pub fn with_identity_provider(mut self, provider: Arc<dyn IdentityProvider>) -> Self {
+        self.identity = Some(provider);
+        self
+    }
+
+    pub(crate) async fn secrets(&self) -> Result<&ServerSecrets, StoreError> {
+        self.secrets
+            .get_or_try_init(|| async {
+                let candidate = OpaqueToken::generate();
+                let pairwise_salt = self
+                    .store
+                    .server_secret(PAIRWISE_SALT, candidate.expose().as_bytes())
+                    .await?;
+                let candidate = OpaqueToken::generate();
+                let csrf_key = self
+                    .store
+                    .server_secret("csrf_key", candidate.expose().as_bytes())
+                    .await?;
+                Ok(ServerSecrets {
+                    pairwise_salt,
+                    csrf_key,
+                })
+            })
+            .await
+    }
+
+    /// The signer of the newest key, reloaded every [`SIGNER_REFRESH`].
+    pub(crate) async fn id_token_signer(&self) -> Result<IdTokenSigner, OAuthErrorResponse> {
+        if let Ok(guard) = self.signer.lock() {
+            if let Some((signer, loaded)) = guard.as_ref() {
+                if loaded.elapsed() < SIGNER_REFRESH {
+                    return Ok(signer.clone());
+                }
+            }
+        }
+        let keys = self.store.list_signing_keys().await?;
+        let newest = keys.first().ok_or_else(|| {
+            tracing::error!("no signing key");
+            OAuthErrorResponse(OAuthError::server_error())
+        })?;
+        let signer = IdTokenSigner::new(newest).map_err(|e| {
+            tracing::error!(error = %e, "unusable signing key");
+            OAuthErrorResponse(OAuthError::server_error())
+        })?;
+        if let Ok(mut guard) = self.signer.lock() {
+            *guard = Some((signer.clone(), Instant::now()));
+        }
+        Ok(signer)
     }
 
     pub fn settings(&self) -> &ServerSettings {

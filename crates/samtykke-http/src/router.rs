@@ -9,7 +9,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{agreement, debt, feed};
-use crate::{discovery, health, oauth, AppState};
+use crate::{discovery, health, oauth, pages, AppState};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -19,6 +19,12 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth2/token", post(oauth::token::post_token))
         .route("/oauth2/revoke", post(oauth::revoke::post_revoke))
         .route("/oauth2/introspect", post(oauth::introspect::post_introspect))
+        .route("/oauth2/auth", get(pages::authorize::get_authorize))
+        .route("/oauth2/login", get(pages::login::get_login).post(pages::login::post_login))
+        .route("/oauth2/consent", get(pages::consent::get_consent).post(pages::consent::post_consent))
+        .route("/oauth2/sessions/logout", get(pages::logout::logout).post(pages::logout::logout))
+        .route("/userinfo", get(oauth::userinfo::userinfo).post(oauth::userinfo::userinfo))
+        .route("/assets/samtykke.css", get(pages::get_stylesheet))
         .route("/.well-known/openid-configuration", get(discovery::get_openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(discovery::get_authorization_server_metadata))
         .route("/.well-known/jwks.json", get(discovery::get_jwks))

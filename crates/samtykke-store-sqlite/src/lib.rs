@@ -13,11 +13,13 @@ use samtykke_core::consent::{
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
 use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
+use samtykke_core::flow::{AuthFlow, FlowStage, LoginSession};
+use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
-    new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow, ClientRow,
-    ConsentEventRow, ConsentInsert, ConsentRow, LoanRow, RevokeOutcome, SandboxCredentials, Store,
-    StoreError, UsageRow,
+    new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
+    AuthFlowRow, AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow,
+    LoanRow, LoginSessionRow, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{
@@ -173,6 +175,7 @@ fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
         purposes: row.try_get("purposes").map_err(unavailable)?,
         may_create_agreements: row.try_get("may_create_agreements").map_err(unavailable)?,
         may_read_events: row.try_get("may_read_events").map_err(unavailable)?,
+        require_pkce: row.try_get("require_pkce").map_err(unavailable)?,
         disabled: row.try_get("disabled").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
     };
@@ -195,8 +198,8 @@ fn token_from_row(row: &SqliteRow) -> Result<AccessTokenRecord, StoreError> {
 
 const INSERT_CLIENT: &str =
     "INSERT INTO clients (id, secret_hash, name, org_number, redirect_uris, \
-     purposes, may_create_agreements, may_read_events, disabled, created_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 fn insert_client_query(
     row: &ClientRow,
@@ -210,8 +213,117 @@ fn insert_client_query(
         .bind(&row.purposes)
         .bind(row.may_create_agreements)
         .bind(row.may_read_events)
+        .bind(row.require_pkce)
         .bind(row.disabled)
         .bind(row.created_at)
+}
+
+fn flow_from_row(row: &SqliteRow) -> Result<AuthFlow, StoreError> {
+    AuthFlow::try_from(AuthFlowRow {
+        id: row.try_get("id").map_err(unavailable)?,
+        browser_hash: row.try_get("browser_hash").map_err(unavailable)?,
+        client_id: row.try_get("client_id").map_err(unavailable)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(unavailable)?,
+        purpose: row.try_get("purpose").map_err(unavailable)?,
+        duration_days: row.try_get("duration_days").map_err(unavailable)?,
+        openid: row.try_get("openid").map_err(unavailable)?,
+        state: row.try_get("state").map_err(unavailable)?,
+        nonce: row.try_get("nonce").map_err(unavailable)?,
+        code_challenge: row.try_get("code_challenge").map_err(unavailable)?,
+        locale: row.try_get("locale").map_err(unavailable)?,
+        stage: row.try_get("stage").map_err(unavailable)?,
+        nin: row.try_get("nin").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+        expires_at: row.try_get("expires_at").map_err(unavailable)?,
+    })
+}
+
+fn code_from_row(row: &SqliteRow) -> Result<AuthorizationCodeRecord, StoreError> {
+    AuthorizationCodeRecord::try_from(AuthorizationCodeRow {
+        hash: row.try_get("hash").map_err(unavailable)?,
+        client_id: row.try_get("client_id").map_err(unavailable)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(unavailable)?,
+        consent_id: row.try_get("consent_id").map_err(unavailable)?,
+        scopes: row.try_get("scopes").map_err(unavailable)?,
+        nonce: row.try_get("nonce").map_err(unavailable)?,
+        code_challenge: row.try_get("code_challenge").map_err(unavailable)?,
+        issued_at: row.try_get("issued_at").map_err(unavailable)?,
+        expires_at: row.try_get("expires_at").map_err(unavailable)?,
+        used_at: row.try_get("used_at").map_err(unavailable)?,
+    })
+}
+
+/// Inserts or replaces the browser's login session.
+async fn upsert_login_session(
+    conn: &mut SqliteConnection,
+    session: &LoginSession,
+) -> Result<(), StoreError> {
+    let row = LoginSessionRow::from(session);
+    sqlx::query(
+        "INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
+         created_at = excluded.created_at, expires_at = excluded.expires_at",
+    )
+    .bind(&row.browser_hash)
+    .bind(&row.nin)
+    .bind(row.created_at)
+    .bind(row.expires_at)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Inserts a consent row; false if it collided (same id or same
+/// client_consent_id).
+async fn insert_consent_row(
+    conn: &mut SqliteConnection,
+    row: &ConsentRow,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+         created_at, expires_at, status, revoked_by, ended_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(&row.id)
+    .bind(&row.client_id)
+    .bind(&row.nin)
+    .bind(&row.purpose)
+    .bind(&row.kind)
+    .bind(row.duration_days)
+    .bind(&row.client_consent_id)
+    .bind(row.created_at)
+    .bind(row.expires_at)
+    .bind(&row.status)
+    .bind(&row.revoked_by)
+    .bind(row.ended_at)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn insert_token(
+    conn: &mut SqliteConnection,
+    token: &AccessTokenRecord,
+) -> Result<(), StoreError> {
+    let row = AccessTokenRow::from(token);
+    sqlx::query(
+        "INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&row.hash)
+    .bind(&row.client_id)
+    .bind(&row.audience)
+    .bind(&row.scopes)
+    .bind(row.issued_at)
+    .bind(row.expires_at)
+    .bind(row.revoked)
+    .bind(&row.consent_id)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 fn found(rows_affected: u64) -> Result<(), StoreError> {
@@ -305,23 +417,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError> {
-        let row = AccessTokenRow::from(token);
-        sqlx::query(
-            "INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&row.hash)
-        .bind(&row.client_id)
-        .bind(&row.audience)
-        .bind(&row.scopes)
-        .bind(row.issued_at)
-        .bind(row.expires_at)
-        .bind(row.revoked)
-        .bind(&row.consent_id)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        insert_token(&mut conn, token).await
     }
 
     async fn find_access_token(
@@ -350,27 +447,8 @@ impl Store for SqliteStore {
     async fn insert_consent(&self, consent: &Consent) -> Result<ConsentInsert, StoreError> {
         let row = ConsentRow::from(consent);
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-             created_at, expires_at, status, revoked_by, ended_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&row.id)
-        .bind(&row.client_id)
-        .bind(&row.nin)
-        .bind(&row.purpose)
-        .bind(&row.kind)
-        .bind(row.duration_days)
-        .bind(&row.client_consent_id)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(&row.status)
-        .bind(&row.revoked_by)
-        .bind(row.ended_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if done.rows_affected() == 0 {
+        let inserted = insert_consent_row(&mut tx, &row).await?;
+        if !inserted {
             let existing =
                 sqlx::query("SELECT * FROM consents WHERE client_id = ? AND client_consent_id = ?")
                     .bind(&row.client_id)
@@ -634,6 +712,275 @@ impl Store for SqliteStore {
             })
         })
         .collect()
+    }
+
+    async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError> {
+        let r = AuthFlowRow::from(flow);
+        sqlx::query(
+            "INSERT INTO authorization_flows (id, browser_hash, client_id, redirect_uri, purpose, \
+             duration_days, openid, state, nonce, code_challenge, locale, stage, nin, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.id)
+        .bind(&r.browser_hash)
+        .bind(&r.client_id)
+        .bind(&r.redirect_uri)
+        .bind(&r.purpose)
+        .bind(r.duration_days)
+        .bind(r.openid)
+        .bind(&r.state)
+        .bind(&r.nonce)
+        .bind(&r.code_challenge)
+        .bind(&r.locale)
+        .bind(&r.stage)
+        .bind(&r.nin)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn find_auth_flow(&self, id: &str) -> Result<Option<AuthFlow>, StoreError> {
+        sqlx::query("SELECT * FROM authorization_flows WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(flow_from_row)
+            .transpose()
+    }
+
+    async fn record_login(
+        &self,
+        flow_id: &str,
+        session: &LoginSession,
+    ) -> Result<bool, StoreError> {
+        self.resume_with_session(flow_id, FlowStage::Login, session)
+            .await
+    }
+
+    async fn resume_with_session(
+        &self,
+        flow_id: &str,
+        from: FlowStage,
+        session: &LoginSession,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(
+            "UPDATE authorization_flows SET stage = 'consent', nin = ? WHERE id = ? AND stage = ?",
+        )
+        .bind(session.nin.as_str())
+        .bind(flow_id)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected()
+            == 1;
+        if moved {
+            upsert_login_session(&mut tx, session).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(moved)
+    }
+
+    async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage <> 'done'",
+        )
+        .bind(flow_id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn accept_auth_flow(
+        &self,
+        flow_id: &str,
+        consent: &Consent,
+        code: &AuthorizationCodeRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(
+            "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage = 'consent'",
+        )
+        .bind(flow_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected()
+            == 1;
+        if !moved {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        }
+        let row = ConsentRow::from(consent);
+        if !insert_consent_row(&mut tx, &row).await? {
+            return Err(StoreError::Conflict("consent id collision".into()));
+        }
+        insert_event(
+            &mut tx,
+            &new_event_row(&row, ConsentEventType::Created, consent.created_at),
+        )
+        .await?;
+        let c = AuthorizationCodeRow::from(code);
+        sqlx::query(
+            "INSERT INTO authorization_codes (hash, client_id, redirect_uri, consent_id, scopes, nonce, \
+             code_challenge, issued_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.hash)
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(&c.consent_id)
+        .bind(&c.scopes)
+        .bind(&c.nonce)
+        .bind(&c.code_challenge)
+        .bind(c.issued_at)
+        .bind(c.expires_at)
+        .bind(c.used_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn find_login_session(
+        &self,
+        browser_hash: &TokenHash,
+    ) -> Result<Option<LoginSession>, StoreError> {
+        let row = sqlx::query("SELECT * FROM login_sessions WHERE browser_hash = ?")
+            .bind(browser_hash.as_bytes())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|row| -> Result<LoginSession, StoreError> {
+            LoginSession::try_from(LoginSessionRow {
+                browser_hash: row.try_get("browser_hash").map_err(unavailable)?,
+                nin: row.try_get("nin").map_err(unavailable)?,
+                created_at: row.try_get("created_at").map_err(unavailable)?,
+                expires_at: row.try_get("expires_at").map_err(unavailable)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM login_sessions WHERE browser_hash = ?")
+            .bind(browser_hash.as_bytes())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE authorization_flows SET stage = 'done' WHERE browser_hash = ? AND stage <> 'done'",
+        )
+        .bind(browser_hash.as_bytes())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(deleted > 0)
+    }
+
+    async fn find_authorization_code(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<AuthorizationCodeRecord>, StoreError> {
+        sqlx::query("SELECT * FROM authorization_codes WHERE hash = ?")
+            .bind(hash.as_bytes())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(code_from_row)
+            .transpose()
+    }
+
+    async fn redeem_authorization_code(
+        &self,
+        hash: &TokenHash,
+        token: &AccessTokenRecord,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query(
+            "UPDATE authorization_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING consent_id",
+        )
+        .bind(now.unix_timestamp())
+        .bind(hash.as_bytes())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if claimed.is_some() {
+            insert_token(&mut tx, token).await?;
+            tx.commit().await.map_err(unavailable)?;
+            return Ok(true);
+        }
+        sqlx::query(
+            "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = \
+             (SELECT consent_id FROM authorization_codes WHERE hash = ?)",
+        )
+        .bind(hash.as_bytes())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(false)
+    }
+
+    async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ? AND NOT revoked",
+        )
+        .bind(consent_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge_expired_flow_state(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let t = now.unix_timestamp();
+        let mut total = 0;
+        for sql in [
+            "DELETE FROM authorization_flows WHERE expires_at < ?",
+            "DELETE FROM login_sessions WHERE expires_at < ?",
+            // Kept a while after expiry, so that a late replay is still
+            // recognised as a replay.
+            "DELETE FROM authorization_codes WHERE expires_at < ? - 3600",
+            "DELETE FROM access_tokens WHERE expires_at < ? - 86400",
+        ] {
+            total += sqlx::query(sql)
+                .bind(t)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+        }
+        Ok(total)
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.try_get("value").map_err(unavailable)
     }
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {

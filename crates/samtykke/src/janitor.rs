@@ -1,5 +1,6 @@
 //! The background janitor: marks consents whose time is up as expired (with
-//! their `SAMTYKKE_ARKIVERT` events) and removes events older than 7 days.
+//! their `SAMTYKKE_ARKIVERT` events), removes events older than 7 days, and
+//! removes expired login flows, sessions, codes and access tokens.
 //! Every step is a conditional, batched write, so several server processes
 //! on one PostgreSQL may run it at the same time.
 
@@ -18,6 +19,9 @@ const EXPIRE_BATCH: u32 = 500;
 pub struct JanitorReport {
     pub consents_expired: u64,
     pub events_purged: u64,
+    /// Finished or abandoned login flows, login sessions, codes and long
+    /// expired access tokens.
+    pub flow_state_purged: u64,
 }
 
 /// One pass: expire in batches until none is left, then purge old events.
@@ -32,6 +36,7 @@ pub async fn run_once(store: &dyn Store, clock: &dyn Clock) -> Result<JanitorRep
         }
     }
     report.events_purged = store.purge_consent_events(now - EVENT_RETENTION).await?;
+    report.flow_state_purged = store.purge_expired_flow_state(now).await?;
     Ok(report)
 }
 
@@ -52,6 +57,7 @@ pub fn spawn(
                     tracing::info!(
                         consents_expired = r.consents_expired,
                         events_purged = r.events_purged,
+                        flow_state_purged = r.flow_state_purged,
                         "janitor pass"
                     );
                 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use samtykke_core::debt::{parse_delivery, SANDBOX_DELIVERY};
 use samtykke_core::domain::{
-    Client, ClientId, ClientName, ClientSecret, NinPolicy, OrgNumber, Purpose,
+    Client, ClientId, ClientName, ClientSecret, NinPolicy, OrgNumber, Purpose, RedirectUri,
 };
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{SandboxCredentials, Store};
@@ -75,7 +75,11 @@ impl Application {
             access_token_ttl: config.access_token_ttl,
             sandbox,
         };
-        let state = AppState::new(store.clone(), clock.clone(), settings);
+        let mut state = AppState::new(store.clone(), clock.clone(), settings);
+        if sandbox {
+            // TestID lets anyone claim to be anyone: sandbox only (SPEC §6).
+            state = state.with_identity_provider(Arc::new(samtykke_http::identity::TestId));
+        }
         Ok(Self {
             listener,
             state,
@@ -165,10 +169,15 @@ async fn ensure_sandbox_client(
         secret_hash: secret.hash(),
         name: ClientName::parse(SANDBOX_CLIENT_NAME)?,
         org_number: OrgNumber::parse(SANDBOX_ORG_NUMBER)?,
-        redirect_uris: vec![],
+        // Any local callback at /callback, on any port (RFC 8252 §7.3).
+        redirect_uris: vec![
+            RedirectUri::parse("http://127.0.0.1/callback")?,
+            RedirectUri::parse("http://[::1]/callback")?,
+        ],
         purposes: vec![Purpose::Presentation, Purpose::Processing],
         may_create_agreements: true,
         may_read_events: true,
+        require_pkce: false,
         disabled: false,
         created_at: clock.now(),
     };

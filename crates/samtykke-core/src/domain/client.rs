@@ -171,6 +171,9 @@ pub struct Client {
     pub may_create_agreements: bool,
     /// May read the consent event feed (`client.access.consent.events`).
     pub may_read_events: bool,
+    /// Must send a PKCE S256 `code_challenge` in the authorization-code flow
+    /// (RFC 7636). Off by default: the published flow sends none.
+    pub require_pkce: bool,
     pub disabled: bool,
     pub created_at: OffsetDateTime,
 }
@@ -178,6 +181,11 @@ pub struct Client {
 impl Client {
     pub fn allows_purpose(&self, purpose: Purpose) -> bool {
         self.purposes.contains(&purpose)
+    }
+
+    /// The registered redirect URI that equals `presented` byte for byte.
+    pub fn registered_redirect_uri(&self, presented: &str) -> Option<&RedirectUri> {
+        self.redirect_uris.iter().find(|r| r.matches(presented))
     }
 }
 

@@ -54,10 +54,52 @@ impl RedirectUri {
         &self.0
     }
 
-    /// Exact, byte-for-byte comparison with a URI presented in a request.
+    /// Byte-for-byte comparison with a URI presented in a request. The one
+    /// exception (RFC 8252 §7.3, RFC 9700 §2.1): for a registered `http`
+    /// loopback IP literal (`127.0.0.1`, `[::1]`) any port is accepted, since
+    /// native apps get an ephemeral port; everything else must still be equal.
     pub fn matches(&self, presented: &str) -> bool {
-        self.0 == presented
+        if self.0 == presented {
+            return true;
+        }
+        match (
+            loopback_without_port(&self.0),
+            loopback_without_port(presented),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
     }
+}
+
+/// For `http://127.0.0.1[:port]/rest` or `http://[::1][:port]/rest`: the URI
+/// with the port removed, else None.
+fn loopback_without_port(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("http://")?;
+    let (host, after_host) = if let Some(r) = rest.strip_prefix("[::1]") {
+        ("[::1]", r)
+    } else if let Some(r) = rest.strip_prefix("127.0.0.1") {
+        ("127.0.0.1", r)
+    } else {
+        return None;
+    };
+    let path = match after_host.strip_prefix(':') {
+        Some(port_and_path) => {
+            let end = port_and_path
+                .find(['/', '?'])
+                .unwrap_or(port_and_path.len());
+            let port = &port_and_path[..end];
+            if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            &port_and_path[end..]
+        }
+        None => after_host,
+    };
+    if !(path.starts_with('/') || path.starts_with('?') || path.is_empty()) {
+        return None;
+    }
+    Some(format!("http://{host}{path}"))
 }
 
 impl fmt::Display for RedirectUri {
@@ -112,5 +154,26 @@ mod tests {
         ] {
             assert!(!registered.matches(other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_loopback_ip_redirect_uri_matches_on_any_port_but_nothing_else_differs() {
+        let registered = RedirectUri::parse("http://127.0.0.1/callback").unwrap();
+        assert!(registered.matches("http://127.0.0.1/callback"));
+        assert!(registered.matches("http://127.0.0.1:51234/callback"));
+        for other in [
+            "http://127.0.0.1:51234/callback/",
+            "http://127.0.0.1:51234/callback?x=1",
+            "http://127.0.0.1:51234/Callback",
+            "http://127.0.0.1:abc/callback",
+            "http://127.0.0.1.evil.example/callback",
+            "http://127.0.0.1@evil.example/callback",
+            "https://127.0.0.1:51234/callback",
+            "http://localhost:51234/callback",
+        ] {
+            assert!(!registered.matches(other), "{other}");
+        }
+        let named = RedirectUri::parse("http://localhost:3000/cb").unwrap();
+        assert!(!named.matches("http://localhost:3001/cb"));
     }
 }

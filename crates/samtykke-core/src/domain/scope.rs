@@ -15,14 +15,17 @@ pub enum Scope {
     ConsentCreate,
     /// `client.access.consent.events`: read the consent event feed.
     ConsentEvents,
+    /// `openid`: an ID token and `/userinfo` (authorization-code flow only).
+    OpenId,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::DebtPresentation,
         Scope::DebtProcessing,
         Scope::ConsentCreate,
         Scope::ConsentEvents,
+        Scope::OpenId,
     ];
 
     pub fn parse(value: &str) -> Option<Self> {
@@ -35,6 +38,7 @@ impl Scope {
             Self::DebtProcessing => "debt.unsecured.processing",
             Self::ConsentCreate => "consent.create",
             Self::ConsentEvents => "client.access.consent.events",
+            Self::OpenId => "openid",
         }
     }
 
@@ -86,6 +90,31 @@ impl ScopeSet {
         Ok(Self(scopes))
     }
 
+    /// A set of scopes from already-validated parts (at least one).
+    pub fn from_scopes(scopes: &[Scope]) -> Option<ScopeSet> {
+        let mut set = Vec::new();
+        for s in scopes {
+            if !set.contains(s) {
+                set.push(*s);
+            }
+        }
+        (!set.is_empty()).then_some(ScopeSet(set))
+    }
+
+    /// The scopes of an authorization-code token: the purpose's scope, and
+    /// `openid` when it was asked for.
+    pub fn for_purpose(purpose: Purpose, openid: bool) -> ScopeSet {
+        let debt = match purpose {
+            Purpose::Presentation => Scope::DebtPresentation,
+            Purpose::Processing => Scope::DebtProcessing,
+        };
+        if openid {
+            ScopeSet(vec![debt, Scope::OpenId])
+        } else {
+            ScopeSet(vec![debt])
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
         self.0.iter().copied()
     }
@@ -128,8 +157,8 @@ mod tests {
         assert_eq!(ScopeSet::parse(""), Err(ScopeError::Empty));
         assert_eq!(ScopeSet::parse("   "), Err(ScopeError::Empty));
         assert_eq!(
-            ScopeSet::parse("debt.unsecured.presentation openid"),
-            Err(ScopeError::Unknown("openid".into()))
+            ScopeSet::parse("debt.unsecured.presentation email"),
+            Err(ScopeError::Unknown("email".into()))
         );
     }
 }

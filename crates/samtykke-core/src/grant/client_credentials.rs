@@ -106,6 +106,7 @@ mod tests {
             purposes,
             may_create_agreements: agreements,
             may_read_events: events,
+            require_pkce: false,
             disabled: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
         }

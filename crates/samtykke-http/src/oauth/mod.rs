@@ -3,3 +3,4 @@
 pub mod introspect;
 pub mod revoke;
 pub mod token;
+pub mod userinfo;

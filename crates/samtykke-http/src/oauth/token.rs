@@ -6,7 +6,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use samtykke_core::consent::ConsentStatus;
+use samtykke_core::domain::{Client, Scope};
+use samtykke_core::grant::authorization_code::{self, CodeRedemptionRequest};
 use samtykke_core::grant::client_credentials::{self, ClientCredentialsRequest};
+use samtykke_core::id_token::{IdTokenClaims, IdTokenSubject};
+use samtykke_core::opaque::OpaqueToken;
 use samtykke_core::{OAuthError, OAuthErrorCode};
 use serde::Serialize;
 
@@ -22,6 +27,9 @@ pub struct TokenResponse {
     pub expires_in: i64,
     pub scope: String,
     pub token_type: &'static str,
+    /// OpenID Connect Core §3.1.3.3, when `openid` was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 pub async fn post_token(
@@ -67,12 +75,101 @@ async fn issue_token(
                 expires_in: (state.settings.access_token_ttl.whole_seconds() - 1).max(1),
                 scope,
                 token_type: "bearer",
+                id_token: None,
             })
         }
+        "authorization_code" => redeem_code(state, &client, &form).await,
         _ => Err(OAuthError::new(
             OAuthErrorCode::UnsupportedGrantType,
             "the grant_type is not supported",
         )
         .into()),
     }
+}
+
+fn invalid_grant(description: &'static str) -> OAuthErrorResponse {
+    OAuthError::new(OAuthErrorCode::InvalidGrant, description).into()
+}
+
+/// The authorization-code grant (RFC 6749 §4.1.3): checks the code's
+/// bindings, redeems it once, and answers with a token bound to the consent
+/// and, for `openid`, an ID token. A replayed code revokes what it issued.
+async fn redeem_code(
+    state: &AppState,
+    client: &Client,
+    form: &Form,
+) -> Result<TokenResponse, OAuthErrorResponse> {
+    let presented = form.require("code")?;
+    let code = OpaqueToken::from_presented(presented)
+        .ok_or_else(|| invalid_grant("the code is invalid, expired or already used"))?;
+    let now = state.clock.now();
+    let record = state
+        .store
+        .find_authorization_code(&code.hash())
+        .await?
+        .ok_or_else(|| invalid_grant("the code is invalid, expired or already used"))?;
+    if record.used {
+        let revoked = state
+            .store
+            .revoke_consent_tokens(&record.consent_id)
+            .await?;
+        tracing::warn!(client_id = %client.id, consent_id = %record.consent_id, revoked, "authorization code replayed; its tokens are revoked");
+        return Err(invalid_grant(
+            "the code is invalid, expired or already used",
+        ));
+    }
+    let request = CodeRedemptionRequest {
+        redirect_uri: form.get("redirect_uri"),
+        code_verifier: form.get("code_verifier"),
+    };
+    authorization_code::check(&record, client, &request, now)
+        .inspect_err(|e| tracing::info!(client_id = %client.id, reason = %e.description, "code redemption refused"))?;
+    let consent = state
+        .store
+        .find_consent(&record.consent_id)
+        .await?
+        .filter(|c| c.status_at(now) == ConsentStatus::Active)
+        .ok_or_else(|| invalid_grant("the consent behind the code is no longer active"))?;
+    let (token, token_record) =
+        authorization_code::mint(&record, &consent, now, state.settings.access_token_ttl);
+    if !state
+        .store
+        .redeem_authorization_code(&record.hash, &token_record, now)
+        .await?
+    {
+        tracing::warn!(client_id = %client.id, consent_id = %record.consent_id, "authorization code raced a replay; its tokens are revoked");
+        return Err(invalid_grant(
+            "the code is invalid, expired or already used",
+        ));
+    }
+    let id_token = if record.scopes.contains(Scope::OpenId) {
+        let secrets = state.secrets().await?;
+        let signer = state.id_token_signer().await?;
+        let claims = IdTokenClaims::new(
+            &IdTokenSubject {
+                issuer: &state.settings.issuer,
+                client_id: &client.id,
+                nin: &consent.nin,
+                consent_id: consent.id,
+                nonce: record.nonce.as_deref(),
+                auth_time: consent.created_at,
+            },
+            &secrets.pairwise_salt,
+            now,
+        );
+        Some(signer.sign(&claims).map_err(|e| {
+            tracing::error!(error = %e, "could not sign the ID token");
+            OAuthErrorResponse(OAuthError::server_error())
+        })?)
+    } else {
+        None
+    };
+    tracing::info!(client_id = %client.id, consent_id = %consent.id, "authorization code redeemed");
+    Ok(TokenResponse {
+        access_token: token.expose().to_owned(),
+        expires_in: ((token_record.expires_at - now).whole_seconds() - 1).max(1),
+        scope: record.scopes.to_string(),
+        token_type: "bearer",
+        id_token,
+    })
 }

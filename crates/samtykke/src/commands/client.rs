@@ -69,6 +69,9 @@ pub struct CreateArgs {
     /// May read the consent event feed (scope client.access.consent.events)
     #[arg(long)]
     pub events: bool,
+    /// Must use PKCE (S256) in the authorization-code flow
+    #[arg(long)]
+    pub require_pkce: bool,
     /// Print {"client_id": …, "client_secret": …} for scripts
     #[arg(long)]
     pub json: bool,
@@ -103,6 +106,7 @@ pub fn new_client(args: &CreateArgs, clock: &dyn Clock) -> anyhow::Result<(Clien
         purposes,
         may_create_agreements: args.agreement,
         may_read_events: args.events,
+        require_pkce: args.require_pkce,
         disabled: false,
         created_at: clock.now(),
     };
@@ -129,6 +133,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "purposes": c.purposes.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
         "agreement": c.may_create_agreements,
         "events": c.may_read_events,
+        "require_pkce": c.require_pkce,
         "disabled": c.disabled,
         "created_at": c.created_at.unix_timestamp(),
     })
@@ -157,6 +162,7 @@ fn write_client(out: &mut dyn Write, c: &Client) -> std::io::Result<()> {
     )?;
     writeln!(out, "agreement      {}", c.may_create_agreements)?;
     writeln!(out, "events         {}", c.may_read_events)?;
+    writeln!(out, "require_pkce   {}", c.require_pkce)?;
     writeln!(
         out,
         "status         {}",

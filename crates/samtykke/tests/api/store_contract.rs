@@ -30,6 +30,7 @@ fn client(name: &str) -> (Client, ClientSecret) {
         purposes: vec![Purpose::Presentation, Purpose::Processing],
         may_create_agreements: true,
         may_read_events: false,
+        require_pkce: false,
         disabled: false,
         created_at: at(0),
     };

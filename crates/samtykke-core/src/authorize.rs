@@ -1,0 +1,489 @@
+//! The authorization endpoint's decision (RFC 6749 §4.1.1, §4.1.2.1; SPEC §4):
+//! a request either becomes a typed [`AuthorizationRequest`], or is refused
+//! with an error page (never a redirect: unknown client, unregistered
+//! redirect URI) or with an error redirect that carries `state`.
+
+use crate::consent::ConsentScope;
+use crate::domain::{Client, ClientId};
+
+/// Longest `state` and `nonce` accepted (they are echoed and stored).
+pub const MAX_STATE_LEN: usize = 2048;
+pub const MAX_NONCE_LEN: usize = 512;
+
+/// The `error` codes of an authorization error redirect: RFC 6749 §4.1.2.1,
+/// OpenID Connect Core §3.1.2.6, and the published contract's own
+/// (`invalid_scopes`, `login_cancelled`, `consent_denied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorizeErrorCode {
+    InvalidRequest,
+    UnauthorizedClient,
+    UnsupportedResponseType,
+    InvalidScopes,
+    ServerError,
+    LoginCancelled,
+    ConsentDenied,
+    LoginRequired,
+    ConsentRequired,
+}
+
+impl AuthorizeErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScopes => "invalid_scopes",
+            Self::ServerError => "server_error",
+            Self::LoginCancelled => "login_cancelled",
+            Self::ConsentDenied => "consent_denied",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+        }
+    }
+}
+
+/// Why an authorization request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeRejection {
+    /// The client or redirect URI cannot be trusted: show an error page and
+    /// never redirect (RFC 6749 §4.1.2.1, RFC 9700 §4.11.2).
+    ErrorPage(ErrorPageReason),
+    /// Redirect to the (verified) redirect URI with the error.
+    Redirect(ErrorRedirect),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorPageReason {
+    MissingClientId,
+    UnknownClient,
+    MissingRedirectUri,
+    UnregisteredRedirectUri,
+    RepeatedParameter,
+}
+
+impl ErrorPageReason {
+    /// A sentence for the individual (English; the page translates by key).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::MissingClientId => "missing_client_id",
+            Self::UnknownClient => "unknown_client",
+            Self::MissingRedirectUri => "missing_redirect_uri",
+            Self::UnregisteredRedirectUri => "unregistered_redirect_uri",
+            Self::RepeatedParameter => "repeated_parameter",
+        }
+    }
+}
+
+/// An error to send back to the client's redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRedirect {
+    pub redirect_uri: String,
+    pub error: AuthorizeErrorCode,
+    pub description: String,
+    pub state: Option<String>,
+}
+
+/// `prompt` (OpenID Connect Core §3.1.2.1), as far as it matters here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompt {
+    /// Reuse a login session when there is one.
+    Default,
+    /// Always identify again.
+    Login,
+    /// Show nothing: fail with `login_required` / `consent_required`.
+    None,
+}
+
+/// A valid authorization request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    pub client_id: ClientId,
+    /// As presented; it matched a registered redirect URI.
+    pub redirect_uri: String,
+    pub scope: ConsentScope,
+    pub openid: bool,
+    pub state: String,
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge (RFC 7636 §4.2), if sent.
+    pub code_challenge: Option<String>,
+    pub prompt: Prompt,
+    pub ui_locales: Option<String>,
+}
+
+/// The query parameters of a request, in order, possibly repeated.
+pub type Params = [(String, String)];
+
+fn single<'a>(params: &'a Params, name: &str) -> Result<Option<&'a str>, ()> {
+    let mut found = params.iter().filter(|(k, _)| k == name);
+    let first = found.next().map(|(_, v)| v.as_str());
+    if found.next().is_some() {
+        return Err(());
+    }
+    Ok(first.filter(|v| !v.is_empty()))
+}
+
+/// The `client_id` of the request, if it can be read at all.
+pub fn client_id_of(params: &Params) -> Result<ClientId, AuthorizeRejection> {
+    let page = |r| AuthorizeRejection::ErrorPage(r);
+    let raw = single(params, "client_id")
+        .map_err(|()| page(ErrorPageReason::RepeatedParameter))?
+        .ok_or(page(ErrorPageReason::MissingClientId))?;
+    ClientId::parse(raw).map_err(|_| page(ErrorPageReason::UnknownClient))
+}
+
+/// Decides an authorization request given the client it names (None when
+/// unknown). Pure: no I/O, no clock.
+pub fn decide(
+    params: &Params,
+    client: Option<&Client>,
+) -> Result<AuthorizationRequest, AuthorizeRejection> {
+    let page = AuthorizeRejection::ErrorPage;
+    let client_id = client_id_of(params)?;
+    let client = client
+        .filter(|c| c.id == client_id && !c.disabled)
+        .ok_or(page(ErrorPageReason::UnknownClient))?;
+    let presented = single(params, "redirect_uri")
+        .map_err(|()| page(ErrorPageReason::RepeatedParameter))?
+        .ok_or(page(ErrorPageReason::MissingRedirectUri))?;
+    if client.registered_redirect_uri(presented).is_none() {
+        return Err(page(ErrorPageReason::UnregisteredRedirectUri));
+    }
+    let redirect_uri = presented.to_owned();
+
+    // From here on the redirect URI is trusted: errors go back to it.
+    let state_param = single(params, "state");
+    let state = state_param
+        .ok()
+        .flatten()
+        .filter(|s| s.len() <= MAX_STATE_LEN)
+        .map(str::to_owned);
+    let fail = |error: AuthorizeErrorCode, description: &str| {
+        AuthorizeRejection::Redirect(ErrorRedirect {
+            redirect_uri: redirect_uri.clone(),
+            error,
+            description: description.to_owned(),
+            state: state.clone(),
+        })
+    };
+    let invalid = |d: &str| fail(AuthorizeErrorCode::InvalidRequest, d);
+
+    const ONCE: [&str; 9] = [
+        "response_type",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "prompt",
+        "ui_locales",
+        "response_mode",
+    ];
+    for name in ONCE {
+        if single(params, name).is_err() {
+            return Err(invalid(&format!("the parameter {name} is repeated")));
+        }
+    }
+    let get = |name: &str| single(params, name).ok().flatten();
+
+    match state_param {
+        Ok(Some(s)) if s.len() > MAX_STATE_LEN => {
+            return Err(invalid("state is longer than 2048 characters"))
+        }
+        Ok(Some(_)) => {}
+        _ => return Err(invalid("the state parameter is required")),
+    }
+    match get("response_type") {
+        None => return Err(invalid("the response_type parameter is required")),
+        Some("code") => {}
+        Some(_) => {
+            return Err(fail(
+                AuthorizeErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ))
+        }
+    }
+    if get("response_mode").is_some_and(|m| m != "query") {
+        return Err(invalid("only response_mode=query is supported"));
+    }
+    let (scope, openid) =
+        parse_scope(get("scope")).map_err(|d| fail(AuthorizeErrorCode::InvalidScopes, d))?;
+    if !client.allows_purpose(scope.purpose) {
+        return Err(fail(
+            AuthorizeErrorCode::InvalidScopes,
+            "the client is not allowed this purpose",
+        ));
+    }
+
+    let nonce = get("nonce").map(str::to_owned);
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
+        return Err(invalid("nonce is longer than 512 characters"));
+    }
+
+    let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
+        (None, None) if client.require_pkce => return Err(invalid(
+            "this client must use PKCE: code_challenge with code_challenge_method=S256 is required",
+        )),
+        (None, None) => None,
+        (None, Some(_)) => return Err(invalid("code_challenge_method without code_challenge")),
+        (Some(_), None) | (Some(_), Some("plain")) => {
+            return Err(invalid(
+                "PKCE method plain is not supported; use code_challenge_method=S256",
+            ))
+        }
+        (Some(challenge), Some("S256")) => {
+            if !is_s256_challenge(challenge) {
+                return Err(invalid(
+                    "code_challenge must be 43 base64url characters (S256)",
+                ));
+            }
+            Some(challenge.to_owned())
+        }
+        (Some(_), Some(_)) => return Err(invalid("unsupported code_challenge_method; use S256")),
+    };
+
+    let prompt = match get("prompt") {
+        None => Prompt::Default,
+        Some(p) => {
+            let values: Vec<&str> = p.split(' ').filter(|v| !v.is_empty()).collect();
+            if values.contains(&"none") && values.len() > 1 {
+                return Err(invalid("prompt=none cannot be combined with other values"));
+            }
+            if values.contains(&"none") {
+                Prompt::None
+            } else if values.contains(&"login") {
+                Prompt::Login
+            } else {
+                Prompt::Default
+            }
+        }
+    };
+
+    Ok(AuthorizationRequest {
+        client_id: client.id.clone(),
+        redirect_uri,
+        scope,
+        openid,
+        state: state.unwrap_or_default(),
+        nonce,
+        code_challenge,
+        prompt,
+        ui_locales: get("ui_locales").map(|l| l.chars().take(100).collect()),
+    })
+}
+
+/// SPEC §4: exactly one debt scope (optionally with a duration suffix),
+/// optionally followed by `openid` as the last scope.
+pub fn parse_scope(scope: Option<&str>) -> Result<(ConsentScope, bool), &'static str> {
+    let scope = scope.ok_or("the scope parameter is required")?;
+    let values: Vec<&str> = scope.split(' ').filter(|v| !v.is_empty()).collect();
+    let (debt, openid) = match values.as_slice() {
+        [debt] => (*debt, false),
+        [debt, "openid"] => (*debt, true),
+        [] => return Err("the scope parameter is required"),
+        _ => {
+            return Err(
+                "scope must be one debt scope, optionally followed by openid as the last scope",
+            )
+        }
+    };
+    let consent = ConsentScope::parse(debt).map_err(|e| match e {
+        crate::consent::ConsentScopeError::NotADebtScope => {
+            "scope must be debt.unsecured.presentation or debt.unsecured.processing, optionally with a .N days suffix"
+        }
+        crate::consent::ConsentScopeError::BadDuration => {
+            "the duration suffix must be a positive whole number of days"
+        }
+    })?;
+    Ok((consent, openid))
+}
+
+fn is_s256_challenge(challenge: &str) -> bool {
+    challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::ConsentDuration;
+    use crate::domain::{ClientName, ClientSecret, OrgNumber, Purpose, RedirectUri};
+
+    fn client(require_pkce: bool) -> Client {
+        Client {
+            id: ClientId::parse("bank").unwrap(),
+            secret_hash: ClientSecret::generate().hash(),
+            name: ClientName::parse("Bank").unwrap(),
+            org_number: OrgNumber::parse("923609016").unwrap(),
+            redirect_uris: vec![RedirectUri::parse("https://bank.example/cb").unwrap()],
+            purposes: vec![Purpose::Presentation],
+            may_create_agreements: false,
+            may_read_events: false,
+            require_pkce,
+            disabled: false,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn good() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("client_id", "bank"),
+            ("response_type", "code"),
+            ("scope", "debt.unsecured.presentation.100 openid"),
+            ("state", "xyz"),
+            ("redirect_uri", "https://bank.example/cb"),
+            ("nonce", "n-1"),
+        ]
+    }
+
+    fn with(replace: &str, value: Option<&str>) -> Vec<(String, String)> {
+        let mut p: Vec<(&str, &str)> = good().into_iter().filter(|(k, _)| *k != replace).collect();
+        if let Some(v) = value {
+            p.push((replace, v));
+        }
+        params(&p)
+    }
+
+    fn redirect_error(
+        result: Result<AuthorizationRequest, AuthorizeRejection>,
+    ) -> (&'static str, Option<String>) {
+        match result {
+            Err(AuthorizeRejection::Redirect(r)) => (r.error.as_str(), r.state),
+            other => panic!("expected a redirect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_good_request_is_accepted_with_its_duration_and_openid() {
+        let r = decide(&params(&good()), Some(&client(false))).unwrap();
+        assert_eq!(r.scope.purpose, Purpose::Presentation);
+        assert_eq!(r.scope.duration, ConsentDuration::Days(100));
+        assert!(r.openid);
+        assert_eq!(r.state, "xyz");
+        assert_eq!(r.nonce.as_deref(), Some("n-1"));
+    }
+
+    #[test]
+    fn unknown_clients_and_unregistered_redirect_uris_get_an_error_page() {
+        let c = client(false);
+        assert_eq!(
+            decide(&params(&good()), None),
+            Err(AuthorizeRejection::ErrorPage(
+                ErrorPageReason::UnknownClient
+            ))
+        );
+        for uri in [
+            "https://bank.example/cb/",
+            "https://evil.example/cb",
+            "https://bank.example/cb?x=1",
+        ] {
+            assert_eq!(
+                decide(&with("redirect_uri", Some(uri)), Some(&c)),
+                Err(AuthorizeRejection::ErrorPage(
+                    ErrorPageReason::UnregisteredRedirectUri
+                ))
+            );
+        }
+        assert_eq!(
+            decide(&with("redirect_uri", None), Some(&c)),
+            Err(AuthorizeRejection::ErrorPage(
+                ErrorPageReason::MissingRedirectUri
+            ))
+        );
+        let mut disabled = c.clone();
+        disabled.disabled = true;
+        assert_eq!(
+            decide(&params(&good()), Some(&disabled)),
+            Err(AuthorizeRejection::ErrorPage(
+                ErrorPageReason::UnknownClient
+            ))
+        );
+    }
+
+    #[test]
+    fn scope_rules_answer_invalid_scopes() {
+        let c = client(false);
+        for scope in [
+            "openid debt.unsecured.presentation",
+            "debt.unsecured.presentation debt.unsecured.processing",
+            "debt.unsecured.presentation.0",
+            "debt.unsecured.presentation.-1",
+            "debt.unsecured.presentation.abc",
+            "consent.create",
+            "debt.unsecured.processing",
+        ] {
+            let (error, state) = redirect_error(decide(&with("scope", Some(scope)), Some(&c)));
+            assert_eq!(error, "invalid_scopes", "{scope}");
+            assert_eq!(state.as_deref(), Some("xyz"));
+        }
+        let r = decide(
+            &with("scope", Some("debt.unsecured.presentation.9999")),
+            Some(&c),
+        )
+        .unwrap();
+        assert_eq!(r.scope.duration, ConsentDuration::Days(365));
+    }
+
+    #[test]
+    fn other_request_errors_redirect_with_rfc_6749_codes() {
+        let c = client(false);
+        assert_eq!(
+            redirect_error(decide(&with("response_type", Some("token")), Some(&c))).0,
+            "unsupported_response_type"
+        );
+        assert_eq!(
+            redirect_error(decide(&with("response_type", None), Some(&c))).0,
+            "invalid_request"
+        );
+        assert_eq!(
+            redirect_error(decide(&with("state", None), Some(&c))),
+            ("invalid_request", None)
+        );
+        let mut repeated = params(&good());
+        repeated.push(("scope".into(), "debt.unsecured.presentation".into()));
+        assert_eq!(
+            redirect_error(decide(&repeated, Some(&c))).0,
+            "invalid_request"
+        );
+    }
+
+    #[test]
+    fn pkce_is_s256_only_and_required_when_the_client_says_so() {
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        let mut p = params(&good());
+        p.push(("code_challenge".into(), challenge.into()));
+        p.push(("code_challenge_method".into(), "S256".into()));
+        assert_eq!(
+            decide(&p, Some(&client(true)))
+                .unwrap()
+                .code_challenge
+                .as_deref(),
+            Some(challenge)
+        );
+        assert_eq!(
+            redirect_error(decide(&params(&good()), Some(&client(true)))).0,
+            "invalid_request"
+        );
+        let mut plain = params(&good());
+        plain.push(("code_challenge".into(), challenge.into()));
+        plain.push(("code_challenge_method".into(), "plain".into()));
+        assert_eq!(
+            redirect_error(decide(&plain, Some(&client(false)))).0,
+            "invalid_request"
+        );
+        let mut no_method = params(&good());
+        no_method.push(("code_challenge".into(), challenge.into()));
+        assert_eq!(
+            redirect_error(decide(&no_method, Some(&client(false)))).0,
+            "invalid_request"
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! How individuals identify (SPEC §6), behind one interface chosen by
+//! configuration. The sandbox uses [`TestId`]: a form where one types a
+//! national identity number. Production identification through an upstream
+//! OpenID Connect provider (code flow + PKCE, `pid` claim) implements the same
+//! trait: `begin` answers with a redirect to the provider, and `complete`
+//! exchanges the provider's code from its callback.
+
+use async_trait::async_trait;
+use samtykke_core::domain::{Nin, NinPolicy};
+
+/// What to do to start identification for one flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginStart {
+    /// Show our own TestID form.
+    TestIdForm,
+    /// Send the browser to an upstream provider.
+    Redirect(String),
+}
+
+/// Why identification did not give a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginFailure {
+    /// The individual cancelled (`error=login_cancelled`).
+    Cancelled,
+    /// The input was not acceptable; the message is for the individual.
+    Rejected,
+    /// The provider failed (`error=server_error`).
+    Failed(String),
+}
+
+#[async_trait]
+pub trait IdentityProvider: Send + Sync + 'static {
+    /// A short name for logs.
+    fn name(&self) -> &'static str;
+    /// Starts identification for the flow `flow_id`.
+    fn begin(&self, flow_id: &str) -> LoginStart;
+    /// Finishes identification from the submitted form or callback
+    /// parameters.
+    async fn complete(
+        &self,
+        params: &[(String, String)],
+        policy: NinPolicy,
+    ) -> Result<Nin, LoginFailure>;
+}
+
+/// The sandbox's TestID: anyone may claim any (valid) number. Only ever
+/// configured in sandbox mode.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TestId;
+
+#[async_trait]
+impl IdentityProvider for TestId {
+    fn name(&self) -> &'static str {
+        "testid"
+    }
+
+    fn begin(&self, _flow_id: &str) -> LoginStart {
+        LoginStart::TestIdForm
+    }
+
+    async fn complete(
+        &self,
+        params: &[(String, String)],
+        policy: NinPolicy,
+    ) -> Result<Nin, LoginFailure> {
+        let field = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim())
+        };
+        if field("action") == Some("cancel") {
+            return Err(LoginFailure::Cancelled);
+        }
+        let typed: String = field("nin")
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        Nin::parse(&typed, policy).map_err(|_| LoginFailure::Rejected)
+    }
+}

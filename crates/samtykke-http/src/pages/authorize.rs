@@ -1,0 +1,159 @@
+//! `GET /oauth2/auth` (RFC 6749 §4.1.1, SPEC §4): validates the request,
+//! starts a flow bound to this browser, and sends the individual to
+//! identification, or straight to the consent page when the browser has a
+//! live login session.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use samtykke_core::authorize::{
+    self, AuthorizeErrorCode, AuthorizeRejection, ErrorPageReason, Prompt,
+};
+use samtykke_core::flow::{self, FlowStage};
+use samtykke_core::opaque::OpaqueToken;
+
+use super::{
+    browser_cookie, error_page, error_redirect, negotiate, see_other, set_browser_cookie,
+    texts_for, Texts,
+};
+use crate::AppState;
+
+fn page_reason_text(t: &'static Texts, reason: ErrorPageReason) -> &'static str {
+    match reason {
+        ErrorPageReason::MissingClientId | ErrorPageReason::UnknownClient => t.unknown_client,
+        ErrorPageReason::MissingRedirectUri => t.missing_redirect_uri,
+        ErrorPageReason::UnregisteredRedirectUri => t.bad_redirect_uri,
+        ErrorPageReason::RepeatedParameter => t.repeated_parameter,
+    }
+}
+
+pub async fn get_authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let accept_language = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let ui_locales = params
+        .iter()
+        .find(|(k, _)| k == "ui_locales")
+        .map(|(_, v)| v.as_str());
+    let locale = negotiate(ui_locales, accept_language);
+    let t = texts_for(locale);
+
+    let client = match authorize::client_id_of(&params) {
+        Ok(id) => match state.store.find_client(&id).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(error = %e, "authorization request: storage failed");
+                return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail);
+            }
+        },
+        Err(_) => None,
+    };
+    let request = match authorize::decide(&params, client.as_ref()) {
+        Ok(request) => request,
+        Err(AuthorizeRejection::ErrorPage(reason)) => {
+            tracing::info!(
+                reason = reason.key(),
+                "authorization request refused with an error page"
+            );
+            return error_page(
+                &state,
+                t,
+                StatusCode::BAD_REQUEST,
+                page_reason_text(t, reason),
+            );
+        }
+        Err(AuthorizeRejection::Redirect(r)) => {
+            return error_redirect(
+                &state,
+                &r.redirect_uri,
+                r.error,
+                &r.description,
+                r.state.as_deref(),
+            );
+        }
+    };
+    let fail = |code: AuthorizeErrorCode, description: &str| {
+        error_redirect(
+            &state,
+            &request.redirect_uri,
+            code,
+            description,
+            Some(&request.state),
+        )
+    };
+    if !state.settings.sandbox {
+        // Upstream OpenID Connect identification is not configured: there is
+        // no way to identify the individual.
+        tracing::error!("authorization request in production mode without an identity provider");
+        return fail(
+            AuthorizeErrorCode::ServerError,
+            "no identity provider is configured",
+        );
+    }
+
+    let existing = browser_cookie(&state, &headers);
+    let browser = existing.clone().unwrap_or_else(OpaqueToken::generate);
+    let now = state.clock.now();
+    let session = match &existing {
+        Some(b) if request.prompt != Prompt::Login => {
+            match state.store.find_login_session(&b.hash()).await {
+                Ok(s) => s.filter(|s| s.is_active(now)),
+                Err(e) => {
+                    tracing::error!(error = %e, "login session lookup failed");
+                    return fail(AuthorizeErrorCode::ServerError, "");
+                }
+            }
+        }
+        _ => None,
+    };
+    if request.prompt == Prompt::None {
+        // Every authorization creates a new consent, which needs the
+        // individual's decision.
+        return match session {
+            Some(_) => fail(
+                AuthorizeErrorCode::ConsentRequired,
+                "the individual must consent",
+            ),
+            None => fail(
+                AuthorizeErrorCode::LoginRequired,
+                "the individual must log in",
+            ),
+        };
+    }
+
+    let flow = flow::start(&request, &browser, locale, now);
+    if let Err(e) = state.store.insert_auth_flow(&flow).await {
+        tracing::error!(error = %e, "could not store the authorization flow");
+        return fail(AuthorizeErrorCode::ServerError, "");
+    }
+    let issuer = &state.settings.issuer;
+    let next = match session {
+        Some(session) => match state
+            .store
+            .resume_with_session(&flow.id, FlowStage::Login, &session)
+            .await
+        {
+            Ok(true) => format!("{issuer}/oauth2/consent?flow={}", flow.id),
+            Ok(false) => format!("{issuer}/oauth2/login?flow={}", flow.id),
+            Err(e) => {
+                tracing::error!(error = %e, "could not resume the login session");
+                return fail(AuthorizeErrorCode::ServerError, "");
+            }
+        },
+        None => format!("{issuer}/oauth2/login?flow={}", flow.id),
+    };
+    tracing::info!(client_id = %request.client_id, "authorization flow started");
+    let mut response = see_other(&next);
+    if existing.is_none() {
+        set_browser_cookie(&state, response.headers_mut(), Some(&browser));
+    }
+    response
+}

@@ -1,0 +1,181 @@
+//! The consent page (SPEC §4): `GET /oauth2/consent` shows who asks, for
+//! what and for how long; `POST /oauth2/consent` takes the decision. Only a
+//! POST with this flow's CSRF token can accept, and only once.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use samtykke_core::authorize::AuthorizeErrorCode;
+use samtykke_core::consent::{Consent, ConsentKind};
+use samtykke_core::flow::{self, FlowStage};
+use samtykke_core::grant::authorization_code;
+use serde::Serialize;
+
+use super::login::{admit, Admitted, FlowQuery};
+use super::{
+    error_page, error_redirect, field, html_page, origin_of, page_form, render, see_other,
+    with_query, Texts, NB,
+};
+use crate::AppState;
+
+#[derive(Serialize)]
+struct ConsentContext<'a> {
+    t: &'static Texts,
+    title: &'static str,
+    sandbox: bool,
+    issuer: &'a str,
+    flow: &'a str,
+    csrf: String,
+    client_name: &'a str,
+    org_number: &'a str,
+    purpose: &'static str,
+    duration: String,
+    nin: &'a str,
+}
+
+/// `GET /oauth2/consent?flow=…`
+pub async fn get_consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<FlowQuery>,
+) -> Response {
+    let Admitted { flow, browser, t } = match admit(
+        &state,
+        &headers,
+        query.flow.as_deref(),
+        None,
+        FlowStage::Consent,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(page) => return page,
+    };
+    let client = match state.store.find_client(&flow.client_id).await {
+        Ok(Some(c)) if !c.disabled => c,
+        Ok(_) => return error_page(&state, t, StatusCode::BAD_REQUEST, t.unknown_client),
+        Err(_) => return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
+    };
+    let csrf = match state.secrets().await {
+        Ok(s) => flow::csrf_token(&s.csrf_key, &flow.id, &browser),
+        Err(_) => return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
+    };
+    let context = ConsentContext {
+        t,
+        title: t.consent_title,
+        sandbox: state.settings.sandbox,
+        issuer: &state.settings.issuer,
+        flow: &flow.id,
+        csrf,
+        client_name: client.name.as_str(),
+        org_number: client.org_number.as_str(),
+        purpose: t.purpose(flow.scope.purpose),
+        duration: t.duration(flow.scope.duration),
+        nin: flow.nin.as_ref().map_or("", |n| n.as_str()),
+    };
+    match render("consent.html", context) {
+        Ok(body) => html_page(
+            StatusCode::OK,
+            body,
+            origin_of(&flow.redirect_uri).as_deref(),
+        ),
+        Err(()) => error_page(&state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail),
+    }
+}
+
+/// `POST /oauth2/consent` (`flow`, `csrf`, `decision=accept|deny`).
+pub async fn post_consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(form) = page_form(&headers, &body) else {
+        return error_page(&state, &NB, StatusCode::BAD_REQUEST, NB.bad_form);
+    };
+    let Admitted { flow, t, .. } = match admit(
+        &state,
+        &headers,
+        field(&form, "flow"),
+        Some(field(&form, "csrf")),
+        FlowStage::Consent,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(page) => return page,
+    };
+    let redirect_error = |code: AuthorizeErrorCode, description: &str| {
+        error_redirect(
+            &state,
+            &flow.redirect_uri,
+            code,
+            description,
+            Some(&flow.state),
+        )
+    };
+    match field(&form, "decision") {
+        Some("accept") => {}
+        Some("deny") => {
+            return match state.store.end_auth_flow(&flow.id).await {
+                Ok(true) => {
+                    tracing::info!(client_id = %flow.client_id, "consent denied");
+                    redirect_error(AuthorizeErrorCode::ConsentDenied, "")
+                }
+                Ok(false) => error_page(&state, t, StatusCode::BAD_REQUEST, t.flow_finished),
+                Err(_) => redirect_error(AuthorizeErrorCode::ServerError, ""),
+            }
+        }
+        _ => return error_page(&state, t, StatusCode::BAD_REQUEST, t.bad_form),
+    }
+
+    let now = state.clock.now();
+    let (Some(nin), Ok(Some(client))) = (
+        flow.nin.clone(),
+        state.store.find_client(&flow.client_id).await,
+    ) else {
+        let _ = state.store.end_auth_flow(&flow.id).await;
+        return redirect_error(AuthorizeErrorCode::ServerError, "");
+    };
+    if client.disabled || !client.allows_purpose(flow.scope.purpose) {
+        let _ = state.store.end_auth_flow(&flow.id).await;
+        return redirect_error(
+            AuthorizeErrorCode::ServerError,
+            "the client may no longer ask for this consent",
+        );
+    }
+    let consent = Consent::new(
+        client.id.clone(),
+        nin,
+        flow.scope,
+        ConsentKind::Regular,
+        None,
+        now,
+    );
+    let (code, record) = authorization_code::issue(&flow, &consent, now);
+    match state
+        .store
+        .accept_auth_flow(&flow.id, &consent, &record)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(client_id = %client.id, consent_id = %consent.id, "consent given; code issued");
+            let location = with_query(
+                &flow.redirect_uri,
+                &[
+                    ("code", code.expose()),
+                    ("scope", consent.purpose.scope_name()),
+                    ("state", &flow.state),
+                    ("iss", &state.settings.issuer),
+                ],
+            );
+            see_other(&location)
+        }
+        Ok(false) => error_page(&state, t, StatusCode::BAD_REQUEST, t.flow_finished),
+        Err(e) => {
+            tracing::error!(error = %e, "could not store the consent");
+            let _ = state.store.end_auth_flow(&flow.id).await;
+            redirect_error(AuthorizeErrorCode::ServerError, "")
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Identification pages: `GET /oauth2/login` shows the identity provider's
+//! first step (the TestID form in the sandbox), `POST /oauth2/login` takes
+//! the form.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use samtykke_core::authorize::AuthorizeErrorCode;
+use samtykke_core::flow::{self, AuthFlow, FlowRefusal, FlowStage, LoginSession};
+use samtykke_core::opaque::OpaqueToken;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    browser_cookie, error_page, error_redirect, field, html_page, origin_of, page_form, render,
+    see_other, texts_for, Texts, NB,
+};
+use crate::identity::{LoginFailure, LoginStart};
+use crate::AppState;
+
+#[derive(Deserialize)]
+pub struct FlowQuery {
+    pub(crate) flow: Option<String>,
+}
+
+/// A flow that a page may continue, with its browser and texts.
+pub(crate) struct Admitted {
+    pub flow: AuthFlow,
+    pub browser: OpaqueToken,
+    pub t: &'static Texts,
+}
+
+/// Loads the flow `flow_id` and checks it for this browser, step and
+/// (for posts) CSRF token. Refusals are error pages: nothing is redirected
+/// for a flow we cannot trust.
+pub(crate) async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    flow_id: Option<&str>,
+    csrf: Option<Option<&str>>,
+    stage: FlowStage,
+) -> Result<Admitted, Response> {
+    let t_default = &NB;
+    let browser = browser_cookie(state, headers);
+    let flow = match flow_id.filter(|id| id.len() <= 64) {
+        Some(id) => state.store.find_auth_flow(id).await.map_err(|e| {
+            tracing::error!(error = %e, "flow lookup failed");
+            error_page(
+                state,
+                t_default,
+                StatusCode::SERVICE_UNAVAILABLE,
+                t_default.error_detail,
+            )
+        })?,
+        None => None,
+    };
+    let Some(flow) = flow else {
+        return Err(error_page(
+            state,
+            t_default,
+            StatusCode::BAD_REQUEST,
+            t_default.flow_not_found,
+        ));
+    };
+    let t = texts_for(&flow.locale);
+    let secrets = state.secrets().await.map_err(|e| {
+        tracing::error!(error = %e, "server secrets unavailable");
+        error_page(state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail)
+    })?;
+    let csrf_check = csrf.map(|presented| (secrets.csrf_key.as_slice(), presented));
+    match flow.admit(browser.as_ref(), csrf_check, stage, state.clock.now()) {
+        Ok(()) => {}
+        Err(FlowRefusal::NotFound) => {
+            return Err(error_page(
+                state,
+                t,
+                StatusCode::BAD_REQUEST,
+                t.flow_not_found,
+            ))
+        }
+        Err(FlowRefusal::Forged) => {
+            tracing::warn!("form post with a missing or wrong CSRF token");
+            return Err(error_page(state, t, StatusCode::FORBIDDEN, t.flow_forged));
+        }
+        Err(FlowRefusal::WrongStage) => {
+            if flow.stage == FlowStage::Consent && stage == FlowStage::Login {
+                let issuer = &state.settings.issuer;
+                return Err(see_other(&format!(
+                    "{issuer}/oauth2/consent?flow={}",
+                    flow.id
+                )));
+            }
+            return Err(error_page(
+                state,
+                t,
+                StatusCode::BAD_REQUEST,
+                t.flow_finished,
+            ));
+        }
+    }
+    let Some(browser) = browser else {
+        return Err(error_page(
+            state,
+            t,
+            StatusCode::BAD_REQUEST,
+            t.flow_not_found,
+        ));
+    };
+    Ok(Admitted { flow, browser, t })
+}
+
+#[derive(Serialize)]
+struct LoginContext<'a> {
+    t: &'static Texts,
+    title: &'static str,
+    sandbox: bool,
+    issuer: &'a str,
+    flow: &'a str,
+    csrf: String,
+    client_name: &'a str,
+    error: Option<&'static str>,
+    nin: &'a str,
+}
+
+async fn login_page(
+    state: &AppState,
+    admitted: &Admitted,
+    status: StatusCode,
+    error: Option<&'static str>,
+    typed: &str,
+) -> Response {
+    let t = admitted.t;
+    let client = match state.store.find_client(&admitted.flow.client_id).await {
+        Ok(Some(c)) if !c.disabled => c,
+        Ok(_) => return error_page(state, t, StatusCode::BAD_REQUEST, t.unknown_client),
+        Err(_) => return error_page(state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
+    };
+    let csrf = match state.secrets().await {
+        Ok(s) => flow::csrf_token(&s.csrf_key, &admitted.flow.id, &admitted.browser),
+        Err(_) => return error_page(state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
+    };
+    let context = LoginContext {
+        t,
+        title: t.login_title,
+        sandbox: state.settings.sandbox,
+        issuer: &state.settings.issuer,
+        flow: &admitted.flow.id,
+        csrf,
+        client_name: client.name.as_str(),
+        error,
+        nin: typed,
+    };
+    match render("login.html", context) {
+        Ok(body) => html_page(
+            status,
+            body,
+            origin_of(&admitted.flow.redirect_uri).as_deref(),
+        ),
+        Err(()) => error_page(state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail),
+    }
+}
+
+/// `GET /oauth2/login?flow=…`
+pub async fn get_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<FlowQuery>,
+) -> Response {
+    let admitted = match admit(
+        &state,
+        &headers,
+        query.flow.as_deref(),
+        None,
+        FlowStage::Login,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(page) => return page,
+    };
+    let Some(identity) = state.identity.as_ref() else {
+        return error_page(
+            &state,
+            admitted.t,
+            StatusCode::FORBIDDEN,
+            admitted.t.testid_unavailable,
+        );
+    };
+    match identity.begin(&admitted.flow.id) {
+        LoginStart::TestIdForm => login_page(&state, &admitted, StatusCode::OK, None, "").await,
+        LoginStart::Redirect(url) => see_other(&url),
+    }
+}
+
+/// `POST /oauth2/login`: the TestID form (`flow`, `csrf`, `nin`,
+/// `action=login|cancel`).
+pub async fn post_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(form) = page_form(&headers, &body) else {
+        return error_page(&state, &NB, StatusCode::BAD_REQUEST, NB.bad_form);
+    };
+    let admitted = match admit(
+        &state,
+        &headers,
+        field(&form, "flow"),
+        Some(field(&form, "csrf")),
+        FlowStage::Login,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(page) => return page,
+    };
+    let Some(identity) = state.identity.as_ref() else {
+        return error_page(
+            &state,
+            admitted.t,
+            StatusCode::FORBIDDEN,
+            admitted.t.testid_unavailable,
+        );
+    };
+    let flow = &admitted.flow;
+    let redirect_error = |code: AuthorizeErrorCode, description: &str| {
+        error_redirect(
+            &state,
+            &flow.redirect_uri,
+            code,
+            description,
+            Some(&flow.state),
+        )
+    };
+    match identity.complete(&form, state.nin_policy()).await {
+        Ok(nin) => {
+            let session = LoginSession::new(&admitted.browser, nin, state.clock.now());
+            match state.store.record_login(&flow.id, &session).await {
+                Ok(true) => {
+                    tracing::info!(provider = identity.name(), "individual identified");
+                    see_other(&format!(
+                        "{}/oauth2/consent?flow={}",
+                        state.settings.issuer, flow.id
+                    ))
+                }
+                Ok(false) => error_page(
+                    &state,
+                    admitted.t,
+                    StatusCode::BAD_REQUEST,
+                    admitted.t.flow_finished,
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record the login");
+                    let _ = state.store.end_auth_flow(&flow.id).await;
+                    redirect_error(AuthorizeErrorCode::ServerError, "")
+                }
+            }
+        }
+        Err(LoginFailure::Cancelled) => match state.store.end_auth_flow(&flow.id).await {
+            Ok(true) => redirect_error(AuthorizeErrorCode::LoginCancelled, ""),
+            Ok(false) => error_page(
+                &state,
+                admitted.t,
+                StatusCode::BAD_REQUEST,
+                admitted.t.flow_finished,
+            ),
+            Err(_) => redirect_error(AuthorizeErrorCode::ServerError, ""),
+        },
+        Err(LoginFailure::Rejected) => {
+            let typed: String = field(&form, "nin").unwrap_or("").chars().take(20).collect();
+            login_page(
+                &state,
+                &admitted,
+                StatusCode::BAD_REQUEST,
+                Some(admitted.t.bad_nin),
+                &typed,
+            )
+            .await
+        }
+        Err(LoginFailure::Failed(reason)) => {
+            tracing::error!(provider = identity.name(), reason, "identification failed");
+            let _ = state.store.end_auth_flow(&flow.id).await;
+            redirect_error(AuthorizeErrorCode::ServerError, "")
+        }
+    }
+}

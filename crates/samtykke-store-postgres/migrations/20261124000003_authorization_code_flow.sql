@@ -1,0 +1,50 @@
+-- The authorization-code flow: per-client PKCE requirement, flow state
+-- between the pages, login sessions, authorization codes, and named server
+-- secrets (the pairwise-subject salt).
+ALTER TABLE clients ADD COLUMN require_pkce BOOLEAN NOT NULL DEFAULT FALSE;
+
+CREATE TABLE authorization_flows (
+    id             TEXT PRIMARY KEY,
+    browser_hash   BYTEA NOT NULL,
+    client_id      TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    redirect_uri   TEXT NOT NULL,
+    purpose        TEXT NOT NULL,
+    duration_days  BIGINT NOT NULL,
+    openid         BOOLEAN NOT NULL,
+    state          TEXT NOT NULL,
+    nonce          TEXT,
+    code_challenge TEXT,
+    locale         TEXT NOT NULL,
+    stage          TEXT NOT NULL,
+    nin            TEXT,
+    created_at     BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL
+);
+CREATE INDEX authorization_flows_by_expiry ON authorization_flows(expires_at);
+
+CREATE TABLE login_sessions (
+    browser_hash BYTEA PRIMARY KEY,
+    nin          TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL
+);
+CREATE INDEX login_sessions_by_expiry ON login_sessions(expires_at);
+
+CREATE TABLE authorization_codes (
+    hash           BYTEA PRIMARY KEY,
+    client_id      TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    redirect_uri   TEXT NOT NULL,
+    consent_id     TEXT NOT NULL REFERENCES consents(id) ON DELETE CASCADE,
+    scopes         TEXT NOT NULL,
+    nonce          TEXT,
+    code_challenge TEXT,
+    issued_at      BIGINT NOT NULL,
+    expires_at     BIGINT NOT NULL,
+    used_at        BIGINT
+);
+CREATE INDEX authorization_codes_by_expiry ON authorization_codes(expires_at);
+
+CREATE TABLE server_secrets (
+    name  TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
