@@ -12,7 +12,7 @@ const PERSON: &str = "14842249091";
 
 /// A regular single-use consent of the sandbox client, as the
 /// authorization-code flow will create it, and a token bound to it.
-async fn single_use_consent(app: &TestApp) -> (String, String) {
+pub(crate) async fn single_use_consent(app: &TestApp) -> (String, String) {
     let consent = Consent::new(
         app.sandbox.client_id.clone(),
         Nin::parse(PERSON, NinPolicy::AllowSynthetic).unwrap(),
