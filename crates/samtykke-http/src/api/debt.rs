@@ -94,7 +94,7 @@ impl Call<'_> {
                 .iter()
                 .map(|d| LoanItem {
                     creditorName: d.creditor_name.clone(),
-                    loan: d.loan.to_json(),
+                    loan: d.loan.clone(),
                 })
                 .collect(),
             numberOfCreditorsAnswered: creditors.len(),

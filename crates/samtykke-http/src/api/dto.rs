@@ -186,8 +186,9 @@ pub struct LoanItem {
     /// Name of creditor
     #[schema(example = "NORSK GJELDSINFORMASJON AS")]
     pub creditorName: String,
+    /// Serialized with `type` first and the other fields in the schema's order.
     #[schema(schema_with = loan_schema)]
-    pub loan: serde_json::Value,
+    pub loan: samtykke_core::debt::Loan,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

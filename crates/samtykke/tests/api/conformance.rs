@@ -164,6 +164,11 @@ engine_tests! {
             assert_eq!(error["path"], AGREEMENT);
         }
         assert_eq!(statuses, [401, 401, 403, 400, 400, 400, 415]);
+        // Without X-Trace-ID, requestId is the request id of the logs and the
+        // response header.
+        let response = put(Some(debt_token.clone()), body.clone()).await;
+        let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(conforming(response, "put", AGREEMENT).await["requestId"], request_id.as_str());
         assert_eq!(app.register(body.clone()).await.status(), 200);
         let mut conflicting = body.clone();
         conflicting["consent_duration_days"] = json!(31);
@@ -203,6 +208,11 @@ engine_tests! {
             let body = conforming(response, method, template).await;
             assert_eq!(body["error"], error);
         }
+
+        let response = app.http.get(app.url(&format!("/v1/debt/{unknown}"))).bearer_auth(&debt_token).send().await.unwrap();
+        let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(response.headers()["x-trace-id"], request_id.as_str());
+        assert_eq!(conforming(response, "get", "/v1/debt/{id}").await["trace_id"], request_id.as_str());
 
         // Feed API: error.
         for (path, token, status) in [
