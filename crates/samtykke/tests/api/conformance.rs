@@ -214,6 +214,17 @@ engine_tests! {
         assert_eq!(response.headers()["x-trace-id"], request_id.as_str());
         assert_eq!(conforming(response, "get", "/v1/debt/{id}").await["trace_id"], request_id.as_str());
 
+        // A consumed consent behind GET /v1/debt: the error the reference's
+        // example for that operation shows; by id it is "invalid consent",
+        // as that operation's example shows.
+        let (single, bound) = single_use_consent(&app).await;
+        assert_eq!(app.get_bearer("/v1/debt", &bound).await.status(), 200);
+        let examples = |path: &str| &crate::schema::reference()["paths"][path]["get"]["responses"]["403"]["content"]["application/json"]["examples"];
+        let consumed = conforming(app.get_bearer("/v1/debt", &bound).await, "get", "/v1/debt").await;
+        assert_eq!(consumed["error"], examples("/v1/debt")["ForbiddenError"]["value"]["error"]);
+        let by_id = conforming(app.get_bearer(&format!("/v1/debt/{single}"), &debt_token).await, "get", "/v1/debt/{id}").await;
+        assert_eq!(by_id["error"], examples("/v1/debt/{id}")["invalidConsent"]["value"]["error"]);
+
         // Feed API: error.
         for (path, token, status) in [
             ("/feed/v1/consent?limit=10", Some(feed_token.clone()), 400),

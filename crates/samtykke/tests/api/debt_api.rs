@@ -155,7 +155,9 @@ engine_tests! {
         let debt: Value = first.json().await.unwrap();
         assert_eq!(debt["consent"]["id"], id.as_str());
         assert_eq!(debt["ssn"], PERSON);
-        assert_api_error(app.get_bearer("/v1/debt", &bound).await, 403, "invalid consent").await;
+        // The reference's example for GET /v1/debt says "no valid consent"
+        // (GET /v1/debt/{id} says "invalid consent").
+        assert_api_error(app.get_bearer("/v1/debt", &bound).await, 403, "no valid consent").await;
         let cc = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
         assert_api_error(app.get_bearer("/v1/debt", &cc).await, 400, "invalid_request").await;
         let status: Value = app.get_bearer(&format!("/v1/debt/{id}/status"), &cc).await.json().await.unwrap();
