@@ -94,7 +94,7 @@ impl Call<'_> {
                 .iter()
                 .map(|d| LoanItem {
                     creditorName: d.creditor_name.clone(),
-                    loan: d.loan.to_json(),
+                    loan: d.loan.clone(),
                 })
                 .collect(),
             numberOfCreditorsAnswered: creditors.len(),
@@ -164,7 +164,7 @@ pub async fn get_debt_by_consent(
         (status = 200, description = "Successfully fetched debt info", body = DebtInformation),
         (status = 400, description = "The token is not bound to a consent", body = ApiErrorBody),
         (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
-        (status = 403, description = "Wrong audience or scope, or no valid consent", body = ApiErrorBody),
+        (status = 403, description = "Wrong audience or scope (insufficient_scope), or the token's consent is consumed, expired or revoked (no valid consent)", body = ApiErrorBody),
         (status = 500, description = "Unknown server error", body = ApiErrorBody)),
     security(("bearer" = ["debt.unsecured.presentation", "debt.unsecured.processing"])))]
 pub async fn get_debt_of_bound_consent(
@@ -181,7 +181,10 @@ pub async fn get_debt_of_bound_consent(
                     "this access token is not bound to a consent; use GET /v1/debt/{id}".into(),
                 ))
             })?;
-            call.fetch_debt(&token, id).await
+            call.fetch_debt(&token, id).await.map_err(|e| match e.kind {
+                ApiErrorKind::InvalidConsent => call.error(ApiErrorKind::NoValidConsent),
+                _ => e,
+            })
         }
         .await,
     )

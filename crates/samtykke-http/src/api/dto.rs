@@ -88,6 +88,7 @@ pub struct CreateConsentResponseDTO {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SamtykkeOpprettetEventDTO {
     /// The client that this consent has been given to
+    #[schema(format = Uuid)]
     pub clientId: String,
     /// This event's consent
     #[schema(format = Uuid)]
@@ -104,6 +105,7 @@ pub struct SamtykkeOpprettetEventDTO {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SamtykkeArkivertEventDTO {
     /// The client that this consent was given to
+    #[schema(format = Uuid)]
     pub clientId: String,
     /// This event's consent
     #[schema(format = Uuid)]
@@ -141,10 +143,11 @@ pub struct SamtykkeFeedEventDTO {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SamtykkeFeedResponseDTO {
-    /// The start sequence number (included) for this response: fromSequenceNr
-    #[schema(format = Int64)]
+    /// The start sequence number (included) for this response: fromSequenceNr, at least 1
+    #[schema(minimum = 1, format = Int64)]
     pub startSequenceNr: i64,
-    /// The last (included) sequence number for this response; fromSequenceNr - 1 when empty
+    /// The last (included) sequence number for this response; startSequenceNr - 1 when
+    /// the page is empty (0 for an empty page at the start of the feed)
     #[schema(format = Int64)]
     pub endSequenceNr: i64,
     /// When this response was generated (ISO-8601)
@@ -183,8 +186,9 @@ pub struct LoanItem {
     /// Name of creditor
     #[schema(example = "NORSK GJELDSINFORMASJON AS")]
     pub creditorName: String,
+    /// Serialized with `type` first and the other fields in the schema's order.
     #[schema(schema_with = loan_schema)]
-    pub loan: serde_json::Value,
+    pub loan: samtykke_core::debt::Loan,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -21,6 +21,11 @@ pub enum ApiErrorKind {
     /// 403: unknown, another client's, expired, consumed or revoked — one
     /// answer for all so that ids cannot be probed.
     InvalidConsent,
+    /// 403 on `GET /v1/debt`: the consent bound to the token is no longer
+    /// valid. The reference OpenAPI's example for that operation says
+    /// `no valid consent` where SPEC §7 says `invalid consent`; the reference
+    /// wins.
+    NoValidConsent,
     /// 400
     BadRequest(String),
     /// 503: the database is unreachable; nothing was done.
@@ -90,6 +95,12 @@ impl IntoResponse for ApiError {
                     StatusCode::FORBIDDEN,
                     "invalid consent",
                     "no valid consent with this id".into(),
+                    None,
+                ),
+                ApiErrorKind::NoValidConsent => (
+                    StatusCode::FORBIDDEN,
+                    "no valid consent",
+                    "the consent of this access token is no longer valid".into(),
                     None,
                 ),
                 ApiErrorKind::BadRequest(message) => {

@@ -135,11 +135,15 @@ pub async fn get_feed(
             .consent_events(&client, from, limit)
             .await
             .map_err(|e| ApiError::from_store(e, &trace.0, now))?;
-        // An empty page ends just before where it started, so that
-        // "next = endSequenceNr + 1" never skips anything.
-        let end = events.last().map_or((from - 1).max(0), |e| e.sequence_nr);
+        // Sequence numbers start at 1 (the contract's minimum), so a page
+        // asked for from 0 starts at 1. An empty page ends just before where
+        // it started, so that "next = endSequenceNr + 1" never skips anything:
+        // at the very start of a feed that is 0, below the contract's minimum
+        // of 1 (docs/integrated-consent.md).
+        let start = from.max(1);
+        let end = events.last().map_or(start - 1, |e| e.sequence_nr);
         Ok(no_store(SamtykkeFeedResponseDTO {
-            startSequenceNr: from,
+            startSequenceNr: start,
             endSequenceNr: end,
             generatedAt: iso(now),
             result: events.iter().map(event_dto).collect(),

@@ -12,7 +12,7 @@ const PERSON: &str = "14842249091";
 
 /// A regular single-use consent of the sandbox client, as the
 /// authorization-code flow will create it, and a token bound to it.
-async fn single_use_consent(app: &TestApp) -> (String, String) {
+pub(crate) async fn single_use_consent(app: &TestApp) -> (String, String) {
     let consent = Consent::new(
         app.sandbox.client_id.clone(),
         Nin::parse(PERSON, NinPolicy::AllowSynthetic).unwrap(),
@@ -155,7 +155,9 @@ engine_tests! {
         let debt: Value = first.json().await.unwrap();
         assert_eq!(debt["consent"]["id"], id.as_str());
         assert_eq!(debt["ssn"], PERSON);
-        assert_api_error(app.get_bearer("/v1/debt", &bound).await, 403, "invalid consent").await;
+        // The reference's example for GET /v1/debt says "no valid consent"
+        // (GET /v1/debt/{id} says "invalid consent").
+        assert_api_error(app.get_bearer("/v1/debt", &bound).await, 403, "no valid consent").await;
         let cc = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
         assert_api_error(app.get_bearer("/v1/debt", &cc).await, 400, "invalid_request").await;
         let status: Value = app.get_bearer(&format!("/v1/debt/{id}/status"), &cc).await.json().await.unwrap();

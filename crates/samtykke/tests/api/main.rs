@@ -5,13 +5,17 @@
 
 #[macro_use]
 mod helpers;
+mod schema;
 
 mod agreement_api;
 mod cli;
+mod conformance;
 mod debt_api;
+mod debt_import;
 mod discovery;
 mod feed;
 mod introspect_revoke;
+mod openapi;
 mod operations;
 mod store_contract;
 mod token;
