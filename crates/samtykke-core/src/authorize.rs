@@ -272,17 +272,19 @@ pub fn decide(
 }
 
 /// SPEC §4: exactly one debt scope (optionally with a duration suffix),
-/// optionally followed by `openid` as the last scope.
+/// optionally with `openid`. SPEC writes `openid` last; RFC 6749 §3.3 makes
+/// scope an unordered set and common OpenID Connect libraries send `openid`
+/// first, so either order is accepted.
 pub fn parse_scope(scope: Option<&str>) -> Result<(ConsentScope, bool), &'static str> {
     let scope = scope.ok_or("the scope parameter is required")?;
     let values: Vec<&str> = scope.split(' ').filter(|v| !v.is_empty()).collect();
     let (debt, openid) = match values.as_slice() {
-        [debt] => (*debt, false),
-        [debt, "openid"] => (*debt, true),
+        [debt] if *debt != "openid" => (*debt, false),
+        [debt, "openid"] | ["openid", debt] if *debt != "openid" => (*debt, true),
         [] => return Err("the scope parameter is required"),
         _ => {
             return Err(
-                "scope must be one debt scope, optionally followed by openid as the last scope",
+                "scope must be one debt scope (debt.unsecured.presentation or debt.unsecured.processing, optionally with a .N days suffix), optionally with openid",
             )
         }
     };
@@ -411,8 +413,17 @@ mod tests {
     #[test]
     fn scope_rules_answer_invalid_scopes() {
         let c = client(false);
+        let first = decide(
+            &with("scope", Some("openid debt.unsecured.presentation")),
+            Some(&c),
+        )
+        .unwrap();
+        assert!(first.openid);
         for scope in [
-            "openid debt.unsecured.presentation",
+            "openid",
+            "openid openid",
+            "debt.unsecured.presentation openid openid",
+            "debt.unsecured.presentation email",
             "debt.unsecured.presentation debt.unsecured.processing",
             "debt.unsecured.presentation.0",
             "debt.unsecured.presentation.-1",

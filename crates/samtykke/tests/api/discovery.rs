@@ -68,22 +68,34 @@ engine_tests! {
             assert_eq!(doc["jwks_uri"], app.url("/.well-known/jwks.json"));
             assert_eq!(doc["revocation_endpoint"], app.url("/oauth2/revoke"));
             assert_eq!(doc["introspection_endpoint"], app.url("/oauth2/introspect"));
-            assert_eq!(doc["grant_types_supported"], serde_json::json!(["client_credentials"]));
+            assert_eq!(doc["grant_types_supported"], serde_json::json!(["authorization_code", "client_credentials"]));
+            assert_eq!(doc["authorization_endpoint"], app.url("/oauth2/auth"));
+            assert_eq!(doc["userinfo_endpoint"], app.url("/userinfo"));
+            assert_eq!(doc["end_session_endpoint"], app.url("/oauth2/sessions/logout"));
+            assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+            assert_eq!(doc["response_modes_supported"], serde_json::json!(["query"]));
+            assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+            assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
             assert_eq!(doc["token_endpoint_auth_methods_supported"], serde_json::json!(["client_secret_basic"]));
             assert_eq!(
                 doc["scopes_supported"],
-                serde_json::json!(["debt.unsecured.presentation", "debt.unsecured.processing", "consent.create", "client.access.consent.events"])
+                serde_json::json!(["debt.unsecured.presentation", "debt.unsecured.processing", "consent.create", "client.access.consent.events", "openid"])
             );
-            assert!(doc.get("authorization_endpoint").is_none(), "no authorization endpoint exists yet");
             // Every advertised endpoint answers (not 404).
-            for key in ["token_endpoint", "revocation_endpoint", "introspection_endpoint"] {
+            for key in ["token_endpoint", "revocation_endpoint", "introspection_endpoint", "userinfo_endpoint", "end_session_endpoint"] {
                 let url = doc[key].as_str().unwrap();
                 let status = app.http.post(url).form(&[("x", "y")]).send().await.unwrap().status();
                 assert_ne!(status, 404, "{key}");
             }
+            let status = app.http.get(doc["authorization_endpoint"].as_str().unwrap()).send().await.unwrap().status();
+            assert_eq!(status, 400, "the authorization endpoint answers an empty request with an error page");
         }
         let oidc = get_json(&app, "/.well-known/openid-configuration").await;
         assert_eq!(oidc["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+        assert_eq!(oidc["subject_types_supported"], serde_json::json!(["pairwise"]));
+        for claim in ["pid", "consent_id", "nonce", "sub"] {
+            assert!(oidc["claims_supported"].as_array().unwrap().iter().any(|c| c == claim), "{claim}");
+        }
     }
 
     async fn the_jwks_publishes_an_rs256_key_that_verifies_signatures(app) {

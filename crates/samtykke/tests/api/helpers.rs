@@ -349,3 +349,134 @@ pub async fn insert_token(
     app.store.insert_access_token(&record).await.unwrap();
     token.expose().to_owned()
 }
+
+/// A browser as far as the pages care: a cookie jar, no automatic redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("client")
+}
+
+/// The `Location` of a 303 answer.
+pub fn location(response: &reqwest::Response) -> String {
+    assert_eq!(response.status(), 303, "expected 303 See Other");
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The query parameters of a URL.
+pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .expect("absolute URL")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The value of the hidden form field `name` in a page.
+pub fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+/// A page step: GET `url` in `browser`, returns (flow, csrf, body).
+pub async fn open_page(browser: &reqwest::Client, url: &str) -> (String, String, String) {
+    let response = browser.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    let body = response.text().await.unwrap();
+    (hidden(&body, "flow"), hidden(&body, "csrf"), body)
+}
+
+/// Drives the pages like a browser: the authorization URL, TestID with
+/// `nin`, and the consent decision. Returns the final redirect (to the
+/// client's redirect URI).
+pub async fn run_flow(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    auth_url: &str,
+    nin: &str,
+    decision: &str,
+) -> String {
+    let start = browser.get(auth_url).send().await.unwrap();
+    let mut next = location(&start);
+    if next.contains("/oauth2/login") {
+        let (flow, csrf, _) = open_page(browser, &next).await;
+        let login = browser
+            .post(app.url("/oauth2/login"))
+            .form(&[
+                ("flow", flow.as_str()),
+                ("csrf", csrf.as_str()),
+                ("nin", nin),
+                ("action", "login"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        next = location(&login);
+    }
+    assert!(
+        next.contains("/oauth2/consent"),
+        "expected the consent page, got {next}"
+    );
+    let (flow, csrf, _) = open_page(browser, &next).await;
+    let decided = browser
+        .post(app.url("/oauth2/consent"))
+        .form(&[
+            ("flow", flow.as_str()),
+            ("csrf", csrf.as_str()),
+            ("decision", decision),
+        ])
+        .send()
+        .await
+        .unwrap();
+    location(&decided)
+}
+
+/// An authorization URL for the sandbox client.
+pub fn auth_url(app: &TestApp, extra: &[(&str, &str)]) -> String {
+    let mut params: Vec<(&str, &str)> = vec![
+        ("client_id", app.sandbox.client_id.as_str()),
+        ("response_type", "code"),
+        ("scope", "debt.unsecured.presentation.100 openid"),
+        ("state", "state-123"),
+        ("redirect_uri", "http://127.0.0.1:9999/callback"),
+    ];
+    for (k, v) in extra {
+        params.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            params.push((k, v));
+        }
+    }
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    app.url(&format!("/oauth2/auth?{query}"))
+}
+
+/// Redeems a code with the sandbox client.
+pub async fn redeem(app: &TestApp, code: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+    let (id, secret) = app.sandbox_auth();
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", "http://127.0.0.1:9999/callback"),
+    ];
+    for (k, v) in extra {
+        form.retain(|(name, _)| name != k);
+        if !v.is_empty() {
+            form.push((k, v));
+        }
+    }
+    app.http
+        .post(app.url("/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}

@@ -8,6 +8,8 @@ mod helpers;
 mod schema;
 
 mod agreement_api;
+mod authorization_code;
+mod authorization_pages;
 mod cli;
 mod conformance;
 mod debt_api;
