@@ -189,7 +189,10 @@ mod tests {
             verify_hint(std::slice::from_ref(&key), "http://127.0.0.1:8080", &jwt),
             Some(claims)
         );
-        assert_eq!(verify_hint(std::slice::from_ref(&key), "http://other", &jwt), None);
+        assert_eq!(
+            verify_hint(std::slice::from_ref(&key), "http://other", &jwt),
+            None
+        );
         let other = SigningKey {
             kid: key.kid.clone(),
             ..SigningKey::generate(OffsetDateTime::UNIX_EPOCH).unwrap()

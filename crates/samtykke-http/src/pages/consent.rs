@@ -8,14 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::authorize::AuthorizeErrorCode;
 use samtykke_core::consent::{Consent, ConsentKind};
-use samtykke_core::flow::{self, FlowStage};
+use samtykke_core::flow::FlowStage;
 use samtykke_core::grant::authorization_code;
 use serde::Serialize;
 
-use super::login::{admit, Admitted, FlowQuery};
+use super::login::{admit, admit_form, client_and_csrf, Admitted, FlowQuery};
 use super::{
-    error_page, error_redirect, field, html_page, origin_of, page_form, render, see_other,
-    with_query, Texts, NB,
+    error_page, error_redirect, field, html_page, origin_of, render, see_other, with_query, Texts,
 };
 use crate::AppState;
 
@@ -40,7 +39,7 @@ pub async fn get_consent(
     headers: HeaderMap,
     Query(query): Query<FlowQuery>,
 ) -> Response {
-    let Admitted { flow, browser, t } = match admit(
+    let admitted = match admit(
         &state,
         &headers,
         query.flow.as_deref(),
@@ -52,15 +51,11 @@ pub async fn get_consent(
         Ok(a) => a,
         Err(page) => return page,
     };
-    let client = match state.store.find_client(&flow.client_id).await {
-        Ok(Some(c)) if !c.disabled => c,
-        Ok(_) => return error_page(&state, t, StatusCode::BAD_REQUEST, t.unknown_client),
-        Err(_) => return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
+    let (client, csrf) = match client_and_csrf(&state, &admitted).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let csrf = match state.secrets().await {
-        Ok(s) => flow::csrf_token(&s.csrf_key, &flow.id, &browser),
-        Err(_) => return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
-    };
+    let Admitted { flow, t, .. } = admitted;
     let context = ConsentContext {
         t,
         title: t.consent_title,
@@ -90,21 +85,11 @@ pub async fn post_consent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(form) = page_form(&headers, &body) else {
-        return error_page(&state, &NB, StatusCode::BAD_REQUEST, NB.bad_form);
-    };
-    let Admitted { flow, t, .. } = match admit(
-        &state,
-        &headers,
-        field(&form, "flow"),
-        Some(field(&form, "csrf")),
-        FlowStage::Consent,
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(page) => return page,
-    };
+    let (Admitted { flow, t, .. }, form) =
+        match admit_form(&state, &headers, &body, FlowStage::Consent).await {
+            Ok(found) => found,
+            Err(page) => return page,
+        };
     let redirect_error = |code: AuthorizeErrorCode, description: &str| {
         error_redirect(
             &state,

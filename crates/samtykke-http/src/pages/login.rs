@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::authorize::AuthorizeErrorCode;
+use samtykke_core::domain::Client;
 use samtykke_core::flow::{self, AuthFlow, FlowRefusal, FlowStage, LoginSession};
 use samtykke_core::opaque::OpaqueToken;
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,7 @@ use super::{
     browser_cookie, error_page, error_redirect, field, html_page, origin_of, page_form, render,
     see_other, texts_for, Texts, NB,
 };
-use crate::identity::{LoginFailure, LoginStart};
+use crate::identity::{IdentityProvider, LoginFailure, LoginStart};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -109,6 +110,78 @@ pub(crate) async fn admit(
     Ok(Admitted { flow, browser, t })
 }
 
+/// Decodes a page's form post and admits its flow with its CSRF token.
+pub(crate) async fn admit_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    stage: FlowStage,
+) -> Result<(Admitted, Vec<(String, String)>), Response> {
+    let Some(form) = page_form(headers, body) else {
+        return Err(error_page(state, &NB, StatusCode::BAD_REQUEST, NB.bad_form));
+    };
+    let admitted = admit(
+        state,
+        headers,
+        field(&form, "flow"),
+        Some(field(&form, "csrf")),
+        stage,
+    )
+    .await?;
+    Ok((admitted, form))
+}
+
+/// The flow's client (still enabled) and the CSRF token for a page's form.
+pub(crate) async fn client_and_csrf(
+    state: &AppState,
+    admitted: &Admitted,
+) -> Result<(Client, String), Response> {
+    let t = admitted.t;
+    let client = match state.store.find_client(&admitted.flow.client_id).await {
+        Ok(Some(c)) if !c.disabled => c,
+        Ok(_) => {
+            return Err(error_page(
+                state,
+                t,
+                StatusCode::BAD_REQUEST,
+                t.unknown_client,
+            ))
+        }
+        Err(_) => {
+            return Err(error_page(
+                state,
+                t,
+                StatusCode::SERVICE_UNAVAILABLE,
+                t.error_detail,
+            ))
+        }
+    };
+    match state.secrets().await {
+        Ok(s) => Ok((
+            client,
+            flow::csrf_token(&s.csrf_key, &admitted.flow.id, &admitted.browser),
+        )),
+        Err(_) => Err(error_page(
+            state,
+            t,
+            StatusCode::SERVICE_UNAVAILABLE,
+            t.error_detail,
+        )),
+    }
+}
+
+/// The configured identity provider, or the page that says there is none.
+#[allow(clippy::result_large_err)] // the error is the page to answer with
+fn identity_provider<'a>(
+    state: &'a AppState,
+    t: &'static Texts,
+) -> Result<&'a dyn IdentityProvider, Response> {
+    state
+        .identity
+        .as_deref()
+        .ok_or_else(|| error_page(state, t, StatusCode::FORBIDDEN, t.testid_unavailable))
+}
+
 #[derive(Serialize)]
 struct LoginContext<'a> {
     t: &'static Texts,
@@ -130,14 +203,9 @@ async fn login_page(
     typed: &str,
 ) -> Response {
     let t = admitted.t;
-    let client = match state.store.find_client(&admitted.flow.client_id).await {
-        Ok(Some(c)) if !c.disabled => c,
-        Ok(_) => return error_page(state, t, StatusCode::BAD_REQUEST, t.unknown_client),
-        Err(_) => return error_page(state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
-    };
-    let csrf = match state.secrets().await {
-        Ok(s) => flow::csrf_token(&s.csrf_key, &admitted.flow.id, &admitted.browser),
-        Err(_) => return error_page(state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail),
+    let (client, csrf) = match client_and_csrf(state, admitted).await {
+        Ok(found) => found,
+        Err(page) => return page,
     };
     let context = LoginContext {
         t,
@@ -178,13 +246,9 @@ pub async fn get_login(
         Ok(a) => a,
         Err(page) => return page,
     };
-    let Some(identity) = state.identity.as_ref() else {
-        return error_page(
-            &state,
-            admitted.t,
-            StatusCode::FORBIDDEN,
-            admitted.t.testid_unavailable,
-        );
+    let identity = match identity_provider(&state, admitted.t) {
+        Ok(i) => i,
+        Err(page) => return page,
     };
     match identity.begin(&admitted.flow.id) {
         LoginStart::TestIdForm => login_page(&state, &admitted, StatusCode::OK, None, "").await,
@@ -199,28 +263,13 @@ pub async fn post_login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(form) = page_form(&headers, &body) else {
-        return error_page(&state, &NB, StatusCode::BAD_REQUEST, NB.bad_form);
-    };
-    let admitted = match admit(
-        &state,
-        &headers,
-        field(&form, "flow"),
-        Some(field(&form, "csrf")),
-        FlowStage::Login,
-    )
-    .await
-    {
-        Ok(a) => a,
+    let (admitted, form) = match admit_form(&state, &headers, &body, FlowStage::Login).await {
+        Ok(found) => found,
         Err(page) => return page,
     };
-    let Some(identity) = state.identity.as_ref() else {
-        return error_page(
-            &state,
-            admitted.t,
-            StatusCode::FORBIDDEN,
-            admitted.t.testid_unavailable,
-        );
+    let identity = match identity_provider(&state, admitted.t) {
+        Ok(i) => i,
+        Err(page) => return page,
     };
     let flow = &admitted.flow;
     let redirect_error = |code: AuthorizeErrorCode, description: &str| {
