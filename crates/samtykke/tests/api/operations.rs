@@ -130,13 +130,35 @@ engine_db_tests! {
         assert_eq!(revoked.status(), 200);
         assert_eq!(token(&http, &server.base, &id, "wrong").await.status(), 401);
 
+        // A whole authorization-code flow, to see that none of its secrets
+        // (cookie, CSRF token, code, tokens, the number) reach the log.
+        let b = crate::helpers::browser();
+        let auth = format!(
+            "{}/oauth2/auth?client_id={id}&response_type=code&scope=debt.unsecured.presentation%20openid&state=st&nonce=nn&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback",
+            server.base
+        );
+        let start = b.get(&auth).send().await.unwrap();
+        let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+        let (flow, csrf, _) = crate::helpers::open_page(&b, &crate::helpers::location(&start)).await;
+        let login = b.post(format!("{}/oauth2/login", server.base)).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", "29868099311"), ("action", "login")]).send().await.unwrap();
+        let (_, csrf2, _) = crate::helpers::open_page(&b, &crate::helpers::location(&login)).await;
+        let accepted = b.post(format!("{}/oauth2/consent", server.base)).form(&[("flow", flow.as_str()), ("csrf", csrf2.as_str()), ("decision", "accept")]).send().await.unwrap();
+        let code = crate::helpers::query_of(&crate::helpers::location(&accepted))["code"].clone();
+        let exchanged: serde_json::Value = http.post(format!("{}/oauth2/token", server.base)).basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", "http://127.0.0.1:9/callback")])
+            .send().await.unwrap().json().await.unwrap();
+        let code_token = exchanged["access_token"].as_str().unwrap().to_owned();
+        let id_token = exchanged["id_token"].as_str().unwrap().to_owned();
+        assert_eq!(http.get(format!("{}/v1/debt", server.base)).bearer_auth(&code_token).send().await.unwrap().status(), 200);
+
         let (status, logs) = server.terminate();
         assert!(status.success(), "graceful exit on SIGTERM: {status:?}\n{logs}");
         assert!(logs.contains("shutting down"), "{logs}");
         assert!(logs.contains("samtykke stopped"), "{logs}");
         assert!(logs.contains("access token issued"), "the trace level log saw the requests: {logs}");
-        for secret_value in [secret.as_str(), access_token.as_str()] {
-            assert!(!logs.contains(secret_value), "a secret or token reached the log");
+        assert!(logs.contains("authorization code redeemed"), "{logs}");
+        for secret_value in [secret.as_str(), access_token.as_str(), cookie.as_str(), csrf.as_str(), csrf2.as_str(), flow.as_str(), code.as_str(), code_token.as_str(), id_token.as_str(), "29868099311"] {
+            assert!(!logs.contains(secret_value), "a secret, token or identity number reached the log: {secret_value}");
         }
         assert!(!logs.to_lowercase().contains("authorization: basic"));
     }
