@@ -155,7 +155,7 @@ pub fn decide(
     let state = state_param
         .ok()
         .flatten()
-        .filter(|s| s.len() <= MAX_STATE_LEN)
+        .filter(|s| s.len() <= MAX_STATE_LEN && !s.chars().any(char::is_control))
         .map(str::to_owned);
     let fail = |error: AuthorizeErrorCode, description: &str| {
         AuthorizeRejection::Redirect(ErrorRedirect {
@@ -189,6 +189,9 @@ pub fn decide(
         Ok(Some(s)) if s.len() > MAX_STATE_LEN => {
             return Err(invalid("state is longer than 2048 characters"))
         }
+        Ok(Some(s)) if s.chars().any(char::is_control) => {
+            return Err(invalid("state must not contain control characters"))
+        }
         Ok(Some(_)) => {}
         _ => return Err(invalid("the state parameter is required")),
     }
@@ -217,6 +220,12 @@ pub fn decide(
     let nonce = get("nonce").map(str::to_owned);
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
         return Err(invalid("nonce is longer than 512 characters"));
+    }
+    if nonce
+        .as_ref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
+        return Err(invalid("nonce must not contain control characters"));
     }
 
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {

@@ -43,7 +43,7 @@ pub(crate) async fn admit(
 ) -> Result<Admitted, Response> {
     let t_default = &NB;
     let browser = browser_cookie(state, headers);
-    let flow = match flow_id.filter(|id| id.len() <= 64) {
+    let flow = match flow_id.filter(|id| OpaqueToken::from_presented(id).is_some()) {
         Some(id) => state.store.find_auth_flow(id).await.map_err(|e| {
             tracing::error!(error = %e, "flow lookup failed");
             error_page(

@@ -369,3 +369,48 @@ async fn production_mode_has_no_testid_and_answers_server_error() {
     assert_eq!(login.status(), 400);
     let _ = tx.send(());
 }
+
+engine_tests! {
+    async fn malformed_input_to_the_pages_is_never_a_server_error(app) {
+        let b = browser();
+        let huge = "x".repeat(20_000);
+        let gets = [
+            "/oauth2/auth?%ff%fe=%ff".to_owned(),
+            format!("/oauth2/auth?client_id={huge}"),
+            format!("{}&scope={huge}", auth_url(&app, &[])),
+            format!("{}&ui_locales={huge}", auth_url(&app, &[])),
+            format!("{}&nonce={huge}", auth_url(&app, &[])),
+            "/oauth2/login?flow=%00%01".to_owned(),
+            format!("/oauth2/login?flow={huge}"),
+            "/oauth2/consent?flow=../../etc/passwd".to_owned(),
+            "/oauth2/sessions/logout?post_logout_redirect_uri=%ff&id_token_hint=a.b.c".to_owned(),
+            format!("/oauth2/sessions/logout?id_token_hint={huge}&post_logout_redirect_uri=http://x/"),
+        ];
+        for path in gets {
+            let url = if path.starts_with("http") { path.clone() } else { app.url(&path) };
+            let status = b.get(&url).send().await.unwrap().status().as_u16();
+            assert!(status < 500, "{status} for {}", &path[..path.len().min(80)]);
+        }
+        for (path, body) in [
+            ("/oauth2/login", b"flow=%ff&csrf=%ff&nin=%ff".to_vec()),
+            ("/oauth2/login", vec![0xff, 0xfe, 0x00]),
+            ("/oauth2/consent", b"decision=accept".to_vec()),
+            ("/oauth2/consent", vec![b'a'; 70_000]),
+            ("/oauth2/sessions/logout", b"post_logout_redirect_uri=javascript:alert(1)&client_id=x".to_vec()),
+        ] {
+            let status = b.post(app.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap().status().as_u16();
+            assert!(status < 500, "{status} for POST {path}");
+        }
+        let odd = reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
+        let bearer = app.http.get(app.url("/userinfo")).header("authorization", odd).send().await.unwrap().status().as_u16();
+        assert_eq!(bearer, 401);
+        for bad in ["%00", "a%0Ab", "%7F"] {
+            let to = location(&b.get(format!("{}&state={bad}", auth_url(&app, &[("state", "")]))).send().await.unwrap());
+            let params = query_of(&to);
+            assert_eq!(params["error"], "invalid_request", "state {bad}");
+            assert!(!params.contains_key("state"));
+            let to = location(&b.get(format!("{}&nonce={bad}", auth_url(&app, &[]))).send().await.unwrap());
+            assert_eq!(query_of(&to)["error"], "invalid_request", "nonce {bad}");
+        }
+    }
+}
