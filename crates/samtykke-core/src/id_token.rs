@@ -186,10 +186,13 @@ mod tests {
         let decoded = jsonwebtoken::decode::<IdTokenClaims>(&jwt, &decoding, &validation).unwrap();
         assert_eq!(decoded.claims, claims);
         assert_eq!(
-            verify_hint(&[key.clone()], "http://127.0.0.1:8080", &jwt),
+            verify_hint(std::slice::from_ref(&key), "http://127.0.0.1:8080", &jwt),
             Some(claims)
         );
-        assert_eq!(verify_hint(&[key.clone()], "http://other", &jwt), None);
+        assert_eq!(
+            verify_hint(std::slice::from_ref(&key), "http://other", &jwt),
+            None
+        );
         let other = SigningKey {
             kid: key.kid.clone(),
             ..SigningKey::generate(OffsetDateTime::UNIX_EPOCH).unwrap()
