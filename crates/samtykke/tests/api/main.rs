@@ -8,6 +8,7 @@ mod helpers;
 mod schema;
 
 mod agreement_api;
+mod browser;
 mod cli;
 mod conformance;
 mod debt_api;
