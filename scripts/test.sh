@@ -4,6 +4,10 @@
 #
 #   SAMTYKKE_TEST_POSTGRES_URL  PostgreSQL for the tests (default postgres://postgres@127.0.0.1:5432/test)
 #   SAMTYKKE_REQUIRE_POSTGRES=1 fail instead of skipping when PostgreSQL is unreachable
+#
+# The browser tests (tests/api/browser.rs) drive Debian's headless Chromium
+# through chromedriver; this script installs both when they are missing and
+# sets SAMTYKKE_REQUIRE_BROWSER=1 so those tests fail rather than skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +23,22 @@ DO $$ DECLARE s text; BEGIN
 END $$;
 SQL
 }
+
+install_browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  echo "== installing Chromium and ChromeDriver for the browser tests"
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $sudo apt-get install -y -q chromium chromium-driver; then
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q chromium chromium-driver
+  fi
+}
+install_browser
+export SAMTYKKE_REQUIRE_BROWSER=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -10,6 +10,7 @@ mod schema;
 mod agreement_api;
 mod authorization_code;
 mod authorization_pages;
+mod browser;
 mod cli;
 mod conformance;
 mod debt_api;
