@@ -32,6 +32,9 @@ pub async fn get_authorize(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    if let Some(there) = issuer_host_redirect(&state, &headers, query.as_deref()) {
+        return there;
+    }
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -156,4 +159,41 @@ pub async fn get_authorize(
         set_browser_cookie(&state, response.headers_mut(), Some(&browser));
     }
     response
+}
+
+/// A request that reached a loopback issuer under another loopback name
+/// (`localhost` for `127.0.0.1`) is sent to the issuer's name first: the
+/// browser cookie that binds the flow is kept per host name, and every later
+/// page lives under the issuer. Anything else (proxies that rewrite `Host`)
+/// is left alone.
+fn issuer_host_redirect(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Option<Response> {
+    const LOOPBACK: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+    let host = headers
+        .get(header::HOST)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    let issuer = url::Url::parse(&state.settings.issuer).ok()?;
+    let issuer_host = issuer.host_str()?.to_ascii_lowercase();
+    let port = issuer.port_or_known_default()?;
+    let (name, request_port) = match host.rsplit_once(':') {
+        Some((name, p)) if !name.is_empty() && !p.contains(']') => {
+            (name.to_owned(), p.parse::<u16>().ok()?)
+        }
+        _ => (host.clone(), port),
+    };
+    let both_loopback =
+        LOOPBACK.contains(&name.as_str()) && LOOPBACK.contains(&issuer_host.as_str());
+    if !both_loopback || name == issuer_host || request_port != port {
+        return None;
+    }
+    let target = match query {
+        Some(q) => format!("{}/oauth2/auth?{q}", state.settings.issuer),
+        None => format!("{}/oauth2/auth", state.settings.issuer),
+    };
+    Some(see_other(&target))
 }

@@ -251,6 +251,15 @@ engine_tests! {
         assert_error_page(refused, 400).await;
     }
 
+    async fn a_request_under_another_host_name_is_sent_to_the_issuers_host_first(app) {
+        let port = app.base.rsplit(':').next().unwrap().to_owned();
+        let other = auth_url(&app, &[]).replacen("127.0.0.1", "localhost", 1);
+        let response = browser().get(&other).send().await.unwrap();
+        let to = location(&response);
+        assert!(response.headers().get("set-cookie").is_none(), "no cookie for the wrong host");
+        assert_eq!(to, auth_url(&app, &[]), "same request on {port}, under the issuer's host");
+    }
+
     async fn the_browser_cookie_is_http_only_and_same_site_lax(app) {
         let start = browser().get(auth_url(&app, &[])).send().await.unwrap();
         let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
