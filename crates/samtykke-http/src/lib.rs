@@ -8,6 +8,7 @@ mod discovery;
 mod error;
 mod form;
 mod health;
+mod metrics;
 mod oauth;
 mod router;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     /// Compared against when the client is unknown, so that "unknown client"
     /// and "wrong secret" cost the same.
     pub(crate) dummy_secret_hash: Arc<SecretHash>,
+    /// This server's Prometheus metrics (`GET /metrics`).
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -57,6 +60,7 @@ impl AppState {
             clock,
             settings: Arc::new(settings),
             dummy_secret_hash: Arc::new(ClientSecret::generate().hash()),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 

@@ -16,8 +16,8 @@ use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow, ClientRow,
-    ConsentEventRow, ConsentInsert, ConsentRow, LoanRow, RevokeOutcome, SandboxCredentials, Store,
-    StoreError, UsageRow,
+    ConsentEventRow, ConsentInsert, ConsentRow, LoanRow, PoolStats, RevokeOutcome,
+    SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{
@@ -230,6 +230,14 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
     }
 
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@ mod debt_api;
 mod discovery;
 mod feed;
 mod introspect_revoke;
+mod metrics;
 mod operations;
 mod store_contract;
 mod token;
