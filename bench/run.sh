@@ -146,6 +146,26 @@ log "servers: $base_list (pids ${server_pids[*]})"
 # -------------------------------------------------------------- scenarios --
 results="$work/results.jsonl"
 : >"$results"
+# user + system CPU time of every server process, in clock ticks
+cpu_ticks() {
+  local total=0 pid t
+  for pid in "${server_pids[@]}"; do
+    t="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    total=$((total + t))
+  done
+  echo "$total"
+}
+# CPU time of every PostgreSQL process (the postmaster's backends), in ticks;
+# 0 on SQLite, which runs inside the server process.
+db_ticks() {
+  [ "$engine" = postgres ] || { echo 0; return; }
+  local total=0 pid t
+  for pid in $(pgrep -x postgres 2>/dev/null); do
+    t="$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+    total=$((total + t))
+  done
+  echo "$total"
+}
 peak_kb() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 IFS=, read -r -a scenario_list <<<"$scenarios"
@@ -153,6 +173,7 @@ for scenario in "${scenario_list[@]}"; do
   # Reset each server's peak RSS so that it reads per scenario.
   for pid in "${server_pids[@]}"; do echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true; done
   log "scenario $scenario: $connections connections, ${warmup}s warm-up + ${duration}s"
+  cpu_before="$(cpu_ticks)"; db_before="$(db_ticks)"
   if "$driver" run --scenario "$scenario" --base "$base_list" --api "$api" \
       --client-id "$client_id" --client-secret "$client_secret" \
       --connections "$connections" --duration "$duration" --warmup "$warmup" --threads "$threads" \
@@ -161,6 +182,11 @@ for scenario in "${scenario_list[@]}"; do
     max=0
     for pid in "${server_pids[@]}"; do kb="$(peak_kb "$pid")"; [ "$kb" -gt "$max" ] && max="$kb"; done
     printf '{"kind":"rss","scenario":"%s","vmhwm_kb":%s}\n' "$scenario" "$max" >>"$results"
+    cpu_after="$(cpu_ticks)"; db_after="$(db_ticks)"
+    answered="$(tail -n 2 "$results" | head -n 1 | sed -n 's/.*"answered_all":\([0-9]*\).*/\1/p')"
+    awk -v s="$scenario" -v t="$((cpu_after - cpu_before))" -v d="$((db_after - db_before))" \
+      -v hz="$(getconf CLK_TCK)" -v n="${answered:-0}" -v pg="$([ "$engine" = postgres ] && echo 1 || echo 0)" \
+      'BEGIN { if (n > 0) printf "{\"kind\":\"cpu\",\"scenario\":\"%s\",\"cpu_us_per_request\":%.1f,\"db_cpu_us_per_request\":%s}\n", s, t * 1e6 / hz / n, pg ? sprintf("%.1f", d * 1e6 / hz / n) : "null" }' >>"$results"
   else
     log "scenario $scenario failed; see above"
   fi
@@ -241,7 +267,7 @@ block="$work/block.md"
   echo "Start-up to ready (exec → first \`200\` from \`/readyz\`) on the database as the run left it: **${startup_median} ms** median of ${startup_ms[*]} ms."
   if [ -n "$wrk_lines" ]; then
     echo
-    echo "wrk cross-check (C load generator, $threads threads, no warm-up excluded, one server):"
+    echo "wrk cross-check (C load generator, $threads threads, warm-up included, one server):"
     echo
     echo "| tool / endpoint | conns | requests/s | p50 | p99 | non-2xx |"
     echo "|---|---:|---:|---:|---:|---:|"

@@ -44,7 +44,9 @@ fn main() {
             .ok_or_else(|| "table needs a results file".into())
             .and_then(|path| table_command(path)),
         Some("splice") if args.len() == 4 => splice_command(&args[1], &args[2], &args[3]),
-        _ => Err("usage: samtykke-bench run|wait-ready|table|splice … (see the source header)".into()),
+        _ => Err(
+            "usage: samtykke-bench run|wait-ready|table|splice … (see the source header)".into(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("samtykke-bench: {e}");
@@ -167,7 +169,10 @@ async fn connect(addr: SocketAddr) -> Result<Sender, Error> {
     Ok(sender)
 }
 
-async fn send(sender: &mut Sender, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), Error> {
+async fn send(
+    sender: &mut Sender,
+    request: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes), Error> {
     sender.ready().await?;
     let response = sender.send_request(request).await?;
     let status = response.status();
@@ -200,20 +205,21 @@ fn request(
 
 fn host_header(base: &str) -> Result<HeaderValue, Error> {
     let authority = base.trim_start_matches("http://");
-    Ok(HeaderValue::from_str(authority.split('/').next().unwrap_or(authority))?)
+    Ok(HeaderValue::from_str(
+        authority.split('/').next().unwrap_or(authority),
+    )?)
 }
 
 /// A one-off request for setup; fails unless the status is 200.
-async fn setup_request(base: &str, request: Request<Full<Bytes>>) -> Result<serde_json::Value, Error> {
+async fn setup_request(
+    base: &str,
+    request: Request<Full<Bytes>>,
+) -> Result<serde_json::Value, Error> {
     let mut sender = connect(socket_addr(base)?).await?;
     let path = request.uri().to_string();
     let (status, body) = send(&mut sender, request).await?;
     if status != StatusCode::OK {
-        return Err(format!(
-            "setup {path}: {status}: {}",
-            String::from_utf8_lossy(&body)
-        )
-        .into());
+        return Err(format!("setup {path}: {status}: {}", String::from_utf8_lossy(&body)).into());
     }
     Ok(serde_json::from_slice(&body)?)
 }
@@ -320,7 +326,11 @@ async fn prepare(o: &Options) -> Result<Work, Error> {
         "healthz" => Work::Healthz,
         "token" => Work::Token {
             auth: o.basic(),
-            body: Bytes::from(token_form(o.api(), "/v1/debt", "debt.unsecured.presentation")),
+            body: Bytes::from(token_form(
+                o.api(),
+                "/v1/debt",
+                "debt.unsecured.presentation",
+            )),
         },
         "debt" => {
             // One duration consent per connection, as many institutions'
@@ -343,7 +353,11 @@ async fn prepare(o: &Options) -> Result<Work, Error> {
                 );
                 let (status, body) = send(&mut sender, req).await?;
                 if status != StatusCode::OK {
-                    return Err(format!("setup consent: {status}: {}", String::from_utf8_lossy(&body)).into());
+                    return Err(format!(
+                        "setup consent: {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    )
+                    .into());
                 }
                 let body: serde_json::Value = serde_json::from_slice(&body)?;
                 let id = body["consent"]["id"].as_str().ok_or("no consent id")?;
@@ -375,11 +389,10 @@ async fn prepare(o: &Options) -> Result<Work, Error> {
         // with its own cookie jar. The authorization-code flow is being built
         // elsewhere; add a `Work::Flow` here once its endpoints exist. No
         // figure is reported for it until then.
-        "flow" => {
-            return Err(
-                "scenario flow: not implemented yet (the authorization-code flow is not in this build)".into(),
-            )
-        }
+        "flow" => return Err(
+            "scenario flow: not implemented yet (the authorization-code flow is not in this build)"
+                .into(),
+        ),
         other => return Err(format!("unknown scenario {other}").into()),
     })
 }
@@ -388,6 +401,8 @@ async fn prepare(o: &Options) -> Result<Work, Error> {
 #[derive(Default)]
 struct ConnStats {
     latencies_us: Vec<u32>,
+    /// Every answer, warm-up included (for the server's CPU per request).
+    answered: u64,
     errors: u64,
     error_statuses: BTreeMap<String, u64>,
 }
@@ -415,7 +430,11 @@ async fn virtual_user(
         let mut sender = match connect(addr).await {
             Ok(s) => s,
             Err(e) => {
-                error(&mut stats, format!("connect: {e}"), Instant::now() >= measure_from);
+                error(
+                    &mut stats,
+                    format!("connect: {e}"),
+                    Instant::now() >= measure_from,
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -428,11 +447,17 @@ async fn virtual_user(
             let n = seq.fetch_add(1, Ordering::Relaxed);
             let req = work.request(&host, conn, n);
             let counted = start >= measure_from;
-            match send(&mut sender, req).await {
+            let sent = send(&mut sender, req).await;
+            if sent.is_ok() {
+                stats.answered += 1;
+            }
+            match sent {
                 Ok((status, _)) if status.is_success() => {
                     if counted && Instant::now() <= until {
                         let us = start.elapsed().as_micros();
-                        stats.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                        stats
+                            .latencies_us
+                            .push(u32::try_from(us).unwrap_or(u32::MAX));
                     }
                 }
                 Ok((status, _)) => error(&mut stats, status.as_str().to_owned(), counted),
@@ -470,16 +495,26 @@ fn run_command(o: Options) -> Result<(), Error> {
         let tasks: Vec<_> = (0..o.connections)
             .map(|conn| {
                 let (addr, host) = servers[conn % servers.len()].clone();
-                tokio::spawn(virtual_user(addr, host, work.clone(), conn, measure_from, until, seq.clone()))
+                tokio::spawn(virtual_user(
+                    addr,
+                    host,
+                    work.clone(),
+                    conn,
+                    measure_from,
+                    until,
+                    seq.clone(),
+                ))
             })
             .collect();
         let mut all = Vec::new();
         let mut errors = 0;
+        let mut answered = 0;
         let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
         for task in tasks {
             let s = task.await?;
             all.extend_from_slice(&s.latencies_us);
             errors += s.errors;
+            answered += s.answered;
             for (k, v) in s.error_statuses {
                 *statuses.entry(k).or_default() += v;
             }
@@ -494,6 +529,7 @@ fn run_command(o: Options) -> Result<(), Error> {
             "threads": o.threads,
             "duration_s": o.duration,
             "requests": all.len(),
+            "answered_all": answered,
             "errors": errors,
             "error_statuses": statuses,
             "rps": (ok / o.duration).round(),
@@ -542,13 +578,24 @@ fn table_command(path: &str) -> Result<(), Error> {
     let text = std::fs::read_to_string(path)?;
     let mut rows = vec![];
     let mut rss: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cpu: BTreeMap<String, f64> = BTreeMap::new();
+    let mut db_cpu: BTreeMap<String, f64> = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)?;
         match v["kind"].as_str() {
             Some("scenario") => rows.push(v),
+            Some("cpu") => {
+                let scenario = v["scenario"].as_str().unwrap_or("").to_owned();
+                if let Some(us) = v["db_cpu_us_per_request"].as_f64() {
+                    db_cpu.insert(scenario.clone(), us);
+                }
+                cpu.insert(scenario, v["cpu_us_per_request"].as_f64().unwrap_or(0.0));
+            }
             Some("rss") => {
                 let kb = v["vmhwm_kb"].as_u64().unwrap_or(0);
-                let entry = rss.entry(v["scenario"].as_str().unwrap_or("").to_owned()).or_default();
+                let entry = rss
+                    .entry(v["scenario"].as_str().unwrap_or("").to_owned())
+                    .or_default();
                 *entry = (*entry).max(kb);
             }
             _ => {}
@@ -559,8 +606,14 @@ fn table_command(path: &str) -> Result<(), Error> {
         .find(|r| r["scenario"] == "healthz")
         .and_then(|r| r["rps"].as_f64())
         .filter(|c| *c > 0.0);
-    println!("| scenario | conns | requests/s | p50 ms | p99 ms | max ms | errors | vs /healthz | peak RSS MB |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let with_db = !db_cpu.is_empty();
+    let (db_head, db_rule) = if with_db {
+        (" PostgreSQL CPU µs/req |", "---:|")
+    } else {
+        ("", "")
+    };
+    println!("| scenario | conns | requests/s | p50 ms | p99 ms | max ms | errors | vs /healthz | server CPU µs/req |{db_head} peak RSS MB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|{db_rule}---:|");
     for r in &rows {
         let scenario = r["scenario"].as_str().unwrap_or("?");
         let rps = r["rps"].as_f64().unwrap_or(0.0);
@@ -574,8 +627,17 @@ fn table_command(path: &str) -> Result<(), Error> {
         let mem = rss
             .get(scenario)
             .map_or("–".to_owned(), |kb| format!("{:.1}", *kb as f64 / 1024.0));
+        let mut cpu = cpu
+            .get(scenario)
+            .map_or("–".to_owned(), |us| format!("{us:.0}"));
+        if with_db {
+            let db = db_cpu
+                .get(scenario)
+                .map_or("–".to_owned(), |us| format!("{us:.0}"));
+            cpu = format!("{cpu} | {db}");
+        }
         println!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
             label(scenario),
             r["connections"],
             rps,
@@ -584,6 +646,7 @@ fn table_command(path: &str) -> Result<(), Error> {
             r["max_ms"].as_f64().unwrap_or(0.0),
             errors,
             ratio,
+            cpu,
             mem
         );
     }
@@ -622,7 +685,10 @@ fn splice_command(doc: &str, key: &str, block: &str) -> Result<(), Error> {
         (Some(b), Some(e)) if b < e => {
             format!("{}{marked}{}", &current[..b], &current[e + end.len()..])
         }
-        _ => format!("{}\n{marked}\n", current.trim_end_matches('\n').to_owned() + "\n"),
+        _ => format!(
+            "{}\n{marked}\n",
+            current.trim_end_matches('\n').to_owned() + "\n"
+        ),
     };
     std::fs::write(doc, updated)?;
     Ok(())
