@@ -53,7 +53,7 @@ engine_tests! {
         let text = scrape(&app).await;
         assert_eq!(sample(&text, r#"samtykke_tokens_issued_total{audience="debt",grant_type="client_credentials"}"#), 0.0);
         assert_eq!(sample(&text, r#"samtykke_consents_created_total{kind="agreement",purpose="debt.unsecured.presentation"}"#), 0.0);
-        assert_eq!(sample(&text, r#"samtykke_build_info{version="0.1.0"}"#), 1.0);
+        assert_eq!(sample(&text, &format!(r#"samtykke_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"))), 1.0);
 
         assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
         assert_eq!(app.http.post(app.url("/healthz")).send().await.unwrap().status(), 405);
