@@ -50,6 +50,17 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The connection pool's state, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections, idle or in use.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 /// The sandbox client's credentials, kept readable so that a sandbox can print
 /// them at every start. Production mode never creates them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +73,10 @@ pub struct SandboxCredentials {
 pub trait Store: Send + Sync + 'static {
     /// Fails unless the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The connection pool's state (cheap, no query); None if there is none.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
 
     // --- clients -----------------------------------------------------------
 

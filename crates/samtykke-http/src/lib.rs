@@ -9,6 +9,7 @@ mod error;
 mod form;
 mod health;
 pub mod identity;
+mod metrics;
 mod oauth;
 mod pages;
 mod router;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub(crate) identity: Option<Arc<dyn IdentityProvider>>,
     secrets: Arc<tokio::sync::OnceCell<ServerSecrets>>,
     signer: Arc<Mutex<Option<(IdTokenSigner, Instant)>>>,
+    /// This server's Prometheus metrics (`GET /metrics`).
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// Secrets shared by every process on the database.
@@ -86,6 +89,7 @@ impl AppState {
             identity: None,
             secrets: Arc::new(tokio::sync::OnceCell::new()),
             signer: Arc::new(Mutex::new(None)),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 

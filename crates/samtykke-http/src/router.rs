@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(crate::api::openapi::get_openapi))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
+        .route("/metrics", get(crate::metrics::get_metrics))
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -59,5 +60,6 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(crate::metrics::MetricsLayer::new(&state))
         .with_state(state)
 }

@@ -19,7 +19,8 @@ use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
     AuthFlowRow, AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionRow, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
+    LoanRow, LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
+    UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{
@@ -63,6 +64,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // An embedded database has no connection to lose: the ping
+            // before every acquire is one more thread hand-off per query.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(unavailable)?;
@@ -342,6 +346,14 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        })
     }
 
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {

@@ -202,6 +202,7 @@ async fn register(
         .map_err(|e| store_failure(e, trace))?
     {
         ConsentInsert::Created => {
+            state.metrics.consent_created(&consent);
             tracing::info!(client_id = %client.id, consent_id = %consent.id, "agreement consent registered");
             consent
         }

@@ -72,14 +72,10 @@ impl Call<'_> {
             purpose: consent.purpose,
             trace_id: self.trace.to_owned(),
         };
-        if store
-            .use_consent(&id, &usage)
-            .await
-            .map_err(store_error)?
-            .is_none()
-        {
+        let Some(used) = store.use_consent(&id, &usage).await.map_err(store_error)? else {
             return Err(self.error(ApiErrorKind::InvalidConsent));
-        }
+        };
+        self.state.metrics.debt_fetched(&used);
         let mut creditors: Vec<&str> = debt.iter().map(|d| d.creditor_org.as_str()).collect();
         creditors.sort_unstable();
         creditors.dedup();
@@ -256,6 +252,9 @@ pub async fn delete_consent(
                 .revoke_consent(&id, &token.client_id, RevokedBy::Client, call.now)
                 .await
                 .map_err(|e| ApiError::from_store(e, call.trace, call.now))?;
+            if outcome == RevokeOutcome::Revoked {
+                state.metrics.consent_revoked(RevokedBy::Client);
+            }
             match outcome {
                 RevokeOutcome::Revoked | RevokeOutcome::AlreadyEnded => {
                     tracing::info!(client_id = %token.client_id, consent_id = %id, "consent revoked by client");

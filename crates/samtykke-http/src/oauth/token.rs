@@ -67,6 +67,9 @@ async fn issue_token(
             let scope = grant.scopes.to_string();
             let (token, record) = grant.mint(&client, now, state.settings.access_token_ttl);
             state.store.insert_access_token(&record).await?;
+            state
+                .metrics
+                .token_issued("client_credentials", record.audience);
             tracing::info!(client_id = %client.id, audience = record.audience.as_key(), "access token issued");
             Ok(TokenResponse {
                 access_token: token.expose().to_owned(),
@@ -164,6 +167,9 @@ async fn redeem_code(
     } else {
         None
     };
+    state
+        .metrics
+        .token_issued("authorization_code", token_record.audience);
     tracing::info!(client_id = %client.id, consent_id = %consent.id, "authorization code redeemed");
     Ok(TokenResponse {
         access_token: token.expose().to_owned(),

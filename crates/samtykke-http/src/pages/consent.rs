@@ -144,6 +144,7 @@ pub async fn post_consent(
         .await
     {
         Ok(true) => {
+            state.metrics.consent_created(&consent);
             tracing::info!(client_id = %client.id, consent_id = %consent.id, "consent given; code issued");
             let location = with_query(
                 &flow.redirect_uri,

@@ -18,6 +18,7 @@ mod debt_import;
 mod discovery;
 mod feed;
 mod introspect_revoke;
+mod metrics;
 mod openapi;
 mod operations;
 mod store_contract;
