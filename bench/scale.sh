@@ -182,11 +182,11 @@ INSERT INTO consent_events (event_id, event_type, client_id, consent_id, purpose
 SELECT lpad(to_hex(i), 8, '0') || '-e7e7-4000-8000-' || lpad(to_hex(i), 12, '0'),
        'SAMTYKKE_OPPRETTET', '$client_id',
        lpad(to_hex(i), 8, '0') || '-5ca1-4000-8000-' || lpad(to_hex(i), 12, '0'), 'presentation',
-       CASE WHEN i % 2 = 0 THEN 'scale-' || i END, ($now - 86400) * 1000000 + i
+       CASE WHEN i % 2 = 0 THEN 'scale-' || i END, ($now - 86400)::bigint * 1000000 + i
 FROM generate_series($from::bigint, $to) AS i;
 INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id)
 SELECT lpad(to_hex(j / $ratio), 8, '0') || '-5ca1-4000-8000-' || lpad(to_hex(j / $ratio), 12, '0'),
-       '$client_id', ($now - 3600) * 1000000 + j, 'presentation',
+       '$client_id', ($now - 3600)::bigint * 1000000 + j, 'presentation',
        lpad(to_hex(j), 8, '0') || '-7ace-4000-8000-' || lpad(to_hex(j), 12, '0')
 FROM generate_series($u_from::bigint, $u_to) AS j;
 COMMIT;
