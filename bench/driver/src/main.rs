@@ -275,10 +275,21 @@ fn unique_prefix() -> String {
 /// before the clock starts.
 enum Work {
     Healthz,
-    Token { auth: String, body: Bytes },
-    Debt { bearer: String, paths: Vec<String> },
-    Agreement { bearer: String, prefix: String },
-    Feed { bearer: String },
+    Token {
+        auth: String,
+        body: Bytes,
+    },
+    Debt {
+        bearer: String,
+        paths: Vec<String>,
+    },
+    Agreement {
+        bearer: String,
+        prefix: String,
+    },
+    Feed {
+        bearer: String,
+    },
     /// The complete regular-consent flow (see `flow_user`).
     Flow(Arc<FlowParams>),
 }
@@ -523,7 +534,10 @@ impl FlowError {
 
 /// The path and query of an absolute or relative URL.
 fn path_of(url: &str) -> &str {
-    match url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) {
+    match url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
         Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => url,
     }
@@ -670,7 +684,13 @@ impl Browser<'_> {
             .finish();
         let jar = std::mem::take(&mut self.jar);
         let answer = self
-            .go("token", Method::POST, "/oauth2/token", Some(&p.basic), Some(form))
+            .go(
+                "token",
+                Method::POST,
+                "/oauth2/token",
+                Some(&p.basic),
+                Some(form),
+            )
             .await;
         self.jar = jar;
         let answer = answer?;
