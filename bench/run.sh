@@ -6,7 +6,7 @@
 #
 #   bench/run.sh [--engine sqlite|postgres] [--processes N] [--duration S]
 #                [--warmup S] [--connections N] [--threads N]
-#                [--scenarios healthz,token,agreement,debt,feed] [--no-wrk]
+#                [--scenarios healthz,token,agreement,debt,feed,flow] [--no-wrk]
 #                [--no-build] [--no-write]
 #
 # See bench/README.md. Traffic goes to 127.0.0.1 only; every scenario stops
@@ -23,7 +23,7 @@ duration=8
 warmup=2
 connections=64
 threads=2
-scenarios=healthz,token,agreement,debt,feed
+scenarios=healthz,token,agreement,debt,feed,flow
 use_wrk=1
 build=1
 write=1
@@ -263,6 +263,10 @@ block="$work/block.md"
   [ "$processes" -gt 1 ] && echo "- **Split:** connection *i* goes to server *i* mod $processes ($base_list); peak RSS is the larger of the processes"
   echo
   printf '%s\n' "$table"
+  if grep -q '"scenario":"flow"' "$results"; then
+    echo
+    echo 'The flow row counts **complete flows**: one flow is 7 HTTP requests to the server (`GET /oauth2/auth`, `GET` + `POST /oauth2/login`, `GET` + `POST /oauth2/consent`, `POST /oauth2/token` with the code, `GET /v1/debt`; the browser'"'"'s eighth hop, to the callback, goes to the client), so requests/s = 7 × flows/s. Its p50/p99 are of a whole flow, its CPU column is per HTTP request (× 7 per flow). Every flow starts as a new browser (an empty cookie jar of its own) and goes through TestID.'
+  fi
   echo
   echo "Start-up to ready (exec → first \`200\` from \`/readyz\`) on the database as the run left it: **${startup_median} ms** median of ${startup_ms[*]} ms."
   if [ -n "$wrk_lines" ]; then

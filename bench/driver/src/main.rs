@@ -275,10 +275,23 @@ fn unique_prefix() -> String {
 /// before the clock starts.
 enum Work {
     Healthz,
-    Token { auth: String, body: Bytes },
-    Debt { bearer: String, paths: Vec<String> },
-    Agreement { bearer: String, prefix: String },
-    Feed { bearer: String },
+    Token {
+        auth: String,
+        body: Bytes,
+    },
+    Debt {
+        bearer: String,
+        paths: Vec<String>,
+    },
+    Agreement {
+        bearer: String,
+        prefix: String,
+    },
+    Feed {
+        bearer: String,
+    },
+    /// The complete regular-consent flow (see `flow_user`).
+    Flow(Arc<FlowParams>),
 }
 
 impl Work {
@@ -317,6 +330,7 @@ impl Work {
                 None,
                 Bytes::new(),
             ),
+            Work::Flow(_) => unreachable!("the flow scenario runs in flow_user"),
         }
     }
 }
@@ -382,19 +396,403 @@ async fn prepare(o: &Options) -> Result<Work, Error> {
                 bearer: format!("Bearer {token}"),
             }
         }
-        // TODO(regular-consent flow): the complete browser flow — GET
-        // /oauth2/auth → TestID login → consent accept → callback code →
-        // POST /oauth2/token (authorization_code, PKCE) → GET /v1/debt —
-        // counted in completed flows per second with many virtual users, each
-        // with its own cookie jar. The authorization-code flow is being built
-        // elsewhere; add a `Work::Flow` here once its endpoints exist. No
-        // figure is reported for it until then.
-        "flow" => return Err(
-            "scenario flow: not implemented yet (the authorization-code flow is not in this build)"
-                .into(),
-        ),
+        // The complete regular-consent flow; driven by `flow_user`, not by
+        // `Work::request`.
+        "flow" => Work::Flow(Arc::new(FlowParams::new(o))),
         other => return Err(format!("unknown scenario {other}").into()),
     })
+}
+
+// ------------------------------------------------------------------- flow --
+
+/// The sandbox client's registered redirect URI matches on any port; port 9
+/// (discard) is never contacted: the driver reads the code off the
+/// `Location` of the consent answer, as a browser's address bar would hold it.
+const FLOW_REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+const FLOW_SCOPE: &str = "debt.unsecured.presentation";
+/// HTTP requests to the server in one complete flow: auth, login page,
+/// login, consent page, consent, token, debt. (The browser's eighth hop, to
+/// the callback, goes to the client, not to Samtykke.)
+const FLOW_REQUESTS: u64 = 7;
+
+/// What every flow shares.
+struct FlowParams {
+    client_id: String,
+    basic: String,
+}
+
+impl FlowParams {
+    fn new(o: &Options) -> Self {
+        FlowParams {
+            client_id: o.client_id.clone(),
+            basic: o.basic(),
+        }
+    }
+
+    fn auth_path(&self, state: &str) -> String {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", &self.client_id)
+            .append_pair("response_type", "code")
+            .append_pair("scope", FLOW_SCOPE)
+            .append_pair("state", state)
+            .append_pair("redirect_uri", FLOW_REDIRECT_URI)
+            .finish();
+        format!("/oauth2/auth?{query}")
+    }
+}
+
+/// One answer with the headers a browser acts on.
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    set_cookie: Vec<String>,
+    body: Bytes,
+}
+
+async fn send_full(sender: &mut Sender, request: Request<Full<Bytes>>) -> Result<Answer, Error> {
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    let headers = response.headers();
+    let location = headers
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let set_cookie = headers
+        .get_all(hyper::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        location,
+        set_cookie,
+        body,
+    })
+}
+
+/// A virtual user's cookie jar: name → value, sent on every request of its
+/// flows (cookies are all `Path=/` on the one host).
+#[derive(Default)]
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn take(&mut self, set_cookie: &[String]) {
+        for line in set_cookie {
+            let pair = line.split(';').next().unwrap_or("");
+            let Some((name, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            let cleared = line
+                .split(';')
+                .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            if value.is_empty() || cleared {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+/// Why a flow stopped: the step and what it got.
+struct FlowError {
+    step: &'static str,
+    what: String,
+    /// An I/O error: the connection must be replaced.
+    io: bool,
+}
+
+impl FlowError {
+    fn status(step: &'static str, answer: &Answer) -> Self {
+        FlowError {
+            step,
+            what: answer.status.as_str().to_owned(),
+            io: false,
+        }
+    }
+    fn other(step: &'static str, what: impl Into<String>) -> Self {
+        FlowError {
+            step,
+            what: what.into(),
+            io: false,
+        }
+    }
+}
+
+/// The path and query of an absolute or relative URL.
+fn path_of(url: &str) -> &str {
+    match url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => url,
+    }
+}
+
+/// The value of the hidden form field `name` in a page.
+fn hidden(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let len = page[start..].find('"')?;
+    Some(page[start..start + len].to_owned())
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// One browser session of one virtual user on one keep-alive connection.
+struct Browser<'a> {
+    sender: &'a mut Sender,
+    host: &'a HeaderValue,
+    jar: Jar,
+    /// Requests answered (any status), for the server's CPU per request.
+    answered: u64,
+}
+
+impl Browser<'_> {
+    async fn go(
+        &mut self,
+        step: &'static str,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        form: Option<String>,
+    ) -> Result<Answer, FlowError> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.host.clone());
+        if let Some(cookie) = self.jar.header() {
+            builder = builder.header(hyper::header::COOKIE, cookie);
+        }
+        if let Some(auth) = auth {
+            builder = builder.header(AUTHORIZATION, auth);
+        }
+        let body = match form {
+            Some(form) => {
+                builder = builder.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Bytes::from(form)
+            }
+            None => Bytes::new(),
+        };
+        let req = builder
+            .body(Full::new(body))
+            .map_err(|e| FlowError::other(step, format!("request: {e}")))?;
+        let answer = send_full(self.sender, req).await.map_err(|e| FlowError {
+            step,
+            what: format!("io: {e}"),
+            io: true,
+        })?;
+        self.answered += 1;
+        self.jar.take(&answer.set_cookie);
+        Ok(answer)
+    }
+
+    /// A 303 answer's `Location`, or the error.
+    fn see_other(step: &'static str, answer: &Answer) -> Result<String, FlowError> {
+        if answer.status != StatusCode::SEE_OTHER {
+            return Err(FlowError::status(step, answer));
+        }
+        answer
+            .location
+            .clone()
+            .ok_or_else(|| FlowError::other(step, "303 without Location"))
+    }
+
+    /// GET a page (200), returns its flow and csrf fields.
+    async fn page(&mut self, step: &'static str, url: &str) -> Result<(String, String), FlowError> {
+        let answer = self.go(step, Method::GET, path_of(url), None, None).await?;
+        if answer.status != StatusCode::OK {
+            return Err(FlowError::status(step, &answer));
+        }
+        let page = String::from_utf8_lossy(&answer.body);
+        match (hidden(&page, "flow"), hidden(&page, "csrf")) {
+            (Some(flow), Some(csrf)) => Ok((flow, csrf)),
+            _ => Err(FlowError::other(step, "no flow/csrf field")),
+        }
+    }
+
+    /// The whole flow, as a browser and the client's back end do it:
+    /// `FLOW_REQUESTS` (7) requests to the server.
+    async fn flow(&mut self, p: &FlowParams, state: &str) -> Result<(), FlowError> {
+        // 1. The authorization request: a new browser (no cookie yet) gets
+        //    its cookie and is sent to TestID.
+        let answer = self
+            .go("auth", Method::GET, &p.auth_path(state), None, None)
+            .await?;
+        let next = Self::see_other("auth", &answer)?;
+        if !next.contains("/oauth2/login?") {
+            return Err(FlowError::other("auth", "not sent to the login page"));
+        }
+        // 2–3. TestID: the page, then the login.
+        let (flow, csrf) = self.page("login-page", &next).await?;
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("flow", &flow)
+            .append_pair("csrf", &csrf)
+            .append_pair("nin", PERSON)
+            .append_pair("action", "login")
+            .finish();
+        let answer = self
+            .go("login", Method::POST, "/oauth2/login", None, Some(form))
+            .await?;
+        let next = Self::see_other("login", &answer)?;
+        if !next.contains("/oauth2/consent?") {
+            return Err(FlowError::other("login", "not sent to the consent page"));
+        }
+        // 4–5. The consent page, then accept.
+        let (flow, csrf) = self.page("consent-page", &next).await?;
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("flow", &flow)
+            .append_pair("csrf", &csrf)
+            .append_pair("decision", "accept")
+            .finish();
+        let answer = self
+            .go("consent", Method::POST, "/oauth2/consent", None, Some(form))
+            .await?;
+        let callback = Self::see_other("consent", &answer)?;
+        if !callback.starts_with(FLOW_REDIRECT_URI) {
+            return Err(FlowError::other("consent", "not sent to the callback"));
+        }
+        if query_param(&callback, "state").as_deref() != Some(state) {
+            return Err(FlowError::other("consent", "state lost"));
+        }
+        let code = query_param(&callback, "code")
+            .ok_or_else(|| FlowError::other("consent", "no code in the callback"))?;
+        // 6. The client's back end redeems the code (no browser cookie).
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", &code)
+            .append_pair("redirect_uri", FLOW_REDIRECT_URI)
+            .finish();
+        let jar = std::mem::take(&mut self.jar);
+        let answer = self
+            .go(
+                "token",
+                Method::POST,
+                "/oauth2/token",
+                Some(&p.basic),
+                Some(form),
+            )
+            .await;
+        self.jar = jar;
+        let answer = answer?;
+        if answer.status != StatusCode::OK {
+            return Err(FlowError::status("token", &answer));
+        }
+        let token: serde_json::Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| FlowError::other("token", format!("json: {e}")))?;
+        let access = token["access_token"]
+            .as_str()
+            .ok_or_else(|| FlowError::other("token", "no access_token"))?;
+        // 7. The debt of the person who consented, with that token.
+        let bearer = format!("Bearer {access}");
+        let jar = std::mem::take(&mut self.jar);
+        let answer = self
+            .go("debt", Method::GET, "/v1/debt", Some(&bearer), None)
+            .await;
+        self.jar = jar;
+        let answer = answer?;
+        if answer.status != StatusCode::OK {
+            return Err(FlowError::status("debt", &answer));
+        }
+        if !answer.body.starts_with(b"{") {
+            return Err(FlowError::other("debt", "not JSON"));
+        }
+        Ok(())
+    }
+}
+
+/// A virtual user of the `flow` scenario: complete flows one after another
+/// on one keep-alive connection; every flow starts as a new browser (an
+/// empty cookie jar), so each one goes through TestID. Latencies are of
+/// whole flows.
+async fn flow_user(
+    addr: SocketAddr,
+    host: HeaderValue,
+    params: Arc<FlowParams>,
+    conn: usize,
+    measure_from: Instant,
+    until: Instant,
+) -> ConnStats {
+    let mut stats = ConnStats {
+        latencies_us: Vec::with_capacity(1 << 12),
+        ..ConnStats::default()
+    };
+    let mut n: u64 = 0;
+    'connect: while Instant::now() < until {
+        let mut sender = match connect(addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                if Instant::now() >= measure_from {
+                    stats.errors += 1;
+                    *stats
+                        .error_statuses
+                        .entry(format!("connect: {e}"))
+                        .or_default() += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        loop {
+            let start = Instant::now();
+            if start >= until {
+                break 'connect;
+            }
+            n += 1;
+            let state = format!("vu{conn}-{n}");
+            let mut browser = Browser {
+                sender: &mut sender,
+                host: &host,
+                jar: Jar::default(),
+                answered: 0,
+            };
+            let result = browser.flow(&params, &state).await;
+            stats.answered += browser.answered;
+            let counted = start >= measure_from;
+            match result {
+                Ok(()) => {
+                    if counted && Instant::now() <= until {
+                        let us = start.elapsed().as_micros();
+                        stats
+                            .latencies_us
+                            .push(u32::try_from(us).unwrap_or(u32::MAX));
+                    }
+                }
+                Err(e) => {
+                    if counted {
+                        stats.errors += 1;
+                        *stats
+                            .error_statuses
+                            .entry(format!("{}: {}", e.step, e.what))
+                            .or_default() += 1;
+                    }
+                    if e.io {
+                        continue 'connect;
+                    }
+                }
+            }
+        }
+    }
+    stats
 }
 
 /// What one connection measured.
@@ -495,15 +893,25 @@ fn run_command(o: Options) -> Result<(), Error> {
         let tasks: Vec<_> = (0..o.connections)
             .map(|conn| {
                 let (addr, host) = servers[conn % servers.len()].clone();
-                tokio::spawn(virtual_user(
-                    addr,
-                    host,
-                    work.clone(),
-                    conn,
-                    measure_from,
-                    until,
-                    seq.clone(),
-                ))
+                match &*work {
+                    Work::Flow(params) => tokio::spawn(flow_user(
+                        addr,
+                        host,
+                        params.clone(),
+                        conn,
+                        measure_from,
+                        until,
+                    )),
+                    _ => tokio::spawn(virtual_user(
+                        addr,
+                        host,
+                        work.clone(),
+                        conn,
+                        measure_from,
+                        until,
+                        seq.clone(),
+                    )),
+                }
             })
             .collect();
         let mut all = Vec::new();
@@ -521,7 +929,8 @@ fn run_command(o: Options) -> Result<(), Error> {
         }
         all.sort_unstable();
         let ok = all.len() as f64;
-        let line = serde_json::json!({
+        let flow = matches!(&*work, Work::Flow(_));
+        let mut line = serde_json::json!({
             "kind": "scenario",
             "scenario": o.scenario,
             "servers": o.bases.len(),
@@ -538,6 +947,13 @@ fn run_command(o: Options) -> Result<(), Error> {
             "p99_ms": percentile(&all, 99.0),
             "max_ms": percentile(&all, 100.0),
         });
+        if flow {
+            // `requests` and `rps` count whole flows; p50/p99 are of whole
+            // flows. Each flow is FLOW_REQUESTS HTTP requests.
+            line["unit"] = "flows".into();
+            line["requests_per_flow"] = FLOW_REQUESTS.into();
+            line["http_rps"] = (ok * FLOW_REQUESTS as f64 / o.duration).round().into();
+        }
         println!("{line}");
         Ok(())
     })
@@ -617,7 +1033,19 @@ fn table_command(path: &str) -> Result<(), Error> {
     for r in &rows {
         let scenario = r["scenario"].as_str().unwrap_or("?");
         let rps = r["rps"].as_f64().unwrap_or(0.0);
-        let ratio = ceiling.map_or("–".to_owned(), |c| format!("{:.0}%", 100.0 * rps / c));
+        let mut ratio = ceiling.map_or("–".to_owned(), |c| format!("{:.0}%", 100.0 * rps / c));
+        // The flow counts whole flows: flows/s, with the HTTP requests they
+        // make (7 per flow) beside it.
+        let http_rps = r["http_rps"].as_f64();
+        let rate = match http_rps {
+            Some(h) => {
+                if let Some(c) = ceiling {
+                    ratio = format!("{ratio} ({:.0}% in requests)", 100.0 * h / c);
+                }
+                format!("**{rps} flows/s** = {h} req/s")
+            }
+            None => format!("{rps}"),
+        };
         let errors = r["errors"].as_u64().unwrap_or(0);
         let errors = if errors == 0 {
             "0".to_owned()
@@ -640,7 +1068,7 @@ fn table_command(path: &str) -> Result<(), Error> {
             "| {} | {} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {} |",
             label(scenario),
             r["connections"],
-            rps,
+            rate,
             r["p50_ms"].as_f64().unwrap_or(0.0),
             r["p99_ms"].as_f64().unwrap_or(0.0),
             r["max_ms"].as_f64().unwrap_or(0.0),
@@ -660,6 +1088,7 @@ fn label(scenario: &str) -> &str {
         "debt" => "`GET /v1/debt/{id}` (duration consent)",
         "agreement" => "`PUT /v1/consent/agreement` (new consents)",
         "feed" => "`GET /feed/v1/consent` (100 events/page)",
+        "flow" => "complete regular-consent flow (auth → TestID → consent → code → token → `GET /v1/debt`); p50/p99 of a whole flow",
         other => other,
     }
 }
