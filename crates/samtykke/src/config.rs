@@ -103,6 +103,12 @@ pub fn validate_base_url(name: &str, value: &str) -> anyhow::Result<String> {
     if url.query().is_some() || url.fragment().is_some() {
         bail!("{name} must not have a query or fragment: {value}");
     }
+    // It is written into pages and headers as it is.
+    if value.chars().any(|c| {
+        matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\') || c.is_whitespace() || c.is_control()
+    }) {
+        bail!("{name} must not contain quotes, angle brackets, backslashes or spaces: {value}");
+    }
     Ok(value.trim_end_matches('/').to_owned())
 }
 
@@ -115,6 +121,21 @@ pub fn parse_listen(value: &str) -> anyhow::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_urls_that_could_break_out_of_a_page_attribute_are_refused() {
+        assert!(validate_base_url("issuer", "https://access.example.no/auth").is_ok());
+        for bad in [
+            "https://a.example/\"x",
+            "https://a.example/<p>",
+            "https://a.example/a b",
+            "https://a.example/'",
+            "ftp://a.example",
+            "https://a.example/?q=1",
+        ] {
+            assert!(validate_base_url("issuer", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sandbox_is_automatic_only_on_loopback_http() {

@@ -159,6 +159,8 @@ engine_tests! {
         let ok = b.post(app.url("/oauth2/login")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", NIN), ("action", "login")]).send().await.unwrap();
         let (_, _, consent) = open_page(&b, &location(&ok)).await;
         assert!(consent.contains("Do you consent?") && consent.contains("Sandkasse Bank") && consent.contains("999999999") && consent.contains("100 days"));
+        // Plain form actions, for clients that fill forms without an HTML parser.
+        assert!(consent.contains(&format!("action=\"{}/oauth2/consent\"", app.base)), "{consent}");
     }
 
     async fn flow_state_is_bound_to_the_browser_and_forms_need_the_csrf_token(app) {
