@@ -62,8 +62,13 @@ impl SqliteStore {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let max = std::env::var("SAMTYKKE_SQLITE_POOL_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(8);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(max)
             // An embedded database has no connection to lose: the ping
             // before every acquire is one more thread hand-off per query.
             .test_before_acquire(false)
