@@ -155,7 +155,7 @@ pub fn decide(
     let state = state_param
         .ok()
         .flatten()
-        .filter(|s| s.len() <= MAX_STATE_LEN && !s.chars().any(char::is_control))
+        .filter(|s| echoed_value_problem("state", s, MAX_STATE_LEN).is_none())
         .map(str::to_owned);
     let fail = |error: AuthorizeErrorCode, description: &str| {
         AuthorizeRejection::Redirect(ErrorRedirect {
@@ -186,13 +186,11 @@ pub fn decide(
     let get = |name: &str| single(params, name).ok().flatten();
 
     match state_param {
-        Ok(Some(s)) if s.len() > MAX_STATE_LEN => {
-            return Err(invalid("state is longer than 2048 characters"))
+        Ok(Some(s)) => {
+            if let Some(problem) = echoed_value_problem("state", s, MAX_STATE_LEN) {
+                return Err(invalid(&problem));
+            }
         }
-        Ok(Some(s)) if s.chars().any(char::is_control) => {
-            return Err(invalid("state must not contain control characters"))
-        }
-        Ok(Some(_)) => {}
         _ => return Err(invalid("the state parameter is required")),
     }
     match get("response_type") {
@@ -218,14 +216,11 @@ pub fn decide(
     }
 
     let nonce = get("nonce").map(str::to_owned);
-    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
-        return Err(invalid("nonce is longer than 512 characters"));
-    }
-    if nonce
-        .as_ref()
-        .is_some_and(|n| n.chars().any(char::is_control))
+    if let Some(problem) = nonce
+        .as_deref()
+        .and_then(|n| echoed_value_problem("nonce", n, MAX_NONCE_LEN))
     {
-        return Err(invalid("nonce must not contain control characters"));
+        return Err(invalid(&problem));
     }
 
     let code_challenge = match (get("code_challenge"), get("code_challenge_method")) {
@@ -278,6 +273,17 @@ pub fn decide(
         prompt,
         ui_locales: get("ui_locales").map(|l| l.chars().take(100).collect()),
     })
+}
+
+/// Why a value that is stored and echoed back (`state`, `nonce`) is refused.
+fn echoed_value_problem(name: &str, value: &str, max: usize) -> Option<String> {
+    if value.len() > max {
+        Some(format!("{name} is longer than {max} characters"))
+    } else if value.chars().any(char::is_control) {
+        Some(format!("{name} must not contain control characters"))
+    } else {
+        None
+    }
 }
 
 /// SPEC §4: exactly one debt scope (optionally with a duration suffix),

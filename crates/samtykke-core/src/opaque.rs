@@ -17,9 +17,7 @@ pub struct OpaqueToken(String);
 
 impl OpaqueToken {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self(random_value())
     }
 
     /// Wraps a value presented by a caller; None unless it has the shape of a
@@ -46,7 +44,15 @@ impl OpaqueToken {
     }
 }
 
-fn hash_of(value: &str) -> TokenHash {
+/// 256 bits from the operating system's CSPRNG, base64url-encoded.
+pub(crate) fn random_value() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of a value handed out: the key it is stored under.
+pub(crate) fn hash_of(value: &str) -> TokenHash {
     let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
     TokenHash::from_array(digest)
 }

@@ -171,19 +171,11 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError>;
     async fn find_auth_flow(&self, id: &str) -> Result<Option<AuthFlow>, StoreError>;
     /// Moves the flow from the login to the consent stage with the
-    /// identified individual, and records the browser's login session, in
-    /// one transaction. False if the flow was no longer at the login stage.
+    /// session's individual (a new login, or a live session reused), and
+    /// records or refreshes the browser's login session, in one
+    /// transaction. False if the flow was no longer at the login stage.
     async fn record_login(&self, flow_id: &str, session: &LoginSession)
         -> Result<bool, StoreError>;
-    /// Moves a flow that is at `from` to the consent stage with the
-    /// individual of a live login session (single sign-on). False if the
-    /// flow was not at `from`.
-    async fn resume_with_session(
-        &self,
-        flow_id: &str,
-        from: FlowStage,
-        session: &LoginSession,
-    ) -> Result<bool, StoreError>;
     /// Ends a flow that is not finished (denied, cancelled, failed). True if
     /// this call ended it.
     async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError>;

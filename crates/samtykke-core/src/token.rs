@@ -3,10 +3,6 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::consent::ConsentId;
@@ -18,9 +14,7 @@ pub struct AccessToken(String);
 
 impl AccessToken {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        Self(crate::opaque::random_value())
     }
 
     /// Wraps a token presented by a caller.
@@ -34,7 +28,7 @@ impl AccessToken {
 
     /// The key under which the token is stored.
     pub fn hash(&self) -> TokenHash {
-        TokenHash(Sha256::digest(self.0.as_bytes()).into())
+        crate::opaque::hash_of(&self.0)
     }
 }
 

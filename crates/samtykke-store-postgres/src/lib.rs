@@ -11,7 +11,7 @@ use samtykke_core::consent::{
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
 use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
-use samtykke_core::flow::{AuthFlow, FlowStage, LoginSession};
+use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
@@ -749,23 +749,12 @@ impl Store for PostgresStore {
         flow_id: &str,
         session: &LoginSession,
     ) -> Result<bool, StoreError> {
-        self.resume_with_session(flow_id, FlowStage::Login, session)
-            .await
-    }
-
-    async fn resume_with_session(
-        &self,
-        flow_id: &str,
-        from: FlowStage,
-        session: &LoginSession,
-    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let moved = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'consent', nin = $1 WHERE id = $2 AND stage = $3",
+            "UPDATE authorization_flows SET stage = 'consent', nin = $1 WHERE id = $2 AND stage = 'login'",
         )
         .bind(session.nin.as_str())
         .bind(flow_id)
-        .bind(from.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?

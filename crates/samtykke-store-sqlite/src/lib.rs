@@ -13,7 +13,7 @@ use samtykke_core::consent::{
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
 use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
-use samtykke_core::flow::{AuthFlow, FlowStage, LoginSession};
+use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
@@ -775,23 +775,12 @@ impl Store for SqliteStore {
         flow_id: &str,
         session: &LoginSession,
     ) -> Result<bool, StoreError> {
-        self.resume_with_session(flow_id, FlowStage::Login, session)
-            .await
-    }
-
-    async fn resume_with_session(
-        &self,
-        flow_id: &str,
-        from: FlowStage,
-        session: &LoginSession,
-    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let moved = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'consent', nin = ? WHERE id = ? AND stage = ?",
+            "UPDATE authorization_flows SET stage = 'consent', nin = ? WHERE id = ? AND stage = 'login'",
         )
         .bind(session.nin.as_str())
         .bind(flow_id)
-        .bind(from.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?

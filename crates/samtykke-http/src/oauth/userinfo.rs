@@ -10,6 +10,7 @@ use samtykke_core::id_token::pairwise_subject;
 use serde_json::json;
 
 use crate::api::bearer::{authenticate, BearerError};
+use crate::error::OAuthErrorResponse;
 use crate::AppState;
 
 /// An RFC 6750 §3 error: JSON body and a `WWW-Authenticate: Bearer` header.
@@ -53,14 +54,7 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
                 "the access token is invalid, expired or revoked",
             )
         }
-        Err(BearerError::Store(e)) => {
-            tracing::error!(error = %e, "userinfo: storage failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "temporarily_unavailable"})),
-            )
-                .into_response();
-        }
+        Err(BearerError::Store(e)) => return OAuthErrorResponse::from(e).into_response(),
     };
     let Some(consent_id) = token
         .consent_id
@@ -81,27 +75,14 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
                 "the consent no longer exists",
             )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "userinfo: storage failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "temporarily_unavailable"})),
-            )
-                .into_response();
-        }
+        Err(e) => return OAuthErrorResponse::from(e).into_response(),
     };
     let salt = match state.secrets().await {
-        Ok(s) => s.pairwise_salt.clone(),
-        Err(_) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "temporarily_unavailable"})),
-            )
-                .into_response()
-        }
+        Ok(s) => &s.pairwise_salt,
+        Err(e) => return OAuthErrorResponse::from(e).into_response(),
     };
     let mut response = Json(json!({
-        "sub": pairwise_subject(&salt, &token.client_id, &consent.nin),
+        "sub": pairwise_subject(salt, &token.client_id, &consent.nin),
         "pid": consent.nin.as_str(),
         "consent_id": consent.id.to_string(),
     }))

@@ -9,7 +9,7 @@ use axum::response::Response;
 use samtykke_core::authorize::{
     self, AuthorizeErrorCode, AuthorizeRejection, ErrorPageReason, Prompt,
 };
-use samtykke_core::flow::{self, FlowStage};
+use samtykke_core::flow;
 use samtykke_core::opaque::OpaqueToken;
 
 use super::{
@@ -139,11 +139,7 @@ pub async fn get_authorize(
     }
     let issuer = &state.settings.issuer;
     let next = match session {
-        Some(session) => match state
-            .store
-            .resume_with_session(&flow.id, FlowStage::Login, &session)
-            .await
-        {
+        Some(session) => match state.store.record_login(&flow.id, &session).await {
             Ok(true) => format!("{issuer}/oauth2/consent?flow={}", flow.id),
             Ok(false) => format!("{issuer}/oauth2/login?flow={}", flow.id),
             Err(e) => {

@@ -150,33 +150,16 @@ pub(crate) fn see_other(location: &str) -> Response {
 }
 
 /// `redirect_uri` with `params` appended to its query (RFC 6749 §4.1.2).
+/// Registered redirect URIs always parse (`RedirectUri::parse` checks it).
 pub(crate) fn with_query(redirect_uri: &str, params: &[(&str, &str)]) -> String {
-    match url::Url::parse(redirect_uri) {
-        Ok(mut url) => {
-            {
-                let mut query = url.query_pairs_mut();
-                for (k, v) in params {
-                    query.append_pair(k, v);
-                }
-            }
-            url.to_string()
-        }
-        // Registered URIs always parse; fall back to plain concatenation.
-        Err(_) => {
-            let mut out = redirect_uri.to_owned();
-            for (i, (k, v)) in params.iter().enumerate() {
-                out.push(if i == 0 && !redirect_uri.contains('?') {
-                    '?'
-                } else {
-                    '&'
-                });
-                out.push_str(k);
-                out.push('=');
-                out.extend(form_urlencoded::byte_serialize(v.as_bytes()));
-            }
-            out
-        }
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return redirect_uri.to_owned();
+    };
+    if params.is_empty() {
+        return url.to_string();
     }
+    url.query_pairs_mut().extend_pairs(params);
+    url.to_string()
 }
 
 /// The error redirect of SPEC §4: `error`, `error_description`, `state`
