@@ -98,6 +98,7 @@ mod tests {
             require_pkce: false,
             disabled: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
+            token_generation: 0,
         }
     }
 

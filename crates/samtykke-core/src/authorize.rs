@@ -340,6 +340,7 @@ mod tests {
             require_pkce,
             disabled: false,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
+            token_generation: 0,
         }
     }
 

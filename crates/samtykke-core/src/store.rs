@@ -105,8 +105,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<AccessTokenRecord>, StoreError>;
-    /// Marks the token revoked; false if no such token exists.
-    async fn revoke_access_token(&self, hash: &TokenHash) -> Result<bool, StoreError>;
+    /// Records the token revoked: marks a stored token, or keeps a revoked
+    /// row under a sealed token's hash until it would have expired anyway.
+    async fn revoke_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError>;
+    /// Whether a sealed token (see [`crate::token`]) of the client's token
+    /// `generation` no longer counts: it was revoked, or its client is gone,
+    /// disabled, or has been disabled since (a later generation).
+    async fn sealed_token_revoked(
+        &self,
+        token: &AccessTokenRecord,
+        generation: i64,
+    ) -> Result<bool, StoreError>;
 
     // --- consents ----------------------------------------------------------
 
@@ -262,6 +271,7 @@ pub struct ClientRow {
     pub require_pkce: bool,
     pub disabled: bool,
     pub created_at: i64,
+    pub token_generation: i64,
 }
 
 impl From<&Client> for ClientRow {
@@ -288,6 +298,7 @@ impl From<&Client> for ClientRow {
             require_pkce: c.require_pkce,
             disabled: c.disabled,
             created_at: c.created_at.unix_timestamp(),
+            token_generation: c.token_generation,
         }
     }
 }
@@ -327,6 +338,7 @@ impl TryFrom<ClientRow> for Client {
             require_pkce: r.require_pkce,
             disabled: r.disabled,
             created_at: timestamp(r.created_at)?,
+            token_generation: r.token_generation,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! to decide, and writes the exact wire format (RFC 6749 JSON for OAuth
 //! endpoints). No SQL here: persistence goes through [`Store`].
 
+mod access_token;
 mod api;
 mod client_auth;
 mod discovery;
@@ -66,6 +67,8 @@ pub(crate) struct ServerSecrets {
     pub pairwise_salt: Vec<u8>,
     /// Keys the CSRF tokens of the pages.
     pub csrf_key: Vec<u8>,
+    /// Seals client-credentials access tokens.
+    pub access_token_key: Vec<u8>,
 }
 
 /// How long a process signs with the key it loaded before looking for a
@@ -112,9 +115,15 @@ impl AppState {
                     .store
                     .server_secret("csrf_key", candidate.expose().as_bytes())
                     .await?;
+                let candidate = OpaqueToken::generate();
+                let access_token_key = self
+                    .store
+                    .server_secret("access_token_key", candidate.expose().as_bytes())
+                    .await?;
                 Ok(ServerSecrets {
                     pairwise_salt,
                     csrf_key,
+                    access_token_key,
                 })
             })
             .await

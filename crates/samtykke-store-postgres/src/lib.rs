@@ -157,6 +157,7 @@ fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
         require_pkce: row.try_get("require_pkce").map_err(unavailable)?,
         disabled: row.try_get("disabled").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
+        token_generation: row.try_get("token_generation").map_err(unavailable)?,
     };
     Client::try_from(raw)
 }
@@ -177,8 +178,8 @@ fn token_from_row(row: &PgRow) -> Result<AccessTokenRecord, StoreError> {
 
 const INSERT_CLIENT: &str =
     "INSERT INTO clients (id, secret_hash, name, org_number, redirect_uris, \
-     purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at, token_generation) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 fn insert_client_query(
     row: &ClientRow,
@@ -195,6 +196,7 @@ fn insert_client_query(
         .bind(row.require_pkce)
         .bind(row.disabled)
         .bind(row.created_at)
+        .bind(row.token_generation)
 }
 
 fn flow_from_row(row: &PgRow) -> Result<AuthFlow, StoreError> {
@@ -374,12 +376,16 @@ impl Store for PostgresStore {
 
     async fn set_client_disabled(&self, id: &ClientId, disabled: bool) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let done = sqlx::query("UPDATE clients SET disabled = $1 WHERE id = $2")
-            .bind(disabled)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        // Disabling also ends every sealed token issued until now.
+        let done = sqlx::query(
+            "UPDATE clients SET disabled = $1, \
+             token_generation = token_generation + CASE WHEN $1 THEN 1 ELSE 0 END WHERE id = $2",
+        )
+        .bind(disabled)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         found(done.rows_affected())?;
         if disabled {
             sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE client_id = $1")
@@ -419,13 +425,41 @@ impl Store for PostgresStore {
             .transpose()
     }
 
-    async fn revoke_access_token(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE hash = $1")
-            .bind(hash.as_bytes())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+    async fn revoke_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError> {
+        let row = AccessTokenRow::from(token);
+        sqlx::query(
+            "INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7) ON CONFLICT (hash) DO UPDATE SET revoked = TRUE",
+        )
+        .bind(&row.hash)
+        .bind(&row.client_id)
+        .bind(&row.audience)
+        .bind(&row.scopes)
+        .bind(row.issued_at)
+        .bind(row.expires_at)
+        .bind(&row.consent_id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn sealed_token_revoked(
+        &self,
+        token: &AccessTokenRecord,
+        generation: i64,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE hash = $1 AND revoked) \
+             OR NOT EXISTS (SELECT 1 FROM clients WHERE id = $2 AND NOT disabled AND token_generation = $3)",
+        )
+        .bind(token.hash.as_bytes())
+        .bind(token.client_id.as_str())
+        .bind(generation)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.try_get::<bool, _>(0).map_err(unavailable)
     }
 
     async fn insert_consent(&self, consent: &Consent) -> Result<ConsentInsert, StoreError> {

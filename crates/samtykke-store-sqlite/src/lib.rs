@@ -3,11 +3,19 @@
 //! One file, WAL journal. `synchronous=NORMAL` in WAL mode keeps every
 //! committed transaction across a crash of the server process (`kill -9`);
 //! `SAMTYKKE_SQLITE_SYNCHRONOUS=FULL` adds an fsync per commit for power loss.
+//!
+//! Statements run through rusqlite: writes as whole operations on one writer
+//! thread with group commit, reads on the caller's thread (see [`db`]).
+//! Migrations are sqlx's, applied once at start-up.
+
+mod db;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use samtykke_core::consent::{
     Consent, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
 };
@@ -23,28 +31,17 @@ use samtykke_core::store::{
     UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use time::OffsetDateTime;
+
+use db::{Database, OrUnavailable, Synchronous};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-}
-
-fn unavailable(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
-        _ => StoreError::Unavailable(e.to_string()),
-    }
+    db: Arc<Database>,
 }
 
 impl SqliteStore {
@@ -52,38 +49,39 @@ impl SqliteStore {
     /// `sqlite://path`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let synchronous = match std::env::var("SAMTYKKE_SQLITE_SYNCHRONOUS").as_deref() {
-            Ok("FULL") | Ok("full") => SqliteSynchronous::Full,
-            _ => SqliteSynchronous::Normal,
+            Ok("FULL") | Ok("full") => Synchronous::Full,
+            _ => Synchronous::Normal,
         };
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let max = std::env::var("SAMTYKKE_SQLITE_POOL_SIZE")
+        let path = options.get_filename().to_path_buf();
+        let readers = std::env::var("SAMTYKKE_SQLITE_POOL_SIZE")
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
             .filter(|n| *n > 0)
             .unwrap_or(8);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max)
-            // An embedded database has no connection to lose: the ping
-            // before every acquire is one more thread hand-off per query.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(unavailable)?;
-        migrate(&pool).await?;
-        Ok(Self { pool })
+        {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            migrate(&pool).await?;
+            pool.close().await;
+        }
+        let db = Database::open(path, synchronous, readers)?;
+        Ok(Self { db: Arc::new(db) })
     }
 }
 
 /// SQLite has no advisory lock, so two processes opening a new file at once
 /// may both try to apply the same migration; the loser retries and then finds
 /// it applied.
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+async fn migrate(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
     let mut attempt = 0;
     loop {
         match MIGRATOR.run(pool).await {
@@ -98,244 +96,283 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     }
 }
 
-impl SqliteStore {
-    /// A write transaction that takes SQLite's write lock at once, so that two
-    /// writers never deadlock upgrading from a read lock.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)
-    }
-}
-
 /// Feed order = commit order: SQLite has one writer at a time, so the
 /// autoincrement key already grows in commit order.
-async fn insert_event(conn: &mut SqliteConnection, e: &ConsentEventRow) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_event(conn: &Connection, e: &ConsentEventRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO consent_events (event_id, event_type, client_id, consent_id, purpose, client_consent_id, created_at_us) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(&e.event_id)
-    .bind(&e.event_type)
-    .bind(&e.client_id)
-    .bind(&e.consent_id)
-    .bind(&e.purpose)
-    .bind(&e.client_consent_id)
-    .bind(e.created_at_us)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
+    .and_then(|mut s| {
+        s.execute(params![
+            e.event_id,
+            e.event_type,
+            e.client_id,
+            e.consent_id,
+            e.purpose,
+            e.client_consent_id,
+            e.created_at_us
+        ])
+    })
+    .db()?;
     Ok(())
 }
 
-fn consent_row(row: &SqliteRow) -> Result<ConsentRow, StoreError> {
+fn consent_row(row: &Row<'_>) -> rusqlite::Result<ConsentRow> {
     Ok(ConsentRow {
-        id: row.try_get("id").map_err(unavailable)?,
-        client_id: row.try_get("client_id").map_err(unavailable)?,
-        nin: row.try_get("nin").map_err(unavailable)?,
-        purpose: row.try_get("purpose").map_err(unavailable)?,
-        kind: row.try_get("kind").map_err(unavailable)?,
-        duration_days: row.try_get("duration_days").map_err(unavailable)?,
-        client_consent_id: row.try_get("client_consent_id").map_err(unavailable)?,
-        created_at: row.try_get("created_at").map_err(unavailable)?,
-        expires_at: row.try_get("expires_at").map_err(unavailable)?,
-        status: row.try_get("status").map_err(unavailable)?,
-        revoked_by: row.try_get("revoked_by").map_err(unavailable)?,
-        ended_at: row.try_get("ended_at").map_err(unavailable)?,
+        id: row.get("id")?,
+        client_id: row.get("client_id")?,
+        nin: row.get("nin")?,
+        purpose: row.get("purpose")?,
+        kind: row.get("kind")?,
+        duration_days: row.get("duration_days")?,
+        client_consent_id: row.get("client_consent_id")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        status: row.get("status")?,
+        revoked_by: row.get("revoked_by")?,
+        ended_at: row.get("ended_at")?,
     })
 }
 
-fn event_from_row(row: &SqliteRow) -> Result<ConsentEvent, StoreError> {
-    ConsentEvent::try_from(ConsentEventRow {
-        sequence_nr: row.try_get("sequence_nr").map_err(unavailable)?,
-        event_id: row.try_get("event_id").map_err(unavailable)?,
-        event_type: row.try_get("event_type").map_err(unavailable)?,
-        client_id: row.try_get("client_id").map_err(unavailable)?,
-        consent_id: row.try_get("consent_id").map_err(unavailable)?,
-        purpose: row.try_get("purpose").map_err(unavailable)?,
-        client_consent_id: row.try_get("client_consent_id").map_err(unavailable)?,
-        created_at_us: row.try_get("created_at_us").map_err(unavailable)?,
+fn event_row(row: &Row<'_>) -> rusqlite::Result<ConsentEventRow> {
+    Ok(ConsentEventRow {
+        sequence_nr: row.get("sequence_nr")?,
+        event_id: row.get("event_id")?,
+        event_type: row.get("event_type")?,
+        client_id: row.get("client_id")?,
+        consent_id: row.get("consent_id")?,
+        purpose: row.get("purpose")?,
+        client_consent_id: row.get("client_consent_id")?,
+        created_at_us: row.get("created_at_us")?,
     })
 }
 
-async fn insert_usage(conn: &mut SqliteConnection, u: &UsageRow) -> Result<(), StoreError> {
-    sqlx::query(
+fn insert_usage(conn: &Connection, u: &UsageRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
         "INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) VALUES (?, ?, ?, ?, ?)",
     )
-    .bind(&u.consent_id)
-    .bind(&u.client_id)
-    .bind(u.used_at_us)
-    .bind(&u.purpose)
-    .bind(&u.trace_id)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
+    .and_then(|mut s| s.execute(params![u.consent_id, u.client_id, u.used_at_us, u.purpose, u.trace_id]))
+    .db()?;
     Ok(())
 }
 
-fn client_from_row(row: &SqliteRow) -> Result<Client, StoreError> {
-    let raw = ClientRow {
-        id: row.try_get("id").map_err(unavailable)?,
-        secret_hash: row.try_get("secret_hash").map_err(unavailable)?,
-        name: row.try_get("name").map_err(unavailable)?,
-        org_number: row.try_get("org_number").map_err(unavailable)?,
-        redirect_uris: row.try_get("redirect_uris").map_err(unavailable)?,
-        purposes: row.try_get("purposes").map_err(unavailable)?,
-        may_create_agreements: row.try_get("may_create_agreements").map_err(unavailable)?,
-        may_read_events: row.try_get("may_read_events").map_err(unavailable)?,
-        require_pkce: row.try_get("require_pkce").map_err(unavailable)?,
-        disabled: row.try_get("disabled").map_err(unavailable)?,
-        created_at: row.try_get("created_at").map_err(unavailable)?,
-    };
-    Client::try_from(raw)
-}
-
-fn token_from_row(row: &SqliteRow) -> Result<AccessTokenRecord, StoreError> {
-    let raw = AccessTokenRow {
-        hash: row.try_get("hash").map_err(unavailable)?,
-        client_id: row.try_get("client_id").map_err(unavailable)?,
-        audience: row.try_get("audience").map_err(unavailable)?,
-        scopes: row.try_get("scopes").map_err(unavailable)?,
-        issued_at: row.try_get("issued_at").map_err(unavailable)?,
-        expires_at: row.try_get("expires_at").map_err(unavailable)?,
-        revoked: row.try_get("revoked").map_err(unavailable)?,
-        consent_id: row.try_get("consent_id").map_err(unavailable)?,
-    };
-    AccessTokenRecord::try_from(raw)
-}
-
-const INSERT_CLIENT: &str =
-    "INSERT INTO clients (id, secret_hash, name, org_number, redirect_uris, \
-     purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-fn insert_client_query(
-    row: &ClientRow,
-) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'_>> {
-    sqlx::query(INSERT_CLIENT)
-        .bind(&row.id)
-        .bind(&row.secret_hash)
-        .bind(&row.name)
-        .bind(&row.org_number)
-        .bind(&row.redirect_uris)
-        .bind(&row.purposes)
-        .bind(row.may_create_agreements)
-        .bind(row.may_read_events)
-        .bind(row.require_pkce)
-        .bind(row.disabled)
-        .bind(row.created_at)
-}
-
-fn flow_from_row(row: &SqliteRow) -> Result<AuthFlow, StoreError> {
-    AuthFlow::try_from(AuthFlowRow {
-        id: row.try_get("id").map_err(unavailable)?,
-        browser_hash: row.try_get("browser_hash").map_err(unavailable)?,
-        client_id: row.try_get("client_id").map_err(unavailable)?,
-        redirect_uri: row.try_get("redirect_uri").map_err(unavailable)?,
-        purpose: row.try_get("purpose").map_err(unavailable)?,
-        duration_days: row.try_get("duration_days").map_err(unavailable)?,
-        openid: row.try_get("openid").map_err(unavailable)?,
-        state: row.try_get("state").map_err(unavailable)?,
-        nonce: row.try_get("nonce").map_err(unavailable)?,
-        code_challenge: row.try_get("code_challenge").map_err(unavailable)?,
-        locale: row.try_get("locale").map_err(unavailable)?,
-        stage: row.try_get("stage").map_err(unavailable)?,
-        nin: row.try_get("nin").map_err(unavailable)?,
-        created_at: row.try_get("created_at").map_err(unavailable)?,
-        expires_at: row.try_get("expires_at").map_err(unavailable)?,
+fn client_row(row: &Row<'_>) -> rusqlite::Result<ClientRow> {
+    Ok(ClientRow {
+        id: row.get("id")?,
+        secret_hash: row.get("secret_hash")?,
+        name: row.get("name")?,
+        org_number: row.get("org_number")?,
+        redirect_uris: row.get("redirect_uris")?,
+        purposes: row.get("purposes")?,
+        may_create_agreements: row.get("may_create_agreements")?,
+        may_read_events: row.get("may_read_events")?,
+        require_pkce: row.get("require_pkce")?,
+        disabled: row.get("disabled")?,
+        created_at: row.get("created_at")?,
+        token_generation: row.get("token_generation")?,
     })
 }
 
-fn code_from_row(row: &SqliteRow) -> Result<AuthorizationCodeRecord, StoreError> {
-    AuthorizationCodeRecord::try_from(AuthorizationCodeRow {
-        hash: row.try_get("hash").map_err(unavailable)?,
-        client_id: row.try_get("client_id").map_err(unavailable)?,
-        redirect_uri: row.try_get("redirect_uri").map_err(unavailable)?,
-        consent_id: row.try_get("consent_id").map_err(unavailable)?,
-        scopes: row.try_get("scopes").map_err(unavailable)?,
-        nonce: row.try_get("nonce").map_err(unavailable)?,
-        code_challenge: row.try_get("code_challenge").map_err(unavailable)?,
-        issued_at: row.try_get("issued_at").map_err(unavailable)?,
-        expires_at: row.try_get("expires_at").map_err(unavailable)?,
-        used_at: row.try_get("used_at").map_err(unavailable)?,
+fn token_row(row: &Row<'_>) -> rusqlite::Result<AccessTokenRow> {
+    Ok(AccessTokenRow {
+        hash: row.get("hash")?,
+        client_id: row.get("client_id")?,
+        audience: row.get("audience")?,
+        scopes: row.get("scopes")?,
+        issued_at: row.get("issued_at")?,
+        expires_at: row.get("expires_at")?,
+        revoked: row.get("revoked")?,
+        consent_id: row.get("consent_id")?,
     })
 }
 
-/// Inserts or replaces the browser's login session.
-async fn upsert_login_session(
-    conn: &mut SqliteConnection,
-    session: &LoginSession,
-) -> Result<(), StoreError> {
+fn insert_client_row(conn: &Connection, row: &ClientRow) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO clients (id, secret_hash, name, org_number, redirect_uris, \
+         purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at, token_generation) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            row.id,
+            row.secret_hash,
+            row.name,
+            row.org_number,
+            row.redirect_uris,
+            row.purposes,
+            row.may_create_agreements,
+            row.may_read_events,
+            row.require_pkce,
+            row.disabled,
+            row.created_at,
+            row.token_generation
+        ])
+    })
+    .db()?;
+    Ok(())
+}
+
+fn flow_row(row: &Row<'_>) -> rusqlite::Result<AuthFlowRow> {
+    Ok(AuthFlowRow {
+        id: row.get("id")?,
+        browser_hash: row.get("browser_hash")?,
+        client_id: row.get("client_id")?,
+        redirect_uri: row.get("redirect_uri")?,
+        purpose: row.get("purpose")?,
+        duration_days: row.get("duration_days")?,
+        openid: row.get("openid")?,
+        state: row.get("state")?,
+        nonce: row.get("nonce")?,
+        code_challenge: row.get("code_challenge")?,
+        locale: row.get("locale")?,
+        stage: row.get("stage")?,
+        nin: row.get("nin")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
+
+fn code_row(row: &Row<'_>) -> rusqlite::Result<AuthorizationCodeRow> {
+    Ok(AuthorizationCodeRow {
+        hash: row.get("hash")?,
+        client_id: row.get("client_id")?,
+        redirect_uri: row.get("redirect_uri")?,
+        consent_id: row.get("consent_id")?,
+        scopes: row.get("scopes")?,
+        nonce: row.get("nonce")?,
+        code_challenge: row.get("code_challenge")?,
+        issued_at: row.get("issued_at")?,
+        expires_at: row.get("expires_at")?,
+        used_at: row.get("used_at")?,
+    })
+}
+
+fn usage_row(r: &Row<'_>) -> rusqlite::Result<UsageRow> {
+    Ok(UsageRow {
+        consent_id: r.get("consent_id")?,
+        client_id: r.get("client_id")?,
+        used_at_us: r.get("used_at_us")?,
+        purpose: r.get("purpose")?,
+        trace_id: r.get("trace_id")?,
+    })
+}
+
+fn loan_row(r: &Row<'_>) -> rusqlite::Result<LoanRow> {
+    Ok(LoanRow {
+        nin: r.get("nin")?,
+        creditor_org: r.get("creditor_org")?,
+        creditor_name: r.get("creditor_name")?,
+        provider_id: r.get("provider_id")?,
+        account_id: r.get("account_id")?,
+        loan_json: r.get("loan_json")?,
+    })
+}
+
+fn login_session_row(r: &Row<'_>) -> rusqlite::Result<LoginSessionRow> {
+    Ok(LoginSessionRow {
+        browser_hash: r.get("browser_hash")?,
+        nin: r.get("nin")?,
+        created_at: r.get("created_at")?,
+        expires_at: r.get("expires_at")?,
+    })
+}
+
+/// Runs `sql` with `params`, answering the number of changed rows.
+fn execute(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .db()
+}
+
+/// The first row of `sql`, mapped by `map`, if there is one.
+fn query_opt<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.query_row(params, map).optional())
+        .db()
+}
+
+/// Every row of `sql`, mapped by `map`.
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.query_map(params, map)?.collect())
+        .db()
+}
+
+/// Upserts the browser's login session.
+fn upsert_login_session(conn: &Connection, session: &LoginSession) -> Result<(), StoreError> {
     let row = LoginSessionRow::from(session);
-    sqlx::query(
+    execute(
+        conn,
         "INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
          created_at = excluded.created_at, expires_at = excluded.expires_at",
-    )
-    .bind(&row.browser_hash)
-    .bind(&row.nin)
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
+        params![row.browser_hash, row.nin, row.created_at, row.expires_at],
+    )?;
     Ok(())
 }
 
 /// Inserts a consent row; false if it collided (same id or same
 /// client_consent_id).
-async fn insert_consent_row(
-    conn: &mut SqliteConnection,
-    row: &ConsentRow,
-) -> Result<bool, StoreError> {
-    let done = sqlx::query(
+fn insert_consent_row(conn: &Connection, row: &ConsentRow) -> Result<bool, StoreError> {
+    let n = execute(
+        conn,
         "INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
          created_at, expires_at, status, revoked_by, ended_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&row.id)
-    .bind(&row.client_id)
-    .bind(&row.nin)
-    .bind(&row.purpose)
-    .bind(&row.kind)
-    .bind(row.duration_days)
-    .bind(&row.client_consent_id)
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .bind(&row.status)
-    .bind(&row.revoked_by)
-    .bind(row.ended_at)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(done.rows_affected() == 1)
+        params![
+            row.id,
+            row.client_id,
+            row.nin,
+            row.purpose,
+            row.kind,
+            row.duration_days,
+            row.client_consent_id,
+            row.created_at,
+            row.expires_at,
+            row.status,
+            row.revoked_by,
+            row.ended_at
+        ],
+    )?;
+    Ok(n == 1)
 }
 
-async fn insert_token(
-    conn: &mut SqliteConnection,
-    token: &AccessTokenRecord,
-) -> Result<(), StoreError> {
+fn insert_token(conn: &Connection, token: &AccessTokenRecord) -> Result<(), StoreError> {
     let row = AccessTokenRow::from(token);
-    sqlx::query(
+    execute(
+        conn,
         "INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&row.hash)
-    .bind(&row.client_id)
-    .bind(&row.audience)
-    .bind(&row.scopes)
-    .bind(row.issued_at)
-    .bind(row.expires_at)
-    .bind(row.revoked)
-    .bind(&row.consent_id)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
+        params![
+            row.hash,
+            row.client_id,
+            row.audience,
+            row.scopes,
+            row.issued_at,
+            row.expires_at,
+            row.revoked,
+            row.consent_id
+        ],
+    )?;
     Ok(())
 }
 
-fn found(rows_affected: u64) -> Result<(), StoreError> {
+fn found(rows_affected: usize) -> Result<(), StoreError> {
     if rows_affected == 0 {
         Err(StoreError::NotFound)
     } else {
@@ -346,48 +383,49 @@ fn found(rows_affected: u64) -> Result<(), StoreError> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.db.read(|c| {
+            query_opt(c, "SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })?;
+        // A stopped writer is as bad as an unreadable file.
+        self.db.write(|_| Ok(())).await
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {
-        Some(PoolStats {
-            size: self.pool.size(),
-            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
-            max: self.pool.options().get_max_connections(),
-        })
+        Some(self.db.stats())
     }
 
     async fn insert_client(&self, client: &Client) -> Result<(), StoreError> {
         let row = ClientRow::from(client);
-        insert_client_query(&row)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.db.write(move |c| insert_client_row(c, &row)).await
     }
 
     async fn find_client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
-        sqlx::query("SELECT * FROM clients WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(client_from_row)
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT * FROM clients WHERE id = ?",
+                    [id.as_str()],
+                    client_row,
+                )
+            })?
+            .map(Client::try_from)
             .transpose()
     }
 
     async fn list_clients(&self) -> Result<Vec<Client>, StoreError> {
-        sqlx::query("SELECT * FROM clients ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(client_from_row)
+        self.db
+            .read(|c| {
+                query_all(
+                    c,
+                    "SELECT * FROM clients ORDER BY created_at, id",
+                    [],
+                    client_row,
+                )
+            })?
+            .into_iter()
+            .map(Client::try_from)
             .collect()
     }
 
@@ -396,102 +434,148 @@ impl Store for SqliteStore {
         id: &ClientId,
         hash: &SecretHash,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE clients SET secret_hash = ? WHERE id = ?")
-            .bind(hash.as_bytes())
-            .bind(id.as_str())
-            .execute(&self.pool)
+        let (id, hash) = (id.as_str().to_owned(), hash.as_bytes().to_vec());
+        self.db
+            .write(move |c| {
+                found(execute(
+                    c,
+                    "UPDATE clients SET secret_hash = ? WHERE id = ?",
+                    params![hash, id],
+                )?)
+            })
             .await
-            .map_err(unavailable)?;
-        found(done.rows_affected())
     }
 
     async fn set_client_disabled(&self, id: &ClientId, disabled: bool) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query("UPDATE clients SET disabled = ? WHERE id = ?")
-            .bind(disabled)
-            .bind(id.as_str())
-            .execute(&mut *tx)
+        let id = id.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                // Disabling also ends every sealed token issued until now.
+                found(execute(
+                    c,
+                    "UPDATE clients SET disabled = ?1, \
+                     token_generation = token_generation + CASE WHEN ?1 THEN 1 ELSE 0 END WHERE id = ?2",
+                    params![disabled, id],
+                )?)?;
+                if disabled {
+                    execute(
+                        c,
+                        "UPDATE access_tokens SET revoked = TRUE WHERE client_id = ?",
+                        [&id],
+                    )?;
+                }
+                Ok(())
+            })
             .await
-            .map_err(unavailable)?;
-        found(done.rows_affected())?;
-        if disabled {
-            sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE client_id = ?")
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
     }
 
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM clients WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&self.pool)
+        let id = id.as_str().to_owned();
+        self.db
+            .write(move |c| found(execute(c, "DELETE FROM clients WHERE id = ?", [&id])?))
             .await
-            .map_err(unavailable)?;
-        found(done.rows_affected())
     }
 
     async fn insert_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
-        insert_token(&mut conn, token).await
+        let token = token.clone();
+        self.db.write(move |c| insert_token(c, &token)).await
     }
 
     async fn find_access_token(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<AccessTokenRecord>, StoreError> {
-        sqlx::query("SELECT * FROM access_tokens WHERE hash = ?")
-            .bind(hash.as_bytes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(token_from_row)
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT * FROM access_tokens WHERE hash = ?",
+                    [hash.as_bytes()],
+                    token_row,
+                )
+            })?
+            .map(AccessTokenRecord::try_from)
             .transpose()
     }
 
-    async fn revoke_access_token(&self, hash: &TokenHash) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE access_tokens SET revoked = 1 WHERE hash = ?")
-            .bind(hash.as_bytes())
-            .execute(&self.pool)
+    async fn revoke_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError> {
+        let row = AccessTokenRow::from(token);
+        self.db
+            .write(move |c| {
+                execute(
+                    c,
+                    "INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
+                     VALUES (?, ?, ?, ?, ?, ?, TRUE, ?) ON CONFLICT (hash) DO UPDATE SET revoked = TRUE",
+                    params![
+                        row.hash,
+                        row.client_id,
+                        row.audience,
+                        row.scopes,
+                        row.issued_at,
+                        row.expires_at,
+                        row.consent_id
+                    ],
+                )?;
+                Ok(())
+            })
             .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
+    }
+
+    async fn sealed_token_revoked(
+        &self,
+        token: &AccessTokenRecord,
+        generation: i64,
+    ) -> Result<bool, StoreError> {
+        self.db.read(|c| {
+            query_opt(
+                c,
+                "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE hash = ?1 AND revoked) \
+                 OR NOT EXISTS (SELECT 1 FROM clients WHERE id = ?2 AND NOT disabled AND token_generation = ?3)",
+                params![token.hash.as_bytes(), token.client_id.as_str(), generation],
+                |r| r.get::<_, bool>(0),
+            )
+            .map(|revoked| revoked.unwrap_or(true))
+        })
     }
 
     async fn insert_consent(&self, consent: &Consent) -> Result<ConsentInsert, StoreError> {
         let row = ConsentRow::from(consent);
-        let mut tx = self.begin_write().await?;
-        let inserted = insert_consent_row(&mut tx, &row).await?;
-        if !inserted {
-            let existing =
-                sqlx::query("SELECT * FROM consents WHERE client_id = ? AND client_consent_id = ?")
-                    .bind(&row.client_id)
-                    .bind(&row.client_consent_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?
+        let created_at = consent.created_at;
+        let existing = self
+            .db
+            .write(move |c| {
+                if !insert_consent_row(c, &row)? {
+                    let existing = query_opt(
+                        c,
+                        "SELECT * FROM consents WHERE client_id = ? AND client_consent_id = ?",
+                        params![row.client_id, row.client_consent_id],
+                        consent_row,
+                    )?
                     .ok_or_else(|| StoreError::Conflict("consent id collision".into()))?;
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(ConsentInsert::Existing(Consent::try_from(consent_row(
-                &existing,
-            )?)?));
+                    return Ok(Some(existing));
+                }
+                let event = new_event_row(&row, ConsentEventType::Created, created_at);
+                insert_event(c, &event)?;
+                Ok(None)
+            })
+            .await?;
+        match existing {
+            Some(row) => Ok(ConsentInsert::Existing(Consent::try_from(row)?)),
+            None => Ok(ConsentInsert::Created),
         }
-        let event = new_event_row(&row, ConsentEventType::Created, consent.created_at);
-        insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(ConsentInsert::Created)
     }
 
     async fn find_consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError> {
-        sqlx::query("SELECT * FROM consents WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .map(|r| Consent::try_from(consent_row(&r)?))
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT * FROM consents WHERE id = ?",
+                    [id.to_string()],
+                    consent_row,
+                )
+            })?
+            .map(Consent::try_from)
             .transpose()
     }
 
@@ -501,41 +585,39 @@ impl Store for SqliteStore {
         usage: &UsageRecord,
     ) -> Result<Option<Consent>, StoreError> {
         let now = usage.used_at.unix_timestamp();
-        let mut tx = self.begin_write().await?;
-        // The conditional update is the atomic check: a single-use consent
-        // leaves 'active' here, so a concurrent use finds nothing to update.
-        let before = sqlx::query(
-            "UPDATE consents SET \
-               status = CASE WHEN duration_days = 0 THEN 'consumed' ELSE status END, \
-               ended_at = CASE WHEN duration_days = 0 THEN ? ELSE ended_at END \
-             WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? \
-             RETURNING *",
-        )
-        .bind(now)
-        .bind(id.to_string())
-        .bind(usage.client_id.as_str())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = before else {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(None);
-        };
-        let mut row = consent_row(&row)?;
-        insert_usage(&mut tx, &UsageRow::from(usage)).await?;
-        if row.duration_days == 0 {
-            insert_event(
-                &mut tx,
-                &new_event_row(&row, ConsentEventType::Archived, usage.used_at),
-            )
+        let used_at = usage.used_at;
+        let id = id.to_string();
+        let usage = UsageRow::from(usage);
+        let row = self
+            .db
+            .write(move |c| {
+                // The conditional update is the atomic check: a single-use
+                // consent leaves 'active' here, so a later use finds nothing
+                // to update.
+                let Some(mut row) = query_opt(
+                    c,
+                    "UPDATE consents SET \
+                       status = CASE WHEN duration_days = 0 THEN 'consumed' ELSE status END, \
+                       ended_at = CASE WHEN duration_days = 0 THEN ? ELSE ended_at END \
+                     WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? \
+                     RETURNING *",
+                    params![now, id, usage.client_id, now],
+                    consent_row,
+                )?
+                else {
+                    return Ok(None);
+                };
+                insert_usage(c, &usage)?;
+                if row.duration_days == 0 {
+                    insert_event(c, &new_event_row(&row, ConsentEventType::Archived, used_at))?;
+                    // Report the consent as it was when it was used.
+                    row.status = "active".into();
+                    row.ended_at = None;
+                }
+                Ok(Some(row))
+            })
             .await?;
-            // Report the consent as it was when it was used.
-            row.status = "active".into();
-            row.ended_at = None;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Consent::try_from(row).map(Some)
+        row.map(Consent::try_from).transpose()
     }
 
     async fn revoke_consent(
@@ -545,94 +627,74 @@ impl Store for SqliteStore {
         by: RevokedBy,
         now: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let revoked = sqlx::query(
-            "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ? \
-             WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
-        )
-        .bind(by.as_str())
-        .bind(now.unix_timestamp())
-        .bind(id.to_string())
-        .bind(client_id.as_str())
-        .bind(now.unix_timestamp())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let outcome = match revoked {
-            Some(row) => {
-                let row = consent_row(&row)?;
-                insert_event(
-                    &mut tx,
-                    &new_event_row(&row, ConsentEventType::Archived, now),
-                )
-                .await?;
-                sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ?")
-                    .bind(&row.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                RevokeOutcome::Revoked
-            }
-            None => {
-                let exists = sqlx::query("SELECT 1 FROM consents WHERE id = ? AND client_id = ?")
-                    .bind(id.to_string())
-                    .bind(client_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                if exists.is_some() {
+        let (id, client_id) = (id.to_string(), client_id.as_str().to_owned());
+        self.db
+            .write(move |c| {
+                let t = now.unix_timestamp();
+                let revoked = query_opt(
+                    c,
+                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ? \
+                     WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
+                    params![by.as_str(), t, id, client_id, t],
+                    consent_row,
+                )?;
+                if let Some(row) = revoked {
+                    insert_event(c, &new_event_row(&row, ConsentEventType::Archived, now))?;
+                    execute(
+                        c,
+                        "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ?",
+                        [&row.id],
+                    )?;
+                    return Ok(RevokeOutcome::Revoked);
+                }
+                let exists = query_opt(
+                    c,
+                    "SELECT 1 FROM consents WHERE id = ? AND client_id = ?",
+                    params![id, client_id],
+                    |r| r.get::<_, i64>(0),
+                )?;
+                Ok(if exists.is_some() {
                     RevokeOutcome::AlreadyEnded
                 } else {
                     RevokeOutcome::NotFound
-                }
-            }
-        };
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcome)
+                })
+            })
+            .await
     }
 
     async fn consent_usage(&self, id: &ConsentId) -> Result<Vec<UsageRecord>, StoreError> {
-        sqlx::query("SELECT * FROM consent_usage WHERE consent_id = ? ORDER BY id")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(|r| {
-                UsageRecord::try_from(UsageRow {
-                    consent_id: r.try_get("consent_id").map_err(unavailable)?,
-                    client_id: r.try_get("client_id").map_err(unavailable)?,
-                    used_at_us: r.try_get("used_at_us").map_err(unavailable)?,
-                    purpose: r.try_get("purpose").map_err(unavailable)?,
-                    trace_id: r.try_get("trace_id").map_err(unavailable)?,
-                })
-            })
+        self.db
+            .read(|c| {
+                query_all(
+                    c,
+                    "SELECT * FROM consent_usage WHERE consent_id = ? ORDER BY id",
+                    [id.to_string()],
+                    usage_row,
+                )
+            })?
+            .into_iter()
+            .map(UsageRecord::try_from)
             .collect()
     }
 
     async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let rows = sqlx::query(
-            "UPDATE consents SET status = 'expired', ended_at = expires_at \
-             WHERE id IN (SELECT id FROM consents WHERE status = 'active' AND expires_at <= ? \
-                          ORDER BY expires_at LIMIT ?) \
-             RETURNING *",
-        )
-        .bind(now.unix_timestamp())
-        .bind(i64::from(batch))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        for row in &rows {
-            let row = consent_row(row)?;
-            insert_event(
-                &mut tx,
-                &new_event_row(&row, ConsentEventType::Archived, now),
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(rows.len() as u64)
+        self.db
+            .write(move |c| {
+                let rows = query_all(
+                    c,
+                    "UPDATE consents SET status = 'expired', ended_at = expires_at \
+                     WHERE id IN (SELECT id FROM consents WHERE status = 'active' AND expires_at <= ? \
+                                  ORDER BY expires_at LIMIT ?) \
+                     RETURNING *",
+                    params![now.unix_timestamp(), i64::from(batch)],
+                    consent_row,
+                )?;
+                for row in &rows {
+                    insert_event(c, &new_event_row(row, ConsentEventType::Archived, now))?;
+                }
+                Ok(rows.len() as u64)
+            })
+            .await
     }
 
     async fn consent_events(
@@ -641,132 +703,142 @@ impl Store for SqliteStore {
         from: i64,
         limit: u32,
     ) -> Result<Vec<ConsentEvent>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM consent_events WHERE client_id = ? AND sequence_nr >= ? ORDER BY sequence_nr LIMIT ?",
-        )
-        .bind(client_id.as_str())
-        .bind(from)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(event_from_row)
-        .collect()
+        self.db
+            .read(|c| {
+                query_all(
+                    c,
+                    "SELECT * FROM consent_events WHERE client_id = ? AND sequence_nr >= ? ORDER BY sequence_nr LIMIT ?",
+                    params![client_id.as_str(), from, i64::from(limit)],
+                    event_row,
+                )
+            })?
+            .into_iter()
+            .map(ConsentEvent::try_from)
+            .collect()
     }
 
     async fn consent_event_bounds(
         &self,
         client_id: &ClientId,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(sequence_nr) AS first, MAX(sequence_nr) AS last FROM consent_events WHERE client_id = ?",
-        )
-        .bind(client_id.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let first: Option<i64> = row.try_get("first").map_err(unavailable)?;
-        let last: Option<i64> = row.try_get("last").map_err(unavailable)?;
-        Ok(first.zip(last))
+        let bounds = self.db.read(|c| {
+            query_opt(
+                c,
+                "SELECT MIN(sequence_nr), MAX(sequence_nr) FROM consent_events WHERE client_id = ?",
+                [client_id.as_str()],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+        })?;
+        Ok(bounds.and_then(|(first, last)| first.zip(last)))
     }
 
     async fn purge_consent_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM consent_events WHERE created_at_us < ?")
-            .bind(unix_micros(before))
-            .execute(&self.pool)
+        let before = unix_micros(before);
+        self.db
+            .write(move |c| {
+                Ok(execute(
+                    c,
+                    "DELETE FROM consent_events WHERE created_at_us < ?",
+                    [before],
+                )? as u64)
+            })
             .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected())
     }
 
     async fn import_delivery(&self, delivery: &Delivery) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        for fi in &delivery.financial_institutions {
-            sqlx::query("DELETE FROM debt_loans WHERE creditor_org = ?")
-                .bind(fi.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        for entry in &delivery.entries {
-            let row = LoanRow::from_entry(entry, &delivery.provider_id);
-            sqlx::query(
-                "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&row.nin)
-            .bind(&row.creditor_org)
-            .bind(&row.creditor_name)
-            .bind(&row.provider_id)
-            .bind(&row.account_id)
-            .bind(&row.loan_json)
-            .execute(&mut *tx)
+        let institutions: Vec<String> = delivery
+            .financial_institutions
+            .iter()
+            .map(|fi| fi.as_str().to_owned())
+            .collect();
+        let rows: Vec<LoanRow> = delivery
+            .entries
+            .iter()
+            .map(|e| LoanRow::from_entry(e, &delivery.provider_id))
+            .collect();
+        self.db
+            .write(move |c| {
+                for fi in &institutions {
+                    execute(c, "DELETE FROM debt_loans WHERE creditor_org = ?", [fi])?;
+                }
+                for row in &rows {
+                    execute(
+                        c,
+                        "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                        params![
+                            row.nin,
+                            row.creditor_org,
+                            row.creditor_name,
+                            row.provider_id,
+                            row.account_id,
+                            row.loan_json
+                        ],
+                    )?;
+                }
+                Ok(rows.len() as u64)
+            })
             .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(delivery.entries.len() as u64)
     }
 
     async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM debt_loans WHERE nin = ? ORDER BY creditor_name, creditor_org, id",
-        )
-        .bind(nin.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(|r| {
-            DebtEntry::try_from(LoanRow {
-                nin: r.try_get("nin").map_err(unavailable)?,
-                creditor_org: r.try_get("creditor_org").map_err(unavailable)?,
-                creditor_name: r.try_get("creditor_name").map_err(unavailable)?,
-                provider_id: r.try_get("provider_id").map_err(unavailable)?,
-                account_id: r.try_get("account_id").map_err(unavailable)?,
-                loan_json: r.try_get("loan_json").map_err(unavailable)?,
-            })
-        })
-        .collect()
+        self.db
+            .read(|c| {
+                query_all(
+                    c,
+                    "SELECT * FROM debt_loans WHERE nin = ? ORDER BY creditor_name, creditor_org, id",
+                    [nin.as_str()],
+                    loan_row,
+                )
+            })?
+            .into_iter()
+            .map(DebtEntry::try_from)
+            .collect()
     }
 
     async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError> {
         let r = AuthFlowRow::from(flow);
-        sqlx::query(
-            "INSERT INTO authorization_flows (id, browser_hash, client_id, redirect_uri, purpose, \
-             duration_days, openid, state, nonce, code_challenge, locale, stage, nin, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&r.id)
-        .bind(&r.browser_hash)
-        .bind(&r.client_id)
-        .bind(&r.redirect_uri)
-        .bind(&r.purpose)
-        .bind(r.duration_days)
-        .bind(r.openid)
-        .bind(&r.state)
-        .bind(&r.nonce)
-        .bind(&r.code_challenge)
-        .bind(&r.locale)
-        .bind(&r.stage)
-        .bind(&r.nin)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
+        self.db
+            .write(move |c| {
+                execute(
+                    c,
+                    "INSERT INTO authorization_flows (id, browser_hash, client_id, redirect_uri, purpose, \
+                     duration_days, openid, state, nonce, code_challenge, locale, stage, nin, created_at, expires_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        r.id,
+                        r.browser_hash,
+                        r.client_id,
+                        r.redirect_uri,
+                        r.purpose,
+                        r.duration_days,
+                        r.openid,
+                        r.state,
+                        r.nonce,
+                        r.code_challenge,
+                        r.locale,
+                        r.stage,
+                        r.nin,
+                        r.created_at,
+                        r.expires_at
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
     }
 
     async fn find_auth_flow(&self, id: &str) -> Result<Option<AuthFlow>, StoreError> {
-        sqlx::query("SELECT * FROM authorization_flows WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(flow_from_row)
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT * FROM authorization_flows WHERE id = ?",
+                    [id],
+                    flow_row,
+                )
+            })?
+            .map(AuthFlow::try_from)
             .transpose()
     }
 
@@ -775,33 +847,34 @@ impl Store for SqliteStore {
         flow_id: &str,
         session: &LoginSession,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let moved = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'consent', nin = ? WHERE id = ? AND stage = 'login'",
-        )
-        .bind(session.nin.as_str())
-        .bind(flow_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected()
-            == 1;
-        if moved {
-            upsert_login_session(&mut tx, session).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(moved)
+        let flow_id = flow_id.to_owned();
+        let session = session.clone();
+        self.db
+            .write(move |c| {
+                let moved = execute(
+                    c,
+                    "UPDATE authorization_flows SET stage = 'consent', nin = ? WHERE id = ? AND stage = 'login'",
+                    params![session.nin.as_str(), flow_id],
+                )? == 1;
+                if moved {
+                    upsert_login_session(c, &session)?;
+                }
+                Ok(moved)
+            })
+            .await
     }
 
     async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage <> 'done'",
-        )
-        .bind(flow_id)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
+        let flow_id = flow_id.to_owned();
+        self.db
+            .write(move |c| {
+                Ok(execute(
+                    c,
+                    "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage <> 'done'",
+                    [&flow_id],
+                )? == 1)
+            })
+            .await
     }
 
     async fn accept_auth_flow(
@@ -810,101 +883,92 @@ impl Store for SqliteStore {
         consent: &Consent,
         code: &AuthorizationCodeRecord,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let moved = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage = 'consent'",
-        )
-        .bind(flow_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected()
-            == 1;
-        if !moved {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(false);
-        }
+        let flow_id = flow_id.to_owned();
         let row = ConsentRow::from(consent);
-        if !insert_consent_row(&mut tx, &row).await? {
-            return Err(StoreError::Conflict("consent id collision".into()));
-        }
-        insert_event(
-            &mut tx,
-            &new_event_row(&row, ConsentEventType::Created, consent.created_at),
-        )
-        .await?;
-        let c = AuthorizationCodeRow::from(code);
-        sqlx::query(
-            "INSERT INTO authorization_codes (hash, client_id, redirect_uri, consent_id, scopes, nonce, \
-             code_challenge, issued_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&c.hash)
-        .bind(&c.client_id)
-        .bind(&c.redirect_uri)
-        .bind(&c.consent_id)
-        .bind(&c.scopes)
-        .bind(&c.nonce)
-        .bind(&c.code_challenge)
-        .bind(c.issued_at)
-        .bind(c.expires_at)
-        .bind(c.used_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        let created_at = consent.created_at;
+        let code = AuthorizationCodeRow::from(code);
+        self.db
+            .write(move |c| {
+                let moved = execute(
+                    c,
+                    "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage = 'consent'",
+                    [&flow_id],
+                )? == 1;
+                if !moved {
+                    return Ok(false);
+                }
+                if !insert_consent_row(c, &row)? {
+                    return Err(StoreError::Conflict("consent id collision".into()));
+                }
+                insert_event(c, &new_event_row(&row, ConsentEventType::Created, created_at))?;
+                execute(
+                    c,
+                    "INSERT INTO authorization_codes (hash, client_id, redirect_uri, consent_id, scopes, nonce, \
+                     code_challenge, issued_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        code.hash,
+                        code.client_id,
+                        code.redirect_uri,
+                        code.consent_id,
+                        code.scopes,
+                        code.nonce,
+                        code.code_challenge,
+                        code.issued_at,
+                        code.expires_at,
+                        code.used_at
+                    ],
+                )?;
+                Ok(true)
+            })
+            .await
     }
 
     async fn find_login_session(
         &self,
         browser_hash: &TokenHash,
     ) -> Result<Option<LoginSession>, StoreError> {
-        let row = sqlx::query("SELECT * FROM login_sessions WHERE browser_hash = ?")
-            .bind(browser_hash.as_bytes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.map(|row| -> Result<LoginSession, StoreError> {
-            LoginSession::try_from(LoginSessionRow {
-                browser_hash: row.try_get("browser_hash").map_err(unavailable)?,
-                nin: row.try_get("nin").map_err(unavailable)?,
-                created_at: row.try_get("created_at").map_err(unavailable)?,
-                expires_at: row.try_get("expires_at").map_err(unavailable)?,
-            })
-        })
-        .transpose()
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT * FROM login_sessions WHERE browser_hash = ?",
+                    [browser_hash.as_bytes()],
+                    login_session_row,
+                )
+            })?
+            .map(LoginSession::try_from)
+            .transpose()
     }
 
     async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM login_sessions WHERE browser_hash = ?")
-            .bind(browser_hash.as_bytes())
-            .execute(&mut *tx)
+        let hash = browser_hash.as_bytes().to_vec();
+        self.db
+            .write(move |c| {
+                let deleted = execute(c, "DELETE FROM login_sessions WHERE browser_hash = ?", [&hash])?;
+                execute(
+                    c,
+                    "UPDATE authorization_flows SET stage = 'done' WHERE browser_hash = ? AND stage <> 'done'",
+                    [&hash],
+                )?;
+                Ok(deleted > 0)
+            })
             .await
-            .map_err(unavailable)?
-            .rows_affected();
-        sqlx::query(
-            "UPDATE authorization_flows SET stage = 'done' WHERE browser_hash = ? AND stage <> 'done'",
-        )
-        .bind(browser_hash.as_bytes())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(deleted > 0)
     }
 
     async fn find_authorization_code(
         &self,
         hash: &TokenHash,
     ) -> Result<Option<AuthorizationCodeRecord>, StoreError> {
-        sqlx::query("SELECT * FROM authorization_codes WHERE hash = ?")
-            .bind(hash.as_bytes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(code_from_row)
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT * FROM authorization_codes WHERE hash = ?",
+                    [hash.as_bytes()],
+                    code_row,
+                )
+            })?
+            .map(AuthorizationCodeRecord::try_from)
             .transpose()
     }
 
@@ -914,121 +978,140 @@ impl Store for SqliteStore {
         token: &AccessTokenRecord,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let claimed = sqlx::query(
-            "UPDATE authorization_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING consent_id",
-        )
-        .bind(now.unix_timestamp())
-        .bind(hash.as_bytes())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if claimed.is_some() {
-            insert_token(&mut tx, token).await?;
-            tx.commit().await.map_err(unavailable)?;
-            return Ok(true);
-        }
-        sqlx::query(
-            "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = \
-             (SELECT consent_id FROM authorization_codes WHERE hash = ?)",
-        )
-        .bind(hash.as_bytes())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(false)
+        let hash = hash.as_bytes().to_vec();
+        let token = token.clone();
+        self.db
+            .write(move |c| {
+                let claimed = query_opt(
+                    c,
+                    "UPDATE authorization_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING consent_id",
+                    params![now.unix_timestamp(), hash],
+                    |r| r.get::<_, String>(0),
+                )?;
+                if claimed.is_some() {
+                    insert_token(c, &token)?;
+                    return Ok(true);
+                }
+                execute(
+                    c,
+                    "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = \
+                     (SELECT consent_id FROM authorization_codes WHERE hash = ?)",
+                    [&hash],
+                )?;
+                Ok(false)
+            })
+            .await
     }
 
     async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ? AND NOT revoked",
-        )
-        .bind(consent_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected())
+        let id = consent_id.to_string();
+        self.db
+            .write(move |c| {
+                Ok(execute(
+                    c,
+                    "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ? AND NOT revoked",
+                    [&id],
+                )? as u64)
+            })
+            .await
     }
 
     async fn purge_expired_flow_state(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let t = now.unix_timestamp();
-        let mut total = 0;
-        for sql in [
-            "DELETE FROM authorization_flows WHERE expires_at < ?",
-            "DELETE FROM login_sessions WHERE expires_at < ?",
-            // Kept a while after expiry, so that a late replay is still
-            // recognised as a replay.
-            "DELETE FROM authorization_codes WHERE expires_at < ? - 3600",
-            "DELETE FROM access_tokens WHERE expires_at < ? - 86400",
-        ] {
-            total += sqlx::query(sql)
-                .bind(t)
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?
-                .rows_affected();
-        }
-        Ok(total)
+        self.db
+            .write(move |c| {
+                let mut total = 0;
+                for sql in [
+                    "DELETE FROM authorization_flows WHERE expires_at < ?",
+                    "DELETE FROM login_sessions WHERE expires_at < ?",
+                    // Kept a while after expiry, so that a late replay is
+                    // still recognised as a replay.
+                    "DELETE FROM authorization_codes WHERE expires_at < ? - 3600",
+                    "DELETE FROM access_tokens WHERE expires_at < ? - 86400",
+                ] {
+                    total += execute(c, sql, [t])? as u64;
+                }
+                Ok(total)
+            })
+            .await
     }
 
     async fn server_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(
-            "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(candidate)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
+        let (name, candidate) = (name.to_owned(), candidate.to_vec());
+        self.db
+            .write(move |c| {
+                execute(
+                    c,
+                    "INSERT INTO server_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                    params![name, candidate],
+                )?;
+                query_opt(
+                    c,
+                    "SELECT value FROM server_secrets WHERE name = ?",
+                    [&name],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )?
+                .ok_or(StoreError::NotFound)
+            })
             .await
-            .map_err(unavailable)?;
-        row.try_get("value").map_err(unavailable)
     }
 
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
-        sqlx::query("SELECT kid, private_key_pem, created_at FROM signing_keys ORDER BY seq DESC")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(|r| {
-                signing_key_from_row(
-                    r.try_get("kid").map_err(unavailable)?,
-                    r.try_get("private_key_pem").map_err(unavailable)?,
-                    r.try_get("created_at").map_err(unavailable)?,
+        self.db
+            .read(|c| {
+                query_all(
+                    c,
+                    "SELECT kid, private_key_pem, created_at FROM signing_keys ORDER BY seq DESC",
+                    [],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    },
                 )
-            })
+            })?
+            .into_iter()
+            .map(|(kid, pem, created_at)| signing_key_from_row(kid, pem, created_at))
             .collect()
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKey) -> Result<bool, StoreError> {
-        // One statement: SQLite's write lock makes the check and insert atomic.
-        let done = sqlx::query(
-            "INSERT INTO signing_keys (kid, private_key_pem, created_at) \
-             SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
-        )
-        .bind(&key.kid)
-        .bind(&key.private_key_pem)
-        .bind(key.created_at.unix_timestamp())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(done.rows_affected() == 1)
+        let key = key.clone();
+        self.db
+            .write(move |c| {
+                // One statement under the write lock: check and insert are atomic.
+                Ok(execute(
+                    c,
+                    "INSERT INTO signing_keys (kid, private_key_pem, created_at) \
+                     SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+                    params![
+                        key.kid,
+                        key.private_key_pem,
+                        key.created_at.unix_timestamp()
+                    ],
+                )? == 1)
+            })
+            .await
     }
 
     async fn insert_signing_key(&self, key: &SigningKey) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO signing_keys (kid, private_key_pem, created_at) VALUES (?, ?, ?)")
-            .bind(&key.kid)
-            .bind(&key.private_key_pem)
-            .bind(key.created_at.unix_timestamp())
-            .execute(&self.pool)
+        let key = key.clone();
+        self.db
+            .write(move |c| {
+                execute(
+                    c,
+                    "INSERT INTO signing_keys (kid, private_key_pem, created_at) VALUES (?, ?, ?)",
+                    params![
+                        key.kid,
+                        key.private_key_pem,
+                        key.created_at.unix_timestamp()
+                    ],
+                )?;
+                Ok(())
+            })
             .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn bootstrap_sandbox_client(
@@ -1037,50 +1120,55 @@ impl Store for SqliteStore {
         secret: &ClientSecret,
     ) -> Result<SandboxCredentials, StoreError> {
         let row = ClientRow::from(client);
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        insert_client_query(&row)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let done = sqlx::query(
-            "INSERT INTO sandbox (singleton, client_id, client_secret) VALUES (1, ?, ?) \
-             ON CONFLICT (singleton) DO NOTHING",
-        )
-        .bind(&row.id)
-        .bind(secret.expose())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if done.rows_affected() == 1 {
-            tx.commit().await.map_err(unavailable)?;
-        } else {
-            tx.rollback().await.map_err(unavailable)?;
-        }
+        let secret = secret.expose().to_owned();
+        self.db
+            .write(move |c| {
+                // Only the first start creates the sandbox client; a later
+                // one finds the row and keeps what is there.
+                let exists = query_opt(c, "SELECT 1 FROM sandbox WHERE singleton = 1", [], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+                if exists.is_none() {
+                    insert_client_row(c, &row)?;
+                    execute(
+                        c,
+                        "INSERT INTO sandbox (singleton, client_id, client_secret) VALUES (1, ?, ?)",
+                        params![row.id, secret],
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
         self.sandbox_credentials()
             .await?
             .ok_or_else(|| StoreError::Unavailable("sandbox client vanished".into()))
     }
 
     async fn sandbox_credentials(&self) -> Result<Option<SandboxCredentials>, StoreError> {
-        sqlx::query("SELECT client_id, client_secret FROM sandbox WHERE singleton = 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .map(|r| {
-                sandbox_from_row(
-                    r.try_get("client_id").map_err(unavailable)?,
-                    r.try_get("client_secret").map_err(unavailable)?,
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT client_id, client_secret FROM sandbox WHERE singleton = 1",
+                    [],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
                 )
-            })
+            })?
+            .map(|(id, secret)| sandbox_from_row(id, secret))
             .transpose()
     }
 
     async fn update_sandbox_secret(&self, secret: &ClientSecret) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sandbox SET client_secret = ? WHERE singleton = 1")
-            .bind(secret.expose())
-            .execute(&self.pool)
+        let secret = secret.expose().to_owned();
+        self.db
+            .write(move |c| {
+                execute(
+                    c,
+                    "UPDATE sandbox SET client_secret = ? WHERE singleton = 1",
+                    [&secret],
+                )?;
+                Ok(())
+            })
             .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 }

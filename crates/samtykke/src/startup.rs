@@ -180,6 +180,7 @@ async fn ensure_sandbox_client(
         require_pkce: false,
         disabled: false,
         created_at: clock.now(),
+        token_generation: 0,
     };
     let credentials = store.bootstrap_sandbox_client(&client, &secret).await?;
     tracing::info!(client_id = %credentials.client_id, "sandbox client ready");

@@ -176,6 +176,9 @@ pub struct Client {
     pub require_pkce: bool,
     pub disabled: bool,
     pub created_at: OffsetDateTime,
+    /// Sealed access tokens carry the generation they were issued in;
+    /// disabling the client moves it on, which ends every earlier token.
+    pub token_generation: i64,
 }
 
 impl Client {

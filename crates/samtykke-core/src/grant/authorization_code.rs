@@ -170,6 +170,7 @@ mod tests {
             require_pkce: false,
             disabled: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
+            token_generation: 0,
         }
     }
 

@@ -68,25 +68,24 @@ pub fn decide(
 }
 
 impl ClientCredentialsGrant {
-    /// Mints the token and the record to store.
+    /// Mints a sealed token under `key` (see [`crate::token`]): nothing
+    /// to store.
     pub fn mint(
         self,
+        key: &[u8],
         client: &Client,
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> (AccessToken, AccessTokenRecord) {
-        let token = AccessToken::generate();
-        let record = AccessTokenRecord {
-            hash: token.hash(),
-            client_id: client.id.clone(),
-            audience: self.audience,
-            scopes: self.scopes,
-            issued_at: now,
-            expires_at: now + lifetime,
-            revoked: false,
-            consent_id: None,
-        };
-        (token, record)
+        crate::token::seal(
+            key,
+            &client.id,
+            client.token_generation,
+            self.audience,
+            self.scopes,
+            now,
+            now + lifetime,
+        )
     }
 }
 
@@ -109,6 +108,7 @@ mod tests {
             require_pkce: false,
             disabled: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
+            token_generation: 0,
         }
     }
 

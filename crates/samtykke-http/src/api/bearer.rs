@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderMap};
 use samtykke_core::store::StoreError;
-use samtykke_core::token::{AccessToken, AccessTokenRecord};
+use samtykke_core::token::AccessTokenRecord;
 
 use crate::AppState;
 
@@ -30,9 +30,7 @@ pub async fn authenticate(
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 512 {
         return Err(BearerError::Invalid);
     }
-    let record = state
-        .store
-        .find_access_token(&AccessToken::from_presented(token).hash())
+    let record = crate::access_token::resolve(state, token)
         .await
         .map_err(BearerError::Store)?
         .ok_or(BearerError::Invalid)?;

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use samtykke_core::introspection::{introspect, Introspection};
-use samtykke_core::token::AccessToken;
 use serde::Serialize;
 
 use crate::client_auth::authenticate_client;
@@ -56,8 +55,7 @@ async fn introspect_token(
 ) -> Result<IntrospectionResponse, OAuthErrorResponse> {
     let form = Form::parse(headers, body)?;
     let client = authenticate_client(state, headers, &form).await?;
-    let token = AccessToken::from_presented(form.require("token")?);
-    let record = state.store.find_access_token(&token.hash()).await?;
+    let record = crate::access_token::resolve(state, form.require("token")?).await?;
     Ok(match introspect(record, &client.id, state.clock.now()) {
         Introspection::Inactive => IntrospectionResponse {
             active: false,

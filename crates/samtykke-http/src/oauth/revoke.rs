@@ -7,7 +7,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use samtykke_core::token::AccessToken;
 use samtykke_core::OAuthError;
 
 use crate::client_auth::authenticate_client;
@@ -43,8 +42,7 @@ async fn revoke_token(
     let client = authenticate_client(state, headers, &form).await?;
     // token_type_hint is optional and may be ignored (§2.1): there is one
     // kind of revocable token.
-    let hash = AccessToken::from_presented(form.require("token")?).hash();
-    let Some(record) = state.store.find_access_token(&hash).await? else {
+    let Some(record) = crate::access_token::resolve(state, form.require("token")?).await? else {
         return Ok(());
     };
     if record.client_id != client.id {
@@ -52,7 +50,7 @@ async fn revoke_token(
             OAuthError::unauthorized_client("the token was not issued to this client").into(),
         );
     }
-    state.store.revoke_access_token(&hash).await?;
+    state.store.revoke_access_token(&record).await?;
     tracing::info!(client_id = %client.id, "access token revoked");
     Ok(())
 }

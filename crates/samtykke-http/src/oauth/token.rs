@@ -65,8 +65,8 @@ async fn issue_token(
                 .inspect_err(|e| tracing::info!(client_id = %client.id, error = e.code.as_str(), "token refused"))?;
             let now = state.clock.now();
             let scope = grant.scopes.to_string();
-            let (token, record) = grant.mint(&client, now, state.settings.access_token_ttl);
-            state.store.insert_access_token(&record).await?;
+            let key = &state.secrets().await?.access_token_key;
+            let (token, record) = grant.mint(key, &client, now, state.settings.access_token_ttl);
             state
                 .metrics
                 .token_issued("client_credentials", record.audience);

@@ -109,6 +109,7 @@ pub fn new_client(args: &CreateArgs, clock: &dyn Clock) -> anyhow::Result<(Clien
         require_pkce: args.require_pkce,
         disabled: false,
         created_at: clock.now(),
+        token_generation: 0,
     };
     Ok((client, secret))
 }

@@ -78,6 +78,7 @@ struct Acknowledged {
     consents: Vec<String>,
     revoked: Vec<String>,
     tokens: Vec<String>,
+    revoked_tokens: Vec<String>,
     lookups: Vec<(String, String)>,
 }
 
@@ -137,7 +138,18 @@ engine_db_tests! {
                         .send().await {
                         if r.status() == 200 {
                             if let Ok(body) = r.json::<serde_json::Value>().await {
-                                acked.lock().unwrap().tokens.push(body["access_token"].as_str().unwrap().to_owned());
+                                let token = body["access_token"].as_str().unwrap().to_owned();
+                                if n.is_multiple_of(2) {
+                                    // Every other token is revoked; only an answered revocation counts.
+                                    if let Ok(r) = http.post(format!("{base}/oauth2/revoke")).basic_auth(&id, Some(&secret))
+                                        .form(&[("token", token.as_str())]).send().await {
+                                        if r.status() == 200 {
+                                            acked.lock().unwrap().revoked_tokens.push(token);
+                                        }
+                                    }
+                                } else {
+                                    acked.lock().unwrap().tokens.push(token);
+                                }
                             }
                         }
                     }
@@ -153,7 +165,8 @@ engine_db_tests! {
             w.await.unwrap();
         }
         let acked = std::mem::take(&mut *acked.lock().unwrap());
-        eprintln!("kill -9 after {} consents, {} revocations, {} lookups, {} tokens acknowledged", acked.consents.len(), acked.revoked.len(), acked.lookups.len(), acked.tokens.len());
+        eprintln!("kill -9 after {} consents, {} revocations, {} lookups, {} tokens, {} token revocations acknowledged", acked.consents.len(), acked.revoked.len(), acked.lookups.len(), acked.tokens.len(), acked.revoked_tokens.len());
+        assert!(!acked.revoked_tokens.is_empty(), "token revocations ran before the kill");
         assert!(acked.consents.len() >= 8, "the load ran before the kill: {}", acked.consents.len());
 
         let restarted = start(&url);
@@ -176,9 +189,19 @@ engine_db_tests! {
             let usage = store.consent_usage(&id).await.unwrap();
             assert!(usage.iter().any(|u| &u.trace_id == trace), "usage record {trace} survives");
         }
+        let introspect = |token: String| {
+            let (http, base, id, secret) = (http.clone(), restarted.base.clone(), restarted.id.clone(), restarted.secret.clone());
+            async move {
+                let r = http.post(format!("{base}/oauth2/introspect")).basic_auth(&id, Some(&secret)).form(&[("token", token.as_str())]).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<serde_json::Value>().await.unwrap()["active"].as_bool().unwrap()
+            }
+        };
         for issued in &acked.tokens {
-            let record = store.find_access_token(&samtykke_core::token::AccessToken::from_presented(issued).hash()).await.unwrap();
-            assert!(record.is_some(), "an acknowledged token survives");
+            assert!(introspect(issued.clone()).await, "an acknowledged token still works");
+        }
+        for revoked in &acked.revoked_tokens {
+            assert!(!introspect(revoked.clone()).await, "an acknowledged token revocation survives");
         }
         // The code issued before the crash is still redeemable, once.
         let redeemed = http.post(format!("{}/oauth2/token", restarted.base)).basic_auth(&restarted.id, Some(&restarted.secret))

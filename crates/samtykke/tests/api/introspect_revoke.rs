@@ -104,13 +104,55 @@ engine_tests! {
         let body: serde_json::Value = app.post_form("/oauth2/token", (&id, &secret), &[
             ("grant_type", "client_credentials"), ("audience", &audience), ("scope", "client.access.consent.events"),
         ]).await.json().await.unwrap();
-        let hash = samtykke_core::token::AccessToken::from_presented(body["access_token"].as_str().unwrap()).hash();
-        assert!(app.store.find_access_token(&hash).await.unwrap().is_some());
+        let token = body["access_token"].as_str().unwrap();
+        let feed = || app.http.get(app.url("/feed/v1/consent?fromSequenceNr=1&limit=10")).bearer_auth(token).send();
+        assert_eq!(feed().await.unwrap().status(), 200);
         assert!(crate::helpers::run_cli(&app.database_url, &["client", "delete", &id]).status.success());
-        assert!(app.store.find_access_token(&hash).await.unwrap().is_none());
+        assert_eq!(feed().await.unwrap().status(), 401, "the deleted client's token no longer counts");
         let again = app.post_form("/oauth2/token", (&id, &secret), &[
             ("grant_type", "client_credentials"), ("audience", &audience), ("scope", "client.access.consent.events"),
         ]).await;
         assert_oauth_error(again, 401, "invalid_client").await;
+    }
+
+    async fn disabling_a_client_ends_its_tokens_and_enabling_does_not_revive_them(app) {
+        let (id, secret) = app.create_client(&["--name", "Paused", "--org", "974760673", "--events"]);
+        let audience = app.audience("/feed/v1/consent");
+        let params = [("grant_type", "client_credentials"), ("audience", audience.as_str()), ("scope", "client.access.consent.events")];
+        let issue = || async {
+            let body: serde_json::Value = app.post_form("/oauth2/token", (&id, &secret), &params).await.json().await.unwrap();
+            body["access_token"].as_str().unwrap().to_owned()
+        };
+        let old = issue().await;
+        let app = &app;
+        let feed = |token: String| async move { app.http.get(app.url("/feed/v1/consent?fromSequenceNr=1&limit=10")).bearer_auth(token).send().await.unwrap().status() };
+        assert_eq!(feed(old.clone()).await, 200);
+        assert!(crate::helpers::run_cli(&app.database_url, &["client", "disable", &id]).status.success());
+        assert_eq!(feed(old.clone()).await, 401);
+        assert!(crate::helpers::run_cli(&app.database_url, &["client", "enable", &id]).status.success());
+        assert_eq!(feed(old.clone()).await, 401, "a token from before the disable stays dead");
+        assert_eq!(introspect(app, (&id, &secret), &old).await, inactive());
+        let new = issue().await;
+        assert_eq!(feed(new.clone()).await, 200);
+        assert_eq!(introspect(app, (&id, &secret), &new).await["active"], true);
+    }
+
+    async fn a_forged_or_truncated_sealed_token_is_refused(app) {
+        let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        assert!(token.starts_with("sc1."), "client-credentials tokens are sealed: {token}");
+        let (payload, mac) = token.rsplit_once('.').unwrap();
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims: serde_json::Value = serde_json::from_slice(&b64.decode(&payload[4..]).unwrap()).unwrap();
+        claims["s"] = "debt.unsecured.presentation debt.unsecured.processing".into();
+        claims["exp"] = (claims["exp"].as_i64().unwrap() + 86_400).into();
+        let forged = format!("sc1.{}.{mac}", b64.encode(serde_json::to_vec(&claims).unwrap()));
+        let (id, secret) = app.sandbox_auth();
+        for bad in [forged, payload.to_owned(), format!("{payload}."), format!("{}.{mac}", &payload[..payload.len() - 2])] {
+            let r = app.http.get(app.url("/v1/debt")).bearer_auth(&bad).send().await.unwrap();
+            assert_eq!(r.status(), 401, "{bad}");
+            assert_eq!(introspect(&app, (&id, &secret), &bad).await, inactive(), "{bad}");
+        }
+        assert_eq!(introspect(&app, (&id, &secret), &token).await["active"], true);
     }
 }

@@ -33,6 +33,7 @@ fn client(name: &str) -> (Client, ClientSecret) {
         require_pkce: false,
         disabled: false,
         created_at: at(0),
+        token_generation: 0,
     };
     (client, secret)
 }
@@ -92,11 +93,44 @@ engine_db_tests! {
         store.insert_access_token(&record).await.unwrap();
         assert_eq!(store.find_access_token(&token.hash()).await.unwrap().unwrap(), record);
         assert!(store.find_access_token(&AccessToken::generate().hash()).await.unwrap().is_none());
-        assert!(store.revoke_access_token(&token.hash()).await.unwrap());
+        store.revoke_access_token(&record).await.unwrap();
         assert!(store.find_access_token(&token.hash()).await.unwrap().unwrap().revoked);
-        assert!(!store.revoke_access_token(&AccessToken::generate().hash()).await.unwrap());
+        store.revoke_access_token(&record).await.unwrap();
+        assert!(store.find_access_token(&token.hash()).await.unwrap().unwrap().revoked, "revoking twice is fine");
         store.delete_client(&c.id).await.unwrap();
         assert!(store.find_access_token(&token.hash()).await.unwrap().is_none());
+    }
+
+    async fn sealed_tokens_count_until_revoked_or_their_client_is_disabled_or_deleted(url) {
+        let store = store(&url).await;
+        let (c, _) = client("Bank");
+        store.insert_client(&c).await.unwrap();
+        let sealed = || token_for(&c).1;
+        let (before, other) = (sealed(), sealed());
+        assert_eq!(c.token_generation, 0);
+        assert!(!store.sealed_token_revoked(&before, 0).await.unwrap());
+        assert!(store.find_access_token(&before.hash).await.unwrap().is_none(), "a sealed token is not stored");
+
+        // Revoking one records it and leaves the client's other tokens alone.
+        store.revoke_access_token(&before).await.unwrap();
+        assert!(store.sealed_token_revoked(&before, 0).await.unwrap());
+        assert!(!store.sealed_token_revoked(&other, 0).await.unwrap());
+
+        // Disabling the client ends every token issued until then, for good.
+        store.set_client_disabled(&c.id, true).await.unwrap();
+        assert!(store.sealed_token_revoked(&other, 0).await.unwrap());
+        store.set_client_disabled(&c.id, false).await.unwrap();
+        assert!(store.sealed_token_revoked(&other, 0).await.unwrap(), "re-enabling does not revive old tokens");
+        let generation = store.find_client(&c.id).await.unwrap().unwrap().token_generation;
+        assert_eq!(generation, 1);
+        let after = sealed();
+        assert!(!store.sealed_token_revoked(&after, 1).await.unwrap(), "tokens issued after re-enabling count");
+        store.set_client_disabled(&c.id, false).await.unwrap();
+        assert!(!store.sealed_token_revoked(&after, 1).await.unwrap(), "enabling an enabled client changes nothing");
+
+        // A deleted client's tokens are gone with it.
+        store.delete_client(&c.id).await.unwrap();
+        assert!(store.sealed_token_revoked(&after, 1).await.unwrap());
     }
 
     async fn only_one_first_signing_key_wins_a_race_and_rotation_lists_newest_first(url) {
