@@ -62,6 +62,10 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(5))
+            // No ping before every acquire (one round trip more per query);
+            // a connection that broke fails its query, which answers 503
+            // once, and the pool then drops it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(unavailable)?;
@@ -503,6 +507,30 @@ impl Store for PostgresStore {
         usage: &UsageRecord,
     ) -> Result<Option<Consent>, StoreError> {
         let now = usage.used_at.unix_timestamp();
+        let u = UsageRow::from(usage);
+        // A duration consent (the common case) only needs its usage record:
+        // one statement, one round trip, its own commit.
+        let used = sqlx::query(
+            "WITH used AS ( \
+               SELECT * FROM consents \
+               WHERE id = $1 AND client_id = $2 AND status = 'active' AND expires_at > $3 AND duration_days <> 0 \
+             ), logged AS ( \
+               INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) \
+               SELECT id, client_id, $4, $5, $6 FROM used \
+             ) SELECT * FROM used",
+        )
+        .bind(id.to_string())
+        .bind(usage.client_id.as_str())
+        .bind(now)
+        .bind(u.used_at_us)
+        .bind(&u.purpose)
+        .bind(&u.trace_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if let Some(row) = used {
+            return Consent::try_from(consent_row(&row)?).map(Some);
+        }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // The conditional update is the atomic check: a single-use consent
         // leaves 'active' here, so a concurrent use finds nothing to update.
@@ -525,7 +553,7 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let mut row = consent_row(&row)?;
-        insert_usage(&mut tx, &UsageRow::from(usage)).await?;
+        insert_usage(&mut tx, &u).await?;
         if row.duration_days == 0 {
             insert_event(
                 &mut tx,
