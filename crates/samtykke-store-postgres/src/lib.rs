@@ -77,17 +77,12 @@ impl PostgresStore {
     }
 }
 
-/// Feed order = commit order. A sequence alone would let a reader see
-/// number 11 committed before 10 and skip 10 for good; the transaction-scoped
-/// advisory lock makes event-writing transactions take numbers in commit order.
+/// Appends an event to the pending events; it gets its feed number when a
+/// feed read publishes it (see [`publish_events`]). No lock: event-writing
+/// transactions commit in parallel.
 async fn insert_event(conn: &mut PgConnection, e: &ConsentEventRow) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(EVENT_SEQUENCE_LOCK)
-        .execute(&mut *conn)
-        .await
-        .map_err(unavailable)?;
     sqlx::query(
-        "INSERT INTO consent_events (event_id, event_type, client_id, consent_id, purpose, client_consent_id, created_at_us) \
+        "INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, client_consent_id, created_at_us) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&e.event_id)
@@ -101,6 +96,39 @@ async fn insert_event(conn: &mut PgConnection, e: &ConsentEventRow) -> Result<()
     .await
     .map_err(unavailable)?;
     Ok(())
+}
+
+/// Feed order = commit order. A sequence taken by each writer would let a
+/// reader see number 11 committed before 10 and skip 10 for good. Instead,
+/// numbers are taken only here, by one publisher at a time (the advisory
+/// lock is held until this transaction commits): every committed pending
+/// event moves into `consent_events` in one transaction, so any later
+/// publication gets higher numbers, and a reader that sees number n sees
+/// every number below it. Called before every feed read, so a read sees every
+/// event committed before it.
+async fn publish_events(pool: &PgPool) -> Result<(), StoreError> {
+    let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consent_events_pending)")
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)?;
+    if !pending {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(EVENT_SEQUENCE_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(
+        "WITH moved AS (DELETE FROM consent_events_pending RETURNING *) \
+         INSERT INTO consent_events (event_id, event_type, client_id, consent_id, purpose, client_consent_id, created_at_us) \
+         SELECT event_id, event_type, client_id, consent_id, purpose, client_consent_id, created_at_us FROM moved ORDER BY id",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)
 }
 
 fn consent_row(row: &PgRow) -> Result<ConsentRow, StoreError> {
@@ -672,6 +700,7 @@ impl Store for PostgresStore {
         from: i64,
         limit: u32,
     ) -> Result<Vec<ConsentEvent>, StoreError> {
+        publish_events(&self.pool).await?;
         sqlx::query(
             "SELECT * FROM consent_events WHERE client_id = $1 AND sequence_nr >= $2 ORDER BY sequence_nr LIMIT $3",
         )
@@ -690,6 +719,7 @@ impl Store for PostgresStore {
         &self,
         client_id: &ClientId,
     ) -> Result<Option<(i64, i64)>, StoreError> {
+        publish_events(&self.pool).await?;
         let row = sqlx::query(
             "SELECT MIN(sequence_nr) AS first, MAX(sequence_nr) AS last FROM consent_events WHERE client_id = $1",
         )
@@ -703,6 +733,9 @@ impl Store for PostgresStore {
     }
 
     async fn purge_consent_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        // Events nobody has read yet are published first, so that pending
+        // events never pile up and age out by the same rule.
+        publish_events(&self.pool).await?;
         let done = sqlx::query("DELETE FROM consent_events WHERE created_at_us < $1")
             .bind(unix_micros(before))
             .execute(&self.pool)

@@ -138,4 +138,65 @@ engine_db_tests! {
         let seqs = sequence(&after);
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
     }
+
+    async fn a_reader_polling_during_registrations_on_two_processes_misses_no_event(url) {
+        let a = spawn_app_on(&url).await;
+        let b = spawn_app_on(&url).await;
+        const TOTAL: usize = 40;
+        let writing = futures::future::join_all((0..TOTAL).map(|i| {
+            let app = if i % 2 == 0 { &a } else { &b };
+            app.agreement_consent(PERSON, "debt.unsecured.processing", 1)
+        }));
+        // The reader follows the feed as a client would, fromSequenceNr =
+        // last seen + 1, while the writers commit in parallel: a number
+        // that became visible after a higher one would be skipped for good.
+        let reading = async {
+            let mut seen = Vec::new();
+            let mut from = 0;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while seen.len() < TOTAL && std::time::Instant::now() < deadline {
+                let seqs = sequence(&feed(&b, &format!("fromSequenceNr={from}&limit=3")).await);
+                if let Some(last) = seqs.last() {
+                    from = last + 1;
+                }
+                seen.extend(seqs);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            seen
+        };
+        let (_, seen) = tokio::join!(writing, reading);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        let all = sequence(&feed(&a, "fromSequenceNr=0&limit=1000").await);
+        assert_eq!(all.len(), TOTAL);
+        assert_eq!(seen, all, "the polling reader saw every event, in order");
+    }
+
+    async fn an_event_committed_late_is_not_skipped_by_a_reader_that_saw_a_later_one(url) {
+        // Only PostgreSQL runs writers in parallel; SQLite commits one at a time.
+        if !url.starts_with("postgres") {
+            return;
+        }
+        let app = spawn_app_on(&url).await;
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        // A slow writer: its event is written but not yet committed.
+        let mut slow = pool.begin().await.unwrap();
+        sqlx::query(
+            "INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, client_consent_id, created_at_us) \
+             VALUES ('00000000-0000-4000-8000-0000000000e1', 'SAMTYKKE_OPPRETTET', $1, '00000000-0000-4000-8000-000000000001', 'processing', NULL, 1)",
+        )
+        .bind(app.sandbox.client_id.as_str())
+        .execute(&mut *slow)
+        .await
+        .unwrap();
+        // A fast writer commits meanwhile, and the reader sees its event.
+        app.agreement_consent(PERSON, "debt.unsecured.processing", 1).await;
+        let first = sequence(&feed(&app, "fromSequenceNr=0&limit=100").await);
+        assert_eq!(first.len(), 1);
+        // The slow writer commits: the reader continues after what it saw and
+        // still gets the slow event.
+        slow.commit().await.unwrap();
+        let next = feed(&app, &format!("fromSequenceNr={}&limit=100", first[0] + 1)).await;
+        assert_eq!(sequence(&next).len(), 1, "{next}");
+        assert_eq!(next["result"][0]["consentId"], "00000000-0000-4000-8000-000000000001");
+    }
 }
