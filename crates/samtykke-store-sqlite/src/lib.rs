@@ -724,7 +724,10 @@ impl Store for SqliteStore {
         let bounds = self.db.read(|c| {
             query_opt(
                 c,
-                "SELECT MIN(sequence_nr), MAX(sequence_nr) FROM consent_events WHERE client_id = ?",
+                // Two subqueries: SQLite answers a lone MIN or MAX from the
+                // index, but scans every row for both in one select.
+                "SELECT (SELECT MIN(sequence_nr) FROM consent_events WHERE client_id = ?1), \
+                        (SELECT MAX(sequence_nr) FROM consent_events WHERE client_id = ?1)",
                 [client_id.as_str()],
                 |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
             )
