@@ -266,53 +266,6 @@ fn code_from_row(row: &PgRow) -> Result<AuthorizationCodeRecord, StoreError> {
     })
 }
 
-/// Inserts or replaces the browser's login session.
-async fn upsert_login_session(
-    conn: &mut PgConnection,
-    session: &LoginSession,
-) -> Result<(), StoreError> {
-    let row = LoginSessionRow::from(session);
-    sqlx::query(
-        "INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
-         created_at = excluded.created_at, expires_at = excluded.expires_at",
-    )
-    .bind(&row.browser_hash)
-    .bind(&row.nin)
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(())
-}
-
-/// Inserts a consent row; false if it collided (same id or same
-/// client_consent_id).
-async fn insert_consent_row(conn: &mut PgConnection, row: &ConsentRow) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-         created_at, expires_at, status, revoked_by, ended_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-    )
-    .bind(&row.id)
-    .bind(&row.client_id)
-    .bind(&row.nin)
-    .bind(&row.purpose)
-    .bind(&row.kind)
-    .bind(row.duration_days)
-    .bind(&row.client_consent_id)
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .bind(&row.status)
-    .bind(&row.revoked_by)
-    .bind(row.ended_at)
-    .execute(conn)
-    .await
-    .map_err(unavailable)?;
-    Ok(done.rows_affected() == 1)
-}
-
 async fn insert_token(
     conn: &mut PgConnection,
     token: &AccessTokenRecord,
@@ -496,27 +449,56 @@ impl Store for PostgresStore {
 
     async fn insert_consent(&self, consent: &Consent) -> Result<ConsentInsert, StoreError> {
         let row = ConsentRow::from(consent);
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let inserted = insert_consent_row(&mut tx, &row).await?;
-        if !inserted {
-            let existing = sqlx::query(
-                "SELECT * FROM consents WHERE client_id = $1 AND client_consent_id = $2",
-            )
-            .bind(&row.client_id)
-            .bind(&row.client_consent_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| StoreError::Conflict("consent id collision".into()))?;
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(ConsentInsert::Existing(Consent::try_from(consent_row(
-                &existing,
-            )?)?));
-        }
         let event = new_event_row(&row, ConsentEventType::Created, consent.created_at);
-        insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(ConsentInsert::Created)
+        // The consent and its pending event in one statement (one round
+        // trip, its own commit); the event exists only if the consent was
+        // inserted.
+        let inserted: i64 = sqlx::query_scalar(
+            "WITH c AS ( \
+               INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+                 created_at, expires_at, status, revoked_by, ended_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id \
+             ), e AS ( \
+               INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
+                 client_consent_id, created_at_us) \
+               SELECT $13::text, $14::text, $15::text, c.id, $16::text, $17::text, $18::bigint FROM c \
+             ) SELECT count(*) FROM c",
+        )
+        .bind(&row.id)
+        .bind(&row.client_id)
+        .bind(&row.nin)
+        .bind(&row.purpose)
+        .bind(&row.kind)
+        .bind(row.duration_days)
+        .bind(&row.client_consent_id)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(&row.status)
+        .bind(&row.revoked_by)
+        .bind(row.ended_at)
+        .bind(&event.event_id)
+        .bind(&event.event_type)
+        .bind(&event.client_id)
+        .bind(&event.purpose)
+        .bind(&event.client_consent_id)
+        .bind(event.created_at_us)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if inserted == 1 {
+            return Ok(ConsentInsert::Created);
+        }
+        let existing =
+            sqlx::query("SELECT * FROM consents WHERE client_id = $1 AND client_consent_id = $2")
+                .bind(&row.client_id)
+                .bind(&row.client_consent_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| StoreError::Conflict("consent id collision".into()))?;
+        Ok(ConsentInsert::Existing(Consent::try_from(consent_row(
+            &existing,
+        )?)?))
     }
 
     async fn find_consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError> {
@@ -844,22 +826,28 @@ impl Store for PostgresStore {
         flow_id: &str,
         session: &LoginSession,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let moved = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'consent', nin = $1 WHERE id = $2 AND stage = 'login'",
+        let row = LoginSessionRow::from(session);
+        // One statement: the session is written only if the flow moved on.
+        let moved: i64 = sqlx::query_scalar(
+            "WITH moved AS ( \
+               UPDATE authorization_flows SET stage = 'consent', nin = $1 WHERE id = $2 AND stage = 'login' RETURNING id \
+             ), s AS ( \
+               INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) \
+               SELECT $3::bytea, $4::text, $5::bigint, $6::bigint FROM moved \
+               ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
+               created_at = excluded.created_at, expires_at = excluded.expires_at \
+             ) SELECT count(*) FROM moved",
         )
         .bind(session.nin.as_str())
         .bind(flow_id)
-        .execute(&mut *tx)
+        .bind(&row.browser_hash)
+        .bind(&row.nin)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .fetch_one(&self.pool)
         .await
-        .map_err(unavailable)?
-        .rows_affected()
-            == 1;
-        if moved {
-            upsert_login_session(&mut tx, session).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(moved)
+        .map_err(unavailable)?;
+        Ok(moved == 1)
     }
 
     async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
@@ -879,49 +867,63 @@ impl Store for PostgresStore {
         consent: &Consent,
         code: &AuthorizationCodeRecord,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let moved = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'done' WHERE id = $1 AND stage = 'consent'",
+        let row = ConsentRow::from(consent);
+        let event = new_event_row(&row, ConsentEventType::Created, consent.created_at);
+        let c = AuthorizationCodeRow::from(code);
+        // One statement: the flow moves on, and only then are the consent,
+        // its pending event and the code written. A consent id collision
+        // fails the whole statement (a unique violation: a conflict).
+        let moved: i64 = sqlx::query_scalar(
+            "WITH moved AS ( \
+               UPDATE authorization_flows SET stage = 'done' WHERE id = $1 AND stage = 'consent' RETURNING id \
+             ), c AS ( \
+               INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+                 created_at, expires_at, status, revoked_by, ended_at) \
+               SELECT $2::text, $3::text, $4::text, $5::text, $6::text, $7::bigint, $8::text, $9::bigint, \
+                 $10::bigint, $11::text, $12::text, $13::bigint FROM moved RETURNING id \
+             ), e AS ( \
+               INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
+                 client_consent_id, created_at_us) \
+               SELECT $14::text, $15::text, $16::text, c.id, $17::text, $18::text, $19::bigint FROM c \
+             ), k AS ( \
+               INSERT INTO authorization_codes (hash, client_id, redirect_uri, consent_id, scopes, nonce, \
+                 code_challenge, issued_at, expires_at, used_at) \
+               SELECT $20::bytea, $21::text, $22::text, c.id, $23::text, $24::text, $25::text, $26::bigint, \
+                 $27::bigint, $28::bigint FROM c \
+             ) SELECT count(*) FROM moved",
         )
         .bind(flow_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .rows_affected()
-            == 1;
-        if !moved {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(false);
-        }
-        let row = ConsentRow::from(consent);
-        if !insert_consent_row(&mut tx, &row).await? {
-            return Err(StoreError::Conflict("consent id collision".into()));
-        }
-        insert_event(
-            &mut tx,
-            &new_event_row(&row, ConsentEventType::Created, consent.created_at),
-        )
-        .await?;
-        let c = AuthorizationCodeRow::from(code);
-        sqlx::query(
-            "INSERT INTO authorization_codes (hash, client_id, redirect_uri, consent_id, scopes, nonce, \
-             code_challenge, issued_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
+        .bind(&row.id)
+        .bind(&row.client_id)
+        .bind(&row.nin)
+        .bind(&row.purpose)
+        .bind(&row.kind)
+        .bind(row.duration_days)
+        .bind(&row.client_consent_id)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(&row.status)
+        .bind(&row.revoked_by)
+        .bind(row.ended_at)
+        .bind(&event.event_id)
+        .bind(&event.event_type)
+        .bind(&event.client_id)
+        .bind(&event.purpose)
+        .bind(&event.client_consent_id)
+        .bind(event.created_at_us)
         .bind(&c.hash)
         .bind(&c.client_id)
         .bind(&c.redirect_uri)
-        .bind(&c.consent_id)
         .bind(&c.scopes)
         .bind(&c.nonce)
         .bind(&c.code_challenge)
         .bind(c.issued_at)
         .bind(c.expires_at)
         .bind(c.used_at)
-        .execute(&mut *tx)
+        .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        Ok(moved == 1)
     }
 
     async fn find_login_session(
@@ -983,29 +985,43 @@ impl Store for PostgresStore {
         token: &AccessTokenRecord,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let claimed = sqlx::query(
-            "UPDATE authorization_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL RETURNING consent_id",
+        let t = AccessTokenRow::from(token);
+        // One statement: the code is claimed and, only then, the token
+        // stored. A concurrent claim waits on the code's row and then finds
+        // it used.
+        let claimed: i64 = sqlx::query_scalar(
+            "WITH claimed AS ( \
+               UPDATE authorization_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL RETURNING consent_id \
+             ), t AS ( \
+               INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
+               SELECT $3::bytea, $4::text, $5::text, $6::text, $7::bigint, $8::bigint, $9::boolean, $10::text FROM claimed \
+             ) SELECT count(*) FROM claimed",
         )
         .bind(now.unix_timestamp())
         .bind(hash.as_bytes())
-        .fetch_optional(&mut *tx)
+        .bind(&t.hash)
+        .bind(&t.client_id)
+        .bind(&t.audience)
+        .bind(&t.scopes)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .bind(t.revoked)
+        .bind(&t.consent_id)
+        .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        if claimed.is_some() {
-            insert_token(&mut tx, token).await?;
-            tx.commit().await.map_err(unavailable)?;
+        if claimed == 1 {
             return Ok(true);
         }
+        // A replay: what the first redemption issued is revoked.
         sqlx::query(
             "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = \
              (SELECT consent_id FROM authorization_codes WHERE hash = $1)",
         )
         .bind(hash.as_bytes())
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await
         .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
         Ok(false)
     }
 
