@@ -98,6 +98,37 @@ async fn insert_event(conn: &mut PgConnection, e: &ConsentEventRow) -> Result<()
     Ok(())
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a new consent's twelve columns and then its pending event's six
+/// (all but the consent id), in the order the consent-writing statements
+/// (`insert_consent`, `accept_auth_flow`) number their parameters.
+fn bind_consent_with_event<'q>(
+    query: PgQuery<'q>,
+    row: &'q ConsentRow,
+    event: &'q ConsentEventRow,
+) -> PgQuery<'q> {
+    query
+        .bind(&row.id)
+        .bind(&row.client_id)
+        .bind(&row.nin)
+        .bind(&row.purpose)
+        .bind(&row.kind)
+        .bind(row.duration_days)
+        .bind(&row.client_consent_id)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(&row.status)
+        .bind(&row.revoked_by)
+        .bind(row.ended_at)
+        .bind(&event.event_id)
+        .bind(&event.event_type)
+        .bind(&event.client_id)
+        .bind(&event.purpose)
+        .bind(&event.client_consent_id)
+        .bind(event.created_at_us)
+}
+
 /// Feed order = commit order. A sequence taken by each writer would let a
 /// reader see number 11 committed before 10 and skip 10 for good. Instead,
 /// numbers are taken only here, by one publisher at a time (the advisory
@@ -453,7 +484,7 @@ impl Store for PostgresStore {
         // The consent and its pending event in one statement (one round
         // trip, its own commit); the event exists only if the consent was
         // inserted.
-        let inserted: i64 = sqlx::query_scalar(
+        let query = sqlx::query(
             "WITH c AS ( \
                INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
                  created_at, expires_at, status, revoked_by, ended_at) \
@@ -463,28 +494,12 @@ impl Store for PostgresStore {
                  client_consent_id, created_at_us) \
                SELECT $13::text, $14::text, $15::text, c.id, $16::text, $17::text, $18::bigint FROM c \
              ) SELECT count(*) FROM c",
-        )
-        .bind(&row.id)
-        .bind(&row.client_id)
-        .bind(&row.nin)
-        .bind(&row.purpose)
-        .bind(&row.kind)
-        .bind(row.duration_days)
-        .bind(&row.client_consent_id)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(&row.status)
-        .bind(&row.revoked_by)
-        .bind(row.ended_at)
-        .bind(&event.event_id)
-        .bind(&event.event_type)
-        .bind(&event.client_id)
-        .bind(&event.purpose)
-        .bind(&event.client_consent_id)
-        .bind(event.created_at_us)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        );
+        let inserted: i64 = bind_consent_with_event(query, &row, &event)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(unavailable)?;
         if inserted == 1 {
             return Ok(ConsentInsert::Created);
         }
@@ -873,7 +888,7 @@ impl Store for PostgresStore {
         // One statement: the flow moves on, and only then are the consent,
         // its pending event and the code written. A consent id collision
         // fails the whole statement (a unique violation: a conflict).
-        let moved: i64 = sqlx::query_scalar(
+        let query = sqlx::query(
             "WITH moved AS ( \
                UPDATE authorization_flows SET stage = 'done' WHERE id = $1 AND stage = 'consent' RETURNING id \
              ), c AS ( \
@@ -892,37 +907,21 @@ impl Store for PostgresStore {
                  $27::bigint, $28::bigint FROM c \
              ) SELECT count(*) FROM moved",
         )
-        .bind(flow_id)
-        .bind(&row.id)
-        .bind(&row.client_id)
-        .bind(&row.nin)
-        .bind(&row.purpose)
-        .bind(&row.kind)
-        .bind(row.duration_days)
-        .bind(&row.client_consent_id)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(&row.status)
-        .bind(&row.revoked_by)
-        .bind(row.ended_at)
-        .bind(&event.event_id)
-        .bind(&event.event_type)
-        .bind(&event.client_id)
-        .bind(&event.purpose)
-        .bind(&event.client_consent_id)
-        .bind(event.created_at_us)
-        .bind(&c.hash)
-        .bind(&c.client_id)
-        .bind(&c.redirect_uri)
-        .bind(&c.scopes)
-        .bind(&c.nonce)
-        .bind(&c.code_challenge)
-        .bind(c.issued_at)
-        .bind(c.expires_at)
-        .bind(c.used_at)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        .bind(flow_id);
+        let moved: i64 = bind_consent_with_event(query, &row, &event)
+            .bind(&c.hash)
+            .bind(&c.client_id)
+            .bind(&c.redirect_uri)
+            .bind(&c.scopes)
+            .bind(&c.nonce)
+            .bind(&c.code_challenge)
+            .bind(c.issued_at)
+            .bind(c.expires_at)
+            .bind(c.used_at)
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(unavailable)?;
         Ok(moved == 1)
     }
 
