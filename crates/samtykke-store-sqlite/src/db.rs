@@ -11,11 +11,24 @@
 //!   calling thread: an indexed read in WAL mode takes microseconds and never
 //!   waits for the writer, so handing it to another thread would cost more
 //!   than the read.
+//! * **A checkpointer thread** copies committed pages from the WAL into the
+//!   database file (`PRAGMA wal_checkpoint(PASSIVE)`), at most every
+//!   [`CHECKPOINT_INTERVAL`] while there are new commits. SQLite's automatic
+//!   checkpoint would do that work on the writer thread, inside a commit,
+//!   holding up every operation queued behind it. A passive checkpoint never
+//!   waits for the writer or a reader, and the writer never waits for it.
+//!   Under sustained writes the checkpointer cannot catch up with the very
+//!   end of the WAL, and SQLite only starts the WAL file over once a
+//!   checkpoint has caught up; so when the WAL passes [`WAL_RESTART_FRAMES`]
+//!   pages, the writer itself finishes the checkpoint between two batches
+//!   (copying only what the checkpointer has not), and the WAL starts over.
+//!   The WAL is synced before every checkpoint and the database file after,
+//!   so none of this changes what survives a crash.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -25,6 +38,11 @@ use tokio::sync::oneshot;
 /// The most jobs one transaction takes.
 const MAX_BATCH: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The checkpointer runs at most this often, and only after new commits.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(20);
+/// WAL length (pages) at which the writer finishes a checkpoint itself so
+/// that the WAL can start over (about 64 MB with 4 KB pages).
+const WAL_RESTART_FRAMES: i64 = 16384;
 
 /// Maps a SQLite error: unique-key violations are conflicts, the rest means
 /// the database is unavailable.
@@ -151,14 +169,41 @@ impl Database {
         synchronous: Synchronous,
         max_idle_readers: u32,
     ) -> Result<Self, StoreError> {
+        Self::open_with_restart_at(path, synchronous, max_idle_readers, WAL_RESTART_FRAMES)
+    }
+
+    /// [`Database::open`] with the WAL length at which the writer finishes a
+    /// checkpoint (tests use a short one).
+    fn open_with_restart_at(
+        path: PathBuf,
+        synchronous: Synchronous,
+        max_idle_readers: u32,
+        wal_restart_frames: i64,
+    ) -> Result<Self, StoreError> {
         let writer = open(&path, synchronous)?;
         // The writer touches index pages all over a large database (usage
         // records by consent id); keep more of them than the default 2 MB.
-        writer.execute_batch("PRAGMA cache_size = -32768").db()?;
+        // Checkpoints run on the checkpointer thread, not inside a commit.
+        writer
+            .execute_batch("PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 0")
+            .db()?;
+        let checkpointer = open(&path, synchronous)?;
+        let checkpoint = Arc::new(Checkpoint {
+            writer_should_finish: AtomicBool::new(false),
+            running: Mutex::new(()),
+            wal_restart_frames,
+            finished_at: AtomicI64::new(-1),
+        });
+        let (commits, committed) = mpsc::sync_channel::<()>(1);
+        let shared = Arc::clone(&checkpoint);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run_checkpointer(checkpointer, committed, shared))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run_writer(writer, queue))
+            .spawn(move || run_writer(writer, queue, commits, checkpoint))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?;
         Ok(Self {
             path,
@@ -236,7 +281,99 @@ impl Database {
     }
 }
 
-fn run_writer(conn: Connection, queue: mpsc::Receiver<Job>) {
+/// What the writer and the checkpointer share.
+struct Checkpoint {
+    /// Set by the checkpointer when the WAL has grown past
+    /// [`WAL_RESTART_FRAMES`] (its pass copies what was committed when it
+    /// began, and the writer has committed more since); the writer clears it
+    /// once it has finished the checkpoint itself.
+    writer_should_finish: AtomicBool,
+    /// Held through every checkpoint pass. The writer only tries it: while
+    /// the checkpointer is in a pass, the writer goes on with the next batch
+    /// and finishes the checkpoint after a later one. Once it has asked the
+    /// writer, the checkpointer starts no pass until the writer is done, so
+    /// that what is left for the writer is only what came in during one
+    /// pass.
+    running: Mutex<()>,
+    /// [`WAL_RESTART_FRAMES`], except in tests.
+    wal_restart_frames: i64,
+    /// The WAL length at the writer's last finished checkpoint.
+    finished_at: AtomicI64,
+}
+
+/// Runs `PRAGMA wal_checkpoint(mode)`; answers the WAL's length in pages
+/// when the checkpoint began (it copies up to there).
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        row.get(1)
+    })
+}
+
+/// Copies committed pages into the database file after new commits, at most
+/// every [`CHECKPOINT_INTERVAL`] (back to back when a pass takes longer);
+/// stops when the writer does.
+fn run_checkpointer(conn: Connection, committed: mpsc::Receiver<()>, shared: Arc<Checkpoint>) {
+    while committed.recv().is_ok() {
+        let started = std::time::Instant::now();
+        if shared.writer_should_finish.load(Ordering::Acquire) {
+            // Leave the writer the lock and as short a rest as possible.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(CHECKPOINT_INTERVAL / 4);
+            continue;
+        }
+        let pass = {
+            let _running = shared
+                .running
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            wal_checkpoint(&conn, "PASSIVE")
+        };
+        match pass {
+            // Past the restart length, unless this is the WAL the writer has
+            // just copied to the end, which its next transaction starts over.
+            Ok(frames)
+                if frames >= shared.wal_restart_frames
+                    && frames != shared.finished_at.load(Ordering::Acquire) =>
+            {
+                shared.writer_should_finish.store(true, Ordering::Release);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "SQLite checkpoint failed; retrying after the next commit")
+            }
+        }
+        // A thread of its own, not a runtime worker: sleeping blocks nothing.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(CHECKPOINT_INTERVAL.saturating_sub(started.elapsed()));
+    }
+}
+
+/// The writer's part: when the checkpointer asked for it and is not in a
+/// pass itself, copies what the checkpointer has not yet, here, where no
+/// commit can come in between, so that the next transaction starts the WAL
+/// over.
+fn finish_checkpoint(conn: &Connection, shared: &Checkpoint) {
+    if !shared.writer_should_finish.load(Ordering::Acquire) {
+        return;
+    }
+    let _running = match shared.running.try_lock() {
+        Ok(running) => running,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
+    shared.writer_should_finish.store(false, Ordering::Release);
+    match wal_checkpoint(conn, "PASSIVE") {
+        Ok(frames) => shared.finished_at.store(frames, Ordering::Release),
+        Err(e) => tracing::warn!(error = %e, "SQLite checkpoint on the writer failed"),
+    }
+}
+
+fn run_writer(
+    conn: Connection,
+    queue: mpsc::Receiver<Job>,
+    commits: mpsc::SyncSender<()>,
+    checkpoint: Arc<Checkpoint>,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
@@ -250,12 +387,19 @@ fn run_writer(conn: Connection, queue: mpsc::Receiver<Job>) {
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
+        let any_committed = committed.is_ok();
         for job in batch {
             job.finish(committed.clone());
         }
+        if any_committed {
+            // Full means the checkpointer has not run since the last signal.
+            let _ = commits.try_send(());
+        }
+        finish_checkpoint(&conn, &checkpoint);
     }
+    drop(commits);
     // Every store handle is gone: fold the WAL back into the database file.
-    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+    let _ = wal_checkpoint(&conn, "TRUNCATE");
 }
 
 fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
@@ -274,4 +418,99 @@ fn run_batch(conn: &Connection, batch: &mut [Job]) -> Result<(), String> {
         exec("RELEASE job")?;
     }
     exec("COMMIT")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "samtykke-db-{name}-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn file_len(path: &Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Under sustained writes (each one a page of its own) the WAL keeps
+    /// starting over, the pages reach the database file, and every row is
+    /// there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_keep_the_wal_bounded_under_sustained_writes() {
+        let dir = TempDir::new("wal");
+        let path = dir.0.join("t.db");
+        let restart_at = 512;
+        let db = Arc::new(
+            Database::open_with_restart_at(path.clone(), Synchronous::Normal, 2, restart_at)
+                .unwrap(),
+        );
+        db.write(|c| {
+            c.execute_batch("CREATE TABLE pages (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+                .db()
+        })
+        .await
+        .unwrap();
+        // 64 times the restart length: without checkpoints the WAL would
+        // hold every one of these pages.
+        let rows = 64 * restart_at;
+        let mut tasks = Vec::new();
+        for worker in 0..16 {
+            let db = Arc::clone(&db);
+            tasks.push(tokio::spawn(async move {
+                for i in (worker..rows).step_by(16) {
+                    db.write(move |c| {
+                        c.execute(
+                            "INSERT INTO pages (id, body) VALUES (?, zeroblob(4000))",
+                            [i],
+                        )
+                        .db()
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // How far the WAL runs past the restart length depends on how fast
+        // this machine writes while a checkpoint pass runs; started over it
+        // has, many times, if it never held a quarter of the pages.
+        let frame = 4096 + 24;
+        let wal = file_len(&path.with_extension("db-wal"));
+        assert!(
+            wal < rows as u64 * frame / 4,
+            "the WAL grew to {wal} bytes for {rows} pages"
+        );
+        let count: i64 = db
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
+                    .db()
+            })
+            .unwrap();
+        assert_eq!(count, rows);
+        // The checkpoints copied pages into the database file itself.
+        assert!(
+            file_len(&path) > (rows as u64 * 4096) / 2,
+            "the database file holds {} bytes",
+            file_len(&path)
+        );
+    }
 }
