@@ -1,6 +1,8 @@
 //! Client authentication with HTTP Basic (`client_secret_basic`,
 //! RFC 6749 §2.3.1): the only method this server advertises.
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -54,11 +56,12 @@ fn form_decode(s: &str) -> Result<String, OAuthError> {
 
 /// Authenticates the calling client. Unknown client, wrong secret and
 /// disabled client all answer the same `invalid_client`, at the same cost.
+/// The client comes from the process's client cache (see `client_cache`).
 pub async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
     form: &Form,
-) -> Result<Client, OAuthErrorResponse> {
+) -> Result<Arc<Client>, OAuthErrorResponse> {
     let presented = basic_credentials(headers)?;
     if form.get("client_secret").is_some() || form.get("client_assertion").is_some() {
         return Err(OAuthError::invalid_request(
@@ -76,7 +79,7 @@ pub async fn authenticate_client(
         }
     }
     let client = match ClientId::parse(&presented.client_id) {
-        Ok(id) => state.store.find_client(&id).await?,
+        Ok(id) => state.client(&id).await?,
         Err(_) => None,
     };
     match client {

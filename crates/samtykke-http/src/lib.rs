@@ -5,6 +5,7 @@
 mod access_token;
 mod api;
 mod client_auth;
+mod client_cache;
 mod discovery;
 mod error;
 mod form;
@@ -27,6 +28,7 @@ use samtykke_core::{Clock, OAuthError};
 use crate::error::OAuthErrorResponse;
 use crate::identity::IdentityProvider;
 
+pub use client_cache::CLIENT_CACHE_TTL;
 pub use router::router;
 
 /// Settings the HTTP layer reads.
@@ -59,6 +61,8 @@ pub struct AppState {
     signer: Arc<Mutex<Option<(IdTokenSigner, Instant)>>>,
     /// This server's Prometheus metrics (`GET /metrics`).
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// Clients authenticated lately (see [`client_cache`]).
+    pub(crate) clients: Arc<client_cache::ClientCache>,
 }
 
 /// Secrets shared by every process on the database.
@@ -93,6 +97,7 @@ impl AppState {
             secrets: Arc::new(tokio::sync::OnceCell::new()),
             signer: Arc::new(Mutex::new(None)),
             metrics: Arc::new(metrics::Metrics::new()),
+            clients: Arc::new(client_cache::ClientCache::default()),
         }
     }
 
@@ -100,6 +105,15 @@ impl AppState {
     pub fn with_identity_provider(mut self, provider: Arc<dyn IdentityProvider>) -> Self {
         self.identity = Some(provider);
         self
+    }
+
+    /// A client as stored, through the process's client cache (see
+    /// [`client_cache`]).
+    pub(crate) async fn client(
+        &self,
+        id: &samtykke_core::domain::ClientId,
+    ) -> Result<Option<Arc<samtykke_core::domain::Client>>, StoreError> {
+        self.clients.find(self.store.as_ref(), id).await
     }
 
     pub(crate) async fn secrets(&self) -> Result<&ServerSecrets, StoreError> {

@@ -138,8 +138,7 @@ async fn register(
         ));
     }
     let client = state
-        .store
-        .find_client(&token.client_id)
+        .client(&token.client_id)
         .await
         .map_err(|e| store_failure(e, trace))?
         .ok_or_else(|| SpringError::new(StatusCode::UNAUTHORIZED, "the client no longer exists"))?;

@@ -50,7 +50,7 @@ pub async fn get_authorize(
     let t = texts_for(locale);
 
     let client = match authorize::client_id_of(&params) {
-        Ok(id) => match state.store.find_client(&id).await {
+        Ok(id) => match state.client(&id).await {
             Ok(client) => client,
             Err(e) => {
                 tracing::error!(error = %e, "authorization request: storage failed");
@@ -59,7 +59,7 @@ pub async fn get_authorize(
         },
         Err(_) => None,
     };
-    let request = match authorize::decide(&params, client.as_ref()) {
+    let request = match authorize::decide(&params, client.as_deref()) {
         Ok(request) => request,
         Err(AuthorizeRejection::ErrorPage(reason)) => {
             tracing::info!(

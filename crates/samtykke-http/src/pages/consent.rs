@@ -115,10 +115,8 @@ pub async fn post_consent(
     }
 
     let now = state.clock.now();
-    let (Some(nin), Ok(Some(client))) = (
-        flow.nin.clone(),
-        state.store.find_client(&flow.client_id).await,
-    ) else {
+    let (Some(nin), Ok(Some(client))) = (flow.nin.clone(), state.client(&flow.client_id).await)
+    else {
         let _ = state.store.end_auth_flow(&flow.id).await;
         return redirect_error(AuthorizeErrorCode::ServerError, "");
     };

@@ -2,6 +2,8 @@
 //! first step (the TestID form in the sandbox), `POST /oauth2/login` takes
 //! the form.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -135,9 +137,9 @@ pub(crate) async fn admit_form(
 pub(crate) async fn client_and_csrf(
     state: &AppState,
     admitted: &Admitted,
-) -> Result<(Client, String), Response> {
+) -> Result<(Arc<Client>, String), Response> {
     let t = admitted.t;
-    let client = match state.store.find_client(&admitted.flow.client_id).await {
+    let client = match state.client(&admitted.flow.client_id).await {
         Ok(Some(c)) if !c.disabled => c,
         Ok(_) => {
             return Err(error_page(

@@ -58,7 +58,7 @@ pub async fn logout(
             }
         }
         let client = match &client_id {
-            Some(id) => state.store.find_client(id).await.ok().flatten(),
+            Some(id) => state.client(id).await.ok().flatten(),
             None => None,
         };
         match client.filter(|c| !c.disabled && c.registered_redirect_uri(uri).is_some()) {

@@ -9,6 +9,7 @@ use samtykke_core::domain::{
 };
 use samtykke_core::store::{Store, StoreError};
 use samtykke_core::{Clock, SystemClock};
+use samtykke_http::CLIENT_CACHE_TTL;
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +255,7 @@ pub async fn run(
             {
                 store.update_sandbox_secret(&secret).await?;
             }
+            changes_in_force().await;
             write_secret(out, &id, &secret, json)?;
         }
         ClientCommand::Disable { client_id } => {
@@ -262,6 +264,7 @@ pub async fn run(
                 .set_client_disabled(&id, true)
                 .await
                 .map_err(not_found(&id))?;
+            changes_in_force().await;
             writeln!(out, "disabled {id}")?;
         }
         ClientCommand::Enable { client_id } => {
@@ -270,13 +273,23 @@ pub async fn run(
                 .set_client_disabled(&id, false)
                 .await
                 .map_err(not_found(&id))?;
+            changes_in_force().await;
             writeln!(out, "enabled {id}")?;
         }
         ClientCommand::Delete { client_id } => {
             let id = parse_id(&client_id)?;
             store.delete_client(&id).await.map_err(not_found(&id))?;
+            changes_in_force().await;
             writeln!(out, "deleted {id}")?;
         }
     }
     Ok(())
+}
+
+/// Running servers trust a client they have read for up to
+/// [`CLIENT_CACHE_TTL`]; waiting that long (and a little more) before
+/// returning means that, once a command has returned, every server judges by
+/// the change.
+async fn changes_in_force() {
+    tokio::time::sleep(CLIENT_CACHE_TTL + std::time::Duration::from_millis(50)).await;
 }

@@ -128,6 +128,9 @@ engine_tests! {
         let (id, secret) = app.create_client(&["--name", "Bank", "--org", "974760673", "--purpose", "presentation"]);
         let audience = app.audience("/v1/debt");
         let params = [("grant_type", "client_credentials"), ("audience", audience.as_str()), ("scope", "debt.unsecured.presentation")];
+        // The server now holds the client in its cache; the command's change
+        // must be in force once the command has returned.
+        assert_eq!(app.post_form("/oauth2/token", (&id, &secret), &params).await.status(), 200);
         assert!(run_cli(&app.database_url, &["client", "disable", &id]).status.success());
         assert_oauth_error(app.post_form("/oauth2/token", (&id, &secret), &params).await, 401, "invalid_client").await;
         assert!(run_cli(&app.database_url, &["client", "enable", &id]).status.success());
@@ -273,13 +276,16 @@ engine_tests! {
 
     async fn a_rotated_secret_replaces_the_old_one(app) {
         let (id, old) = app.create_client(&["--name", "Bank", "--org", "974760673", "--purpose", "presentation"]);
+        let audience = app.audience("/v1/debt");
+        let params = [("grant_type", "client_credentials"), ("audience", audience.as_str()), ("scope", "debt.unsecured.presentation")];
+        // Cached with the old secret; the rotation must be in force once the
+        // command has returned.
+        assert_eq!(app.post_form("/oauth2/token", (&id, &old), &params).await.status(), 200);
         let output = run_cli(&app.database_url, &["client", "rotate-secret", &id, "--json"]);
         assert!(output.status.success());
         let rotated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         let new = rotated["client_secret"].as_str().unwrap();
         assert_ne!(new, old);
-        let audience = app.audience("/v1/debt");
-        let params = [("grant_type", "client_credentials"), ("audience", audience.as_str()), ("scope", "debt.unsecured.presentation")];
         assert_oauth_error(app.post_form("/oauth2/token", (&id, &old), &params).await, 401, "invalid_client").await;
         assert_eq!(app.post_form("/oauth2/token", (&id, new), &params).await.status(), 200);
     }
