@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
 use crate::commands::{client, debt, keys};
@@ -123,49 +122,18 @@ impl ServeArgs {
     }
 }
 
-/// Where log lines go: both write to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LogWriter {
-    /// The server: a request formats its line and queues it; a log thread
-    /// writes whatever is queued in one system call. Nothing is dropped (a
-    /// full queue makes the request wait), and the queue is flushed when the
-    /// returned guard is dropped at exit.
-    Queued,
-    /// Operator commands: written at once.
-    Direct,
-}
-
-fn init_tracing(
-    format: LogFormat,
-    default_level: &str,
-    writer: LogWriter,
-) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_env("SAMTYKKE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new(default_level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = match writer {
-        LogWriter::Queued => {
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(false)
-                .thread_name("samtykke-log")
-                .finish(std::io::BufWriter::with_capacity(
-                    64 * 1024,
-                    std::io::stderr(),
-                ));
-            (BoxMakeWriter::new(writer), Some(guard))
-        }
-        LogWriter::Direct => (BoxMakeWriter::new(std::io::stderr), None),
-    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    guard
 }
 
 /// Parses the command line and runs the command.
@@ -175,7 +143,7 @@ pub async fn run() -> anyhow::Result<()> {
     let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
     match cli.command {
         Command::Serve(args) => {
-            let _log = init_tracing(log_format, "info,sqlx=warn", LogWriter::Queued);
+            init_tracing(log_format, "info,sqlx=warn");
             let config = args.resolve(cli.database_url, &file)?;
             serve(config).await
         }
@@ -200,7 +168,7 @@ async fn operator_store(
     file: Option<String>,
     log_format: LogFormat,
 ) -> anyhow::Result<std::sync::Arc<dyn samtykke_core::store::Store>> {
-    init_tracing(log_format, "warn", LogWriter::Direct);
+    init_tracing(log_format, "warn");
     let url = flag
         .or(file)
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
