@@ -7,9 +7,10 @@
 //! a process of their own and wait that long after a change before they
 //! return; so once such a command has returned, every running server judges
 //! by the new state. Unknown clients are not kept (a new client works at
-//! once), and whatever a stale entry lets through is a token that its first
-//! use and introspection refuse: a sealed token carries its client's
-//! `token_generation`, which is checked in the database on every use.
+//! once). While such a command waits, a stale entry can still let a
+//! disabled or deleted client get a token, but not use it: a sealed token
+//! carries its client's `token_generation`, and every use and introspection
+//! checks the client in the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
