@@ -61,8 +61,8 @@ pub struct AppState {
     signer: Arc<Mutex<Option<(IdTokenSigner, Instant)>>>,
     /// This server's Prometheus metrics (`GET /metrics`).
     pub(crate) metrics: Arc<metrics::Metrics>,
-    /// Clients authenticated lately (see [`client_cache`]).
-    pub(crate) clients: Arc<client_cache::ClientCache>,
+    /// Clients read lately; reach them through [`AppState::client`].
+    clients: Arc<client_cache::ClientCache>,
 }
 
 /// Secrets shared by every process on the database.

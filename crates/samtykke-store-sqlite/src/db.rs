@@ -317,8 +317,7 @@ fn run_checkpointer(conn: Connection, committed: mpsc::Receiver<()>, shared: Arc
         let started = std::time::Instant::now();
         if shared.writer_should_finish.load(Ordering::Acquire) {
             // Leave the writer the lock and as short a rest as possible.
-            #[allow(clippy::disallowed_methods)]
-            std::thread::sleep(CHECKPOINT_INTERVAL / 4);
+            rest(CHECKPOINT_INTERVAL / 4);
             continue;
         }
         let pass = {
@@ -342,10 +341,15 @@ fn run_checkpointer(conn: Connection, committed: mpsc::Receiver<()>, shared: Arc
                 tracing::warn!(error = %e, "SQLite checkpoint failed; retrying after the next commit")
             }
         }
-        // A thread of its own, not a runtime worker: sleeping blocks nothing.
-        #[allow(clippy::disallowed_methods)]
-        std::thread::sleep(CHECKPOINT_INTERVAL.saturating_sub(started.elapsed()));
+        rest(CHECKPOINT_INTERVAL.saturating_sub(started.elapsed()));
     }
+}
+
+/// The checkpointer's pause: a thread of its own, not a runtime worker, so
+/// sleeping blocks nothing.
+#[allow(clippy::disallowed_methods)]
+fn rest(duration: Duration) {
+    std::thread::sleep(duration);
 }
 
 /// The writer's part: when the checkpointer asked for it and is not in a
@@ -387,11 +391,10 @@ fn run_writer(
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        let any_committed = committed.is_ok();
         for job in batch {
             job.finish(committed.clone());
         }
-        if any_committed {
+        if committed.is_ok() {
             // Full means the checkpointer has not run since the last signal.
             let _ = commits.try_send(());
         }
