@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod clock;
 pub mod consent;
 pub mod debt;
+pub mod debt_lookup;
 pub mod domain;
 pub mod error;
 pub mod flow;

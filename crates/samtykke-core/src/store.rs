@@ -11,6 +11,7 @@ use crate::consent::{
     ConsentStatus, RevokedBy, UsageRecord,
 };
 use crate::debt::{DebtEntry, Delivery, Loan};
+use crate::debt_lookup::{DebtLookup, DebtLookupOutcome};
 use crate::domain::{
     ApiAudience, Client, ClientId, ClientName, ClientSecret, Nin, NinPolicy, OrgNumber, Purpose,
     RedirectUri, ScopeSet, SecretHash,
@@ -124,17 +125,13 @@ pub trait Store: Send + Sync + 'static {
     /// `client_consent_id`, nothing is written and that consent is returned.
     async fn insert_consent(&self, consent: &Consent) -> Result<ConsentInsert, StoreError>;
     async fn find_consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError>;
-    /// Uses the consent for one debt fetch, atomically: only if it belongs to
-    /// `usage.client_id`, is active and not expired at `usage.used_at`. Writes
-    /// the usage record; a single-use consent becomes consumed (with its
-    /// `SAMTYKKE_ARKIVERT` event). Returns the consent as it was before, or
-    /// None when it could not be used (of concurrent uses of a single-use
-    /// consent exactly one gets Some).
-    async fn use_consent(
-        &self,
-        id: &ConsentId,
-        usage: &UsageRecord,
-    ) -> Result<Option<Consent>, StoreError>;
+    /// Carries out one debt fetch atomically: judges the consent with
+    /// [`DebtLookup::judge`] as it is stored at that moment, and only if it
+    /// may serve, reads the person's loans and writes the usage record (a
+    /// single-use consent becomes consumed, with its `SAMTYKKE_ARKIVERT`
+    /// event). Of concurrent lookups of a single-use consent exactly one is
+    /// served. A refused lookup writes nothing.
+    async fn look_up_debt(&self, lookup: &DebtLookup) -> Result<DebtLookupOutcome, StoreError>;
     /// Revokes an active consent of `client_id` (event `SAMTYKKE_ARKIVERT`,
     /// tokens bound to it revoked).
     async fn revoke_consent(

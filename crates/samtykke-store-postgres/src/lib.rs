@@ -10,6 +10,7 @@ use samtykke_core::consent::{
     Consent, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
+use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
 use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
@@ -205,6 +206,30 @@ async fn insert_usage(conn: &mut PgConnection, u: &UsageRow) -> Result<(), Store
     .await
     .map_err(unavailable)?;
     Ok(())
+}
+
+/// The person's loans, by creditor.
+async fn loans_of<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    nin: &Nin,
+) -> Result<Vec<DebtEntry>, StoreError> {
+    sqlx::query("SELECT * FROM debt_loans WHERE nin = $1 ORDER BY creditor_name, creditor_org, id")
+        .bind(nin.as_str())
+        .fetch_all(executor)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| {
+            DebtEntry::try_from(LoanRow {
+                nin: r.try_get("nin").map_err(unavailable)?,
+                creditor_org: r.try_get("creditor_org").map_err(unavailable)?,
+                creditor_name: r.try_get("creditor_name").map_err(unavailable)?,
+                provider_id: r.try_get("provider_id").map_err(unavailable)?,
+                account_id: r.try_get("account_id").map_err(unavailable)?,
+                loan_json: r.try_get("loan_json").map_err(unavailable)?,
+            })
+        })
+        .collect()
 }
 
 fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
@@ -526,71 +551,98 @@ impl Store for PostgresStore {
             .transpose()
     }
 
-    async fn use_consent(
-        &self,
-        id: &ConsentId,
-        usage: &UsageRecord,
-    ) -> Result<Option<Consent>, StoreError> {
-        let now = usage.used_at.unix_timestamp();
-        let u = UsageRow::from(usage);
-        // A duration consent (the common case) only needs its usage record:
-        // one statement, one round trip, its own commit.
-        let used = sqlx::query(
-            "WITH used AS ( \
-               SELECT * FROM consents \
-               WHERE id = $1 AND client_id = $2 AND status = 'active' AND expires_at > $3 AND duration_days <> 0 \
+    async fn look_up_debt(&self, lookup: &DebtLookup) -> Result<DebtLookupOutcome, StoreError> {
+        let at = lookup.at.unix_timestamp();
+        let purposes: Vec<&str> = lookup.purposes.iter().map(|p| p.as_str()).collect();
+        // A duration consent (the common case) in one statement, one round
+        // trip and its own commit: the conditions of `DebtLookup::judge`
+        // decide whether the usage record is written, and only then are
+        // the loans joined in.
+        let rows = sqlx::query(
+            "WITH c AS ( \
+               SELECT * FROM consents WHERE id = $1 \
              ), logged AS ( \
                INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) \
-               SELECT id, client_id, $4, $5, $6 FROM used \
-             ) SELECT * FROM used",
+               SELECT id, client_id, $4, purpose, $5 FROM c \
+               WHERE client_id = $2 AND status = 'active' AND expires_at > $3 \
+                 AND duration_days <> 0 AND purpose = ANY($6::text[]) \
+               RETURNING consent_id \
+             ) SELECT c.*, EXISTS (SELECT 1 FROM logged) AS served, \
+                 l.creditor_org AS loan_creditor_org, l.creditor_name AS loan_creditor_name, \
+                 l.provider_id AS loan_provider_id, l.account_id AS loan_account_id, l.loan_json \
+               FROM c LEFT JOIN debt_loans l ON l.nin = c.nin AND EXISTS (SELECT 1 FROM logged) \
+               ORDER BY l.creditor_name, l.creditor_org, l.id",
         )
-        .bind(id.to_string())
-        .bind(usage.client_id.as_str())
-        .bind(now)
-        .bind(u.used_at_us)
-        .bind(&u.purpose)
-        .bind(&u.trace_id)
-        .fetch_optional(&self.pool)
+        .bind(lookup.consent_id.to_string())
+        .bind(lookup.client_id.as_str())
+        .bind(at)
+        .bind(unix_micros(lookup.at))
+        .bind(&lookup.trace_id)
+        .bind(&purposes)
+        .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        if let Some(row) = used {
-            return Consent::try_from(consent_row(&row)?).map(Some);
+        let Some(first) = rows.first() else {
+            return Ok(DebtLookupOutcome::Refused(
+                DebtLookupRefusal::NoUsableConsent,
+            ));
+        };
+        let consent = Consent::try_from(consent_row(first)?)?;
+        if first.try_get::<bool, _>("served").map_err(unavailable)? {
+            let mut loans = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let Some(loan_json) = row.try_get("loan_json").map_err(unavailable)? else {
+                    continue;
+                };
+                loans.push(DebtEntry::try_from(LoanRow {
+                    nin: consent.nin.as_str().to_owned(),
+                    creditor_org: row.try_get("loan_creditor_org").map_err(unavailable)?,
+                    creditor_name: row.try_get("loan_creditor_name").map_err(unavailable)?,
+                    provider_id: row.try_get("loan_provider_id").map_err(unavailable)?,
+                    account_id: row.try_get("loan_account_id").map_err(unavailable)?,
+                    loan_json,
+                })?);
+            }
+            return Ok(DebtLookupOutcome::Served { consent, loans });
         }
+        if let Err(refusal) = lookup.judge(Some(&consent)) {
+            return Ok(DebtLookupOutcome::Refused(refusal));
+        }
+        // A single-use consent (or one that ended between the statement and
+        // the judgement): the conditional update is the atomic check, so of
+        // concurrent uses exactly one finds it active.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // The conditional update is the atomic check: a single-use consent
-        // leaves 'active' here, so a concurrent use finds nothing to update.
-        let before = sqlx::query(
+        let consumed = sqlx::query(
             "UPDATE consents SET \
                status = CASE WHEN duration_days = 0 THEN 'consumed' ELSE status END, \
                ended_at = CASE WHEN duration_days = 0 THEN $1 ELSE ended_at END \
-             WHERE id = $2 AND client_id = $3 AND status = 'active' AND expires_at > $4 \
+             WHERE id = $2 AND client_id = $3 AND status = 'active' AND expires_at > $1 \
              RETURNING *",
         )
-        .bind(now)
-        .bind(id.to_string())
-        .bind(usage.client_id.as_str())
-        .bind(now)
+        .bind(at)
+        .bind(lookup.consent_id.to_string())
+        .bind(lookup.client_id.as_str())
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let Some(row) = before else {
+        let Some(row) = consumed else {
             tx.rollback().await.map_err(unavailable)?;
-            return Ok(None);
+            return Ok(DebtLookupOutcome::Refused(
+                DebtLookupRefusal::NoUsableConsent,
+            ));
         };
-        let mut row = consent_row(&row)?;
-        insert_usage(&mut tx, &u).await?;
+        let row = consent_row(&row)?;
+        insert_usage(&mut tx, &UsageRow::from(&lookup.usage(consent.purpose))).await?;
         if row.duration_days == 0 {
             insert_event(
                 &mut tx,
-                &new_event_row(&row, ConsentEventType::Archived, usage.used_at),
+                &new_event_row(&row, ConsentEventType::Archived, lookup.at),
             )
             .await?;
-            // Report the consent as it was when it was used.
-            row.status = "active".into();
-            row.ended_at = None;
         }
+        let loans = loans_of(&mut *tx, &consent.nin).await?;
         tx.commit().await.map_err(unavailable)?;
-        Consent::try_from(row).map(Some)
+        Ok(DebtLookupOutcome::Served { consent, loans })
     }
 
     async fn revoke_consent(
@@ -776,25 +828,7 @@ impl Store for PostgresStore {
     }
 
     async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
-        sqlx::query(
-            "SELECT * FROM debt_loans WHERE nin = $1 ORDER BY creditor_name, creditor_org, id",
-        )
-        .bind(nin.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .iter()
-        .map(|r| {
-            DebtEntry::try_from(LoanRow {
-                nin: r.try_get("nin").map_err(unavailable)?,
-                creditor_org: r.try_get("creditor_org").map_err(unavailable)?,
-                creditor_name: r.try_get("creditor_name").map_err(unavailable)?,
-                provider_id: r.try_get("provider_id").map_err(unavailable)?,
-                account_id: r.try_get("account_id").map_err(unavailable)?,
-                loan_json: r.try_get("loan_json").map_err(unavailable)?,
-            })
-        })
-        .collect()
+        loans_of(&self.pool, nin).await
     }
 
     async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError> {

@@ -17,9 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use samtykke_core::consent::{
-    Consent, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
+    Consent, ConsentDuration, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
+use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
 use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
@@ -579,45 +580,60 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn use_consent(
-        &self,
-        id: &ConsentId,
-        usage: &UsageRecord,
-    ) -> Result<Option<Consent>, StoreError> {
-        let now = usage.used_at.unix_timestamp();
-        let used_at = usage.used_at;
-        let id = id.to_string();
-        let usage = UsageRow::from(usage);
-        let row = self
+    async fn look_up_debt(&self, lookup: &DebtLookup) -> Result<DebtLookupOutcome, StoreError> {
+        let lookup = lookup.clone();
+        // One writer job: the consent is judged, the loans read and the use
+        // logged in the writer's transaction, so a single-use consent is
+        // judged and consumed with nothing in between, and the reads hit
+        // the writer's warm page cache.
+        let served = self
             .db
             .write(move |c| {
-                // The conditional update is the atomic check: a single-use
-                // consent leaves 'active' here, so a later use finds nothing
-                // to update.
-                let Some(mut row) = query_opt(
+                let id = lookup.consent_id.to_string();
+                let row = query_opt(
                     c,
-                    "UPDATE consents SET \
-                       status = CASE WHEN duration_days = 0 THEN 'consumed' ELSE status END, \
-                       ended_at = CASE WHEN duration_days = 0 THEN ? ELSE ended_at END \
-                     WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? \
-                     RETURNING *",
-                    params![now, id, usage.client_id, now],
+                    "SELECT * FROM consents WHERE id = ?",
+                    [&id],
                     consent_row,
-                )?
-                else {
-                    return Ok(None);
-                };
-                insert_usage(c, &usage)?;
-                if row.duration_days == 0 {
-                    insert_event(c, &new_event_row(&row, ConsentEventType::Archived, used_at))?;
-                    // Report the consent as it was when it was used.
-                    row.status = "active".into();
-                    row.ended_at = None;
+                )?;
+                let consent = row.clone().map(Consent::try_from).transpose()?;
+                if let Err(refusal) = lookup.judge(consent.as_ref()) {
+                    return Ok(Err(refusal));
                 }
-                Ok(Some(row))
+                let (Some(row), Some(consent)) = (row, consent) else {
+                    return Ok(Err(DebtLookupRefusal::NoUsableConsent));
+                };
+                insert_usage(c, &UsageRow::from(&lookup.usage(consent.purpose)))?;
+                if consent.duration == ConsentDuration::SingleUse {
+                    execute(
+                        c,
+                        "UPDATE consents SET status = 'consumed', ended_at = ? WHERE id = ?",
+                        params![lookup.at.unix_timestamp(), id],
+                    )?;
+                    insert_event(
+                        c,
+                        &new_event_row(&row, ConsentEventType::Archived, lookup.at),
+                    )?;
+                }
+                let loans = query_all(
+                    c,
+                    "SELECT * FROM debt_loans WHERE nin = ? ORDER BY creditor_name, creditor_org, id",
+                    [consent.nin.as_str()],
+                    loan_row,
+                )?;
+                Ok(Ok((consent, loans)))
             })
             .await?;
-        row.map(Consent::try_from).transpose()
+        Ok(match served {
+            Ok((consent, loans)) => DebtLookupOutcome::Served {
+                consent,
+                loans: loans
+                    .into_iter()
+                    .map(DebtEntry::try_from)
+                    .collect::<Result<_, _>>()?,
+            },
+            Err(refusal) => DebtLookupOutcome::Refused(refusal),
+        })
     }
 
     async fn revoke_consent(

@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use samtykke_core::consent::{ConsentId, ConsentStatus, RevokedBy, UsageRecord};
+use samtykke_core::consent::{ConsentId, ConsentStatus, RevokedBy};
+use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
 use samtykke_core::domain::ApiAudience;
 use samtykke_core::store::RevokeOutcome;
 use samtykke_core::token::AccessTokenRecord;
@@ -39,46 +40,44 @@ impl Call<'_> {
         Ok(token)
     }
 
-    /// Checks, reads the debt, and only then records the use (atomically
-    /// consuming a single-use consent) — so that what is logged is what is sent.
+    /// Judges the consent, reads the debt and records the use in one
+    /// atomic store step (consuming a single-use consent), so that what is
+    /// logged is what is sent.
     async fn fetch_debt(
         &self,
         token: &AccessTokenRecord,
         id: ConsentId,
     ) -> Result<Response, ApiError> {
-        let store = &self.state.store;
-        let store_error = |e| ApiError::from_store(e, self.trace, self.now);
         if token.consent_id.is_some_and(|bound| bound != id) {
             return Err(self.error(ApiErrorKind::InvalidConsent));
         }
-        let consent = store
-            .find_consent(&id)
-            .await
-            .map_err(store_error)?
-            .filter(|c| c.usable_by(&token.client_id, self.now))
-            .ok_or_else(|| self.error(ApiErrorKind::InvalidConsent))?;
-        if !token
-            .scopes
-            .iter()
-            .any(|s| s.purpose() == Some(consent.purpose))
-        {
-            return Err(self.error(ApiErrorKind::InsufficientScope));
-        }
-        let debt = store.debt_of(&consent.nin).await.map_err(store_error)?;
-        let usage = UsageRecord {
+        let lookup = DebtLookup {
             consent_id: id,
             client_id: token.client_id.clone(),
-            used_at: self.now,
-            purpose: consent.purpose,
+            purposes: token.scopes.iter().filter_map(|s| s.purpose()).collect(),
+            at: self.now,
             trace_id: self.trace.to_owned(),
         };
-        let Some(used) = store.use_consent(&id, &usage).await.map_err(store_error)? else {
-            return Err(self.error(ApiErrorKind::InvalidConsent));
+        let outcome = self
+            .state
+            .store
+            .look_up_debt(&lookup)
+            .await
+            .map_err(|e| ApiError::from_store(e, self.trace, self.now))?;
+        let (consent, debt) = match outcome {
+            DebtLookupOutcome::Served { consent, loans } => (consent, loans),
+            DebtLookupOutcome::Refused(DebtLookupRefusal::NoUsableConsent) => {
+                return Err(self.error(ApiErrorKind::InvalidConsent))
+            }
+            DebtLookupOutcome::Refused(DebtLookupRefusal::PurposeNotGranted) => {
+                return Err(self.error(ApiErrorKind::InsufficientScope))
+            }
         };
-        self.state.metrics.debt_fetched(&used);
+        self.state.metrics.debt_fetched(&consent);
         let mut creditors: Vec<&str> = debt.iter().map(|d| d.creditor_org.as_str()).collect();
         creditors.sort_unstable();
         creditors.dedup();
+        let creditors_answered = creditors.len();
         let body = DebtInformation {
             consent: ConsentMetadata {
                 id: id.to_string(),
@@ -87,13 +86,13 @@ impl Call<'_> {
             },
             ssn: consent.nin.as_str().to_owned(),
             loans: debt
-                .iter()
+                .into_iter()
                 .map(|d| LoanItem {
-                    creditorName: d.creditor_name.clone(),
-                    loan: d.loan.clone(),
+                    creditorName: d.creditor_name,
+                    loan: d.loan,
                 })
                 .collect(),
-            numberOfCreditorsAnswered: creditors.len(),
+            numberOfCreditorsAnswered: creditors_answered,
             numberOfcreditorsMissing: 0,
         };
         tracing::info!(client_id = %token.client_id, consent_id = %id, trace_id = self.trace, "debt fetched");
