@@ -47,15 +47,16 @@ pub enum DebtLookupOutcome {
 }
 
 impl DebtLookup {
-    /// May `consent` (as stored now, if at all) serve this lookup?
-    pub fn judge(&self, consent: Option<&Consent>) -> Result<(), DebtLookupRefusal> {
+    /// May `consent` (as stored now, if at all) serve this lookup? Returns
+    /// the consent that may.
+    pub fn judge(&self, consent: Option<Consent>) -> Result<Consent, DebtLookupRefusal> {
         let consent = consent
             .filter(|c| c.usable_by(&self.client_id, self.at))
             .ok_or(DebtLookupRefusal::NoUsableConsent)?;
         if !self.purposes.contains(&consent.purpose) {
             return Err(DebtLookupRefusal::PurposeNotGranted);
         }
-        Ok(())
+        Ok(consent)
     }
 
     /// The usage record a served lookup writes.
@@ -104,7 +105,7 @@ mod tests {
         let t0 = OffsetDateTime::UNIX_EPOCH;
         let c = consent("debt.unsecured.processing.10", t0);
         let l = lookup(&c, vec![Purpose::Presentation, Purpose::Processing], t0);
-        assert_eq!(l.judge(Some(&c)), Ok(()));
+        assert_eq!(l.judge(Some(c.clone())), Ok(c.clone()));
         let usage = l.usage(c.purpose);
         assert_eq!(
             (usage.consent_id, usage.used_at, usage.purpose),
@@ -122,20 +123,20 @@ mod tests {
         let mut foreign = c.clone();
         foreign.client_id = ClientId::parse("other").unwrap();
         assert_eq!(
-            l.judge(Some(&foreign)),
+            l.judge(Some(foreign.clone())),
             Err(DebtLookupRefusal::NoUsableConsent)
         );
 
         let mut consumed = c.clone();
         consumed.status = ConsentStatus::Consumed;
         assert_eq!(
-            l.judge(Some(&consumed)),
+            l.judge(Some(consumed.clone())),
             Err(DebtLookupRefusal::NoUsableConsent)
         );
 
         let late = lookup(&c, vec![Purpose::Processing], c.expires_at);
         assert_eq!(
-            late.judge(Some(&c)),
+            late.judge(Some(c.clone())),
             Err(DebtLookupRefusal::NoUsableConsent)
         );
         let just_in_time = lookup(
@@ -143,7 +144,7 @@ mod tests {
             vec![Purpose::Processing],
             c.expires_at - Duration::seconds(1),
         );
-        assert_eq!(just_in_time.judge(Some(&c)), Ok(()));
+        assert_eq!(just_in_time.judge(Some(c.clone())), Ok(c.clone()));
     }
 
     #[test]
@@ -151,10 +152,13 @@ mod tests {
         let t0 = OffsetDateTime::UNIX_EPOCH;
         let c = consent("debt.unsecured.presentation.10", t0);
         let l = lookup(&c, vec![Purpose::Processing], t0);
-        assert_eq!(l.judge(Some(&c)), Err(DebtLookupRefusal::PurposeNotGranted));
+        assert_eq!(
+            l.judge(Some(c.clone())),
+            Err(DebtLookupRefusal::PurposeNotGranted)
+        );
         let none = lookup(&c, vec![], t0);
         assert_eq!(
-            none.judge(Some(&c)),
+            none.judge(Some(c.clone())),
             Err(DebtLookupRefusal::PurposeNotGranted)
         );
     }

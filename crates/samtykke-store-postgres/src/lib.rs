@@ -605,9 +605,10 @@ impl Store for PostgresStore {
             }
             return Ok(DebtLookupOutcome::Served { consent, loans });
         }
-        if let Err(refusal) = lookup.judge(Some(&consent)) {
-            return Ok(DebtLookupOutcome::Refused(refusal));
-        }
+        let consent = match lookup.judge(Some(consent)) {
+            Ok(consent) => consent,
+            Err(refusal) => return Ok(DebtLookupOutcome::Refused(refusal)),
+        };
         // A single-use consent (or one that ended between the statement and
         // the judgement): the conditional update is the atomic check, so of
         // concurrent uses exactly one finds it active.

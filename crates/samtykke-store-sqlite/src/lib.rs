@@ -20,7 +20,7 @@ use samtykke_core::consent::{
     Consent, ConsentDuration, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
-use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
+use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
 use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
@@ -590,18 +590,17 @@ impl Store for SqliteStore {
             .db
             .write(move |c| {
                 let id = lookup.consent_id.to_string();
-                let row = query_opt(
+                let stored = query_opt(
                     c,
                     "SELECT * FROM consents WHERE id = ?",
                     [&id],
                     consent_row,
-                )?;
-                let consent = row.clone().map(Consent::try_from).transpose()?;
-                if let Err(refusal) = lookup.judge(consent.as_ref()) {
-                    return Ok(Err(refusal));
-                }
-                let (Some(row), Some(consent)) = (row, consent) else {
-                    return Ok(Err(DebtLookupRefusal::NoUsableConsent));
+                )?
+                .map(Consent::try_from)
+                .transpose()?;
+                let consent = match lookup.judge(stored) {
+                    Ok(consent) => consent,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
                 insert_usage(c, &UsageRow::from(&lookup.usage(consent.purpose)))?;
                 if consent.duration == ConsentDuration::SingleUse {
@@ -612,7 +611,11 @@ impl Store for SqliteStore {
                     )?;
                     insert_event(
                         c,
-                        &new_event_row(&row, ConsentEventType::Archived, lookup.at),
+                        &new_event_row(
+                            &ConsentRow::from(&consent),
+                            ConsentEventType::Archived,
+                            lookup.at,
+                        ),
                     )?;
                 }
                 let loans = query_all(

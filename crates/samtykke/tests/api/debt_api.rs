@@ -162,6 +162,14 @@ engine_tests! {
         assert_api_error(app.get_bearer("/v1/debt", &cc).await, 400, "invalid_request").await;
         let status: Value = app.get_bearer(&format!("/v1/debt/{id}/status"), &cc).await.json().await.unwrap();
         assert_eq!(status["active"], false);
+        // Consuming it archived it in the feed, once; the use was logged once.
+        let feed_token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        let feed: Value = app.get_bearer("/feed/v1/consent?fromSequenceNr=1&limit=100", &feed_token).await.json().await.unwrap();
+        let archived = feed["result"].as_array().unwrap().iter()
+            .filter(|e| e["consentId"] == id.as_str() && e["eventType"] == "SAMTYKKE_ARKIVERT").count();
+        assert_eq!(archived, 1, "{feed}");
+        let consent_id = samtykke_core::consent::ConsentId::parse(&id).unwrap();
+        assert_eq!(app.store.consent_usage(&consent_id).await.unwrap().len(), 1);
     }
 
     async fn concurrent_fetches_of_a_single_use_consent_serve_the_debt_exactly_once(app) {
