@@ -609,9 +609,10 @@ impl Store for PostgresStore {
             Ok(consent) => consent,
             Err(refusal) => return Ok(DebtLookupOutcome::Refused(refusal)),
         };
-        // A single-use consent (or one that ended between the statement and
-        // the judgement): the conditional update is the atomic check, so of
-        // concurrent uses exactly one finds it active.
+        // Judged usable but not served by the statement: a single-use
+        // consent, which the statement leaves to this transaction. The
+        // conditional update is the atomic check, so of concurrent uses
+        // exactly one finds it active.
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let consumed = sqlx::query(
             "UPDATE consents SET \
