@@ -219,17 +219,20 @@ async fn loans_of<'e>(
         .await
         .map_err(unavailable)?
         .iter()
-        .map(|r| {
-            DebtEntry::try_from(LoanRow {
-                nin: r.try_get("nin").map_err(unavailable)?,
-                creditor_org: r.try_get("creditor_org").map_err(unavailable)?,
-                creditor_name: r.try_get("creditor_name").map_err(unavailable)?,
-                provider_id: r.try_get("provider_id").map_err(unavailable)?,
-                account_id: r.try_get("account_id").map_err(unavailable)?,
-                loan_json: r.try_get("loan_json").map_err(unavailable)?,
-            })
-        })
+        .map(|r| debt_entry(r, nin))
         .collect()
+}
+
+/// One loan of `nin` from a row carrying `debt_loans`' loan columns.
+fn debt_entry(row: &PgRow, nin: &Nin) -> Result<DebtEntry, StoreError> {
+    DebtEntry::try_from(LoanRow {
+        nin: nin.as_str().to_owned(),
+        creditor_org: row.try_get("creditor_org").map_err(unavailable)?,
+        creditor_name: row.try_get("creditor_name").map_err(unavailable)?,
+        provider_id: row.try_get("provider_id").map_err(unavailable)?,
+        account_id: row.try_get("account_id").map_err(unavailable)?,
+        loan_json: row.try_get("loan_json").map_err(unavailable)?,
+    })
 }
 
 fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
@@ -568,8 +571,7 @@ impl Store for PostgresStore {
                  AND duration_days <> 0 AND purpose = ANY($6::text[]) \
                RETURNING consent_id \
              ) SELECT c.*, EXISTS (SELECT 1 FROM logged) AS served, \
-                 l.creditor_org AS loan_creditor_org, l.creditor_name AS loan_creditor_name, \
-                 l.provider_id AS loan_provider_id, l.account_id AS loan_account_id, l.loan_json \
+                 l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
                FROM c LEFT JOIN debt_loans l ON l.nin = c.nin AND EXISTS (SELECT 1 FROM logged) \
                ORDER BY l.creditor_name, l.creditor_org, l.id",
         )
@@ -589,19 +591,16 @@ impl Store for PostgresStore {
         };
         let consent = Consent::try_from(consent_row(first)?)?;
         if first.try_get::<bool, _>("served").map_err(unavailable)? {
+            // Without loans the one row carries NULLs in the loan columns.
             let mut loans = Vec::with_capacity(rows.len());
             for row in &rows {
-                let Some(loan_json) = row.try_get("loan_json").map_err(unavailable)? else {
-                    continue;
-                };
-                loans.push(DebtEntry::try_from(LoanRow {
-                    nin: consent.nin.as_str().to_owned(),
-                    creditor_org: row.try_get("loan_creditor_org").map_err(unavailable)?,
-                    creditor_name: row.try_get("loan_creditor_name").map_err(unavailable)?,
-                    provider_id: row.try_get("loan_provider_id").map_err(unavailable)?,
-                    account_id: row.try_get("loan_account_id").map_err(unavailable)?,
-                    loan_json,
-                })?);
+                if row
+                    .try_get::<Option<String>, _>("loan_json")
+                    .map_err(unavailable)?
+                    .is_some()
+                {
+                    loans.push(debt_entry(row, &consent.nin)?);
+                }
             }
             return Ok(DebtLookupOutcome::Served { consent, loans });
         }
