@@ -105,6 +105,40 @@ engine_tests! {
         assert_spring_error(app.register(other_person).await, 409, "already registered").await;
     }
 
+    async fn registrations_sent_at_once_create_each_consent_once(app) {
+        // Sent all at once, so that on PostgreSQL they share batched
+        // statements: 8 distinct registrations and 8 of one client consent
+        // id give 9 consents, each with one creation event.
+        let token = app.sandbox_token("/v1/consent/agreement", "consent.create").await;
+        let bodies: Vec<Value> = (0..16).map(|i| if i % 2 == 0 { body(&format!("at-once-{i}")) } else { body("at-once-same") }).collect();
+        let requests: Vec<_> = bodies.iter().map(|b| {
+            let request = app.http.put(app.url("/v1/consent/agreement")).bearer_auth(&token).json(b);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            })
+        }).collect();
+        let mut ids = Vec::new();
+        for request in requests {
+            let (status, answer) = request.await.unwrap();
+            assert_eq!(status, 200, "{answer}");
+            ids.push(answer["consent"]["id"].as_str().unwrap().to_owned());
+        }
+        let same: Vec<&String> = ids.iter().skip(1).step_by(2).collect();
+        assert!(same.windows(2).all(|w| w[0] == w[1]), "{same:?}");
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 9, "{ids:?}");
+        let feed_token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        let feed: Value = app.get_bearer("/feed/v1/consent?fromSequenceNr=1&limit=100", &feed_token).await.json().await.unwrap();
+        let mut created: Vec<&str> = feed["result"].as_array().unwrap().iter()
+            .filter(|e| e["eventType"] == "SAMTYKKE_OPPRETTET")
+            .map(|e| e["consentId"].as_str().unwrap()).collect();
+        created.sort_unstable();
+        assert_eq!(created, distinct.iter().map(String::as_str).collect::<Vec<_>>(), "{feed}");
+    }
+
     async fn our_consent_id_is_accepted_as_the_older_name(app) {
         let response = app.register(json!({"nin": PERSON, "scope_of_consent": "debt.unsecured.processing", "consent_duration_days": 10, "our_consent_id": "legacy-1"})).await;
         assert_eq!(response.status(), 200);

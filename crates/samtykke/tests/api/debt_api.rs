@@ -231,4 +231,63 @@ engine_tests! {
         app.store.set_client_disabled(&ClientId::parse(&id).unwrap(), true).await.unwrap();
         assert_api_error(app.get_bearer(&format!("/v1/debt/{}", uuid::Uuid::new_v4()), token).await, 401, "invalid_token").await;
     }
+
+    async fn many_lookups_at_once_each_get_the_answer_of_their_own_consent_and_token(app) {
+        // Sent all at once, so that on PostgreSQL they share batched
+        // statements: each answer, and each usage record, must still be the
+        // one its own consent and token decide.
+        let presentation = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        let revoked = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        let (client, secret) = app.sandbox_auth();
+        app.post_form("/oauth2/revoke", (&client, &secret), &[("token", &revoked)]).await;
+        enum Expect { Served(&'static str), Refused(u16, &'static str) }
+        let mut cases = Vec::new();
+        for i in 0..16 {
+            let nin = if i % 2 == 0 { PERSON } else { "12829499914" };
+            let id = app.agreement_consent(nin, "debt.unsecured.presentation", 30).await;
+            cases.push((id, presentation.clone(), Expect::Served(nin)));
+        }
+        for _ in 0..6 {
+            let id = app.agreement_consent(PERSON, "debt.unsecured.processing", 30).await;
+            cases.push((id, presentation.clone(), Expect::Refused(403, "insufficient_scope")));
+            cases.push((uuid::Uuid::new_v4().to_string(), presentation.clone(), Expect::Refused(403, "invalid consent")));
+            let served = cases[0].0.clone();
+            cases.push((served, revoked.clone(), Expect::Refused(401, "invalid_token")));
+        }
+        let requests: Vec<_> = cases.iter().enumerate().map(|(k, (id, token, _))| {
+            let request = app.http.get(app.url(&format!("/v1/debt/{id}"))).bearer_auth(token).header("x-trace-id", format!("many-{k}"));
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            })
+        }).collect();
+        for (k, (request, (id, _, expect))) in requests.into_iter().zip(&cases).enumerate() {
+            let (status, body) = request.await.unwrap();
+            match expect {
+                Expect::Served(nin) => {
+                    assert_eq!(status, 200, "{k}: {body}");
+                    assert_eq!(body["consent"]["id"], id.as_str(), "{k}: {body}");
+                    assert_eq!(body["ssn"], *nin, "{k}: {body}");
+                    assert_eq!(body["loans"].as_array().unwrap().is_empty(), *nin != PERSON, "{k}: {body}");
+                }
+                Expect::Refused(code, error) => {
+                    assert_eq!(status, *code, "{k}: {body}");
+                    assert_eq!(body["error"], *error, "{k}: {body}");
+                    assert_eq!(body["trace_id"], format!("many-{k}"), "{k}: {body}");
+                }
+            }
+        }
+        // One usage record per served lookup, with its own trace id; none
+        // for the refused ones.
+        for (k, (id, _, expect)) in cases.iter().enumerate() {
+            let consent_id = samtykke_core::consent::ConsentId::parse(id).unwrap();
+            let usage = app.store.consent_usage(&consent_id).await.unwrap();
+            let traces: Vec<&str> = usage.iter().map(|u| u.trace_id.as_str()).collect();
+            match expect {
+                Expect::Served(_) => assert_eq!(traces, [format!("many-{k}")], "{k}"),
+                Expect::Refused(403, "insufficient_scope") => assert!(traces.is_empty(), "{k}: {traces:?}"),
+                Expect::Refused(..) => {}
+            }
+        }
+    }
 }

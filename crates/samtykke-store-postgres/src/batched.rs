@@ -1,0 +1,294 @@
+//! The hot statements that run in cross-request batches (see [`crate::batch`]):
+//! the sealed-token revocation check of every API call, the debt lookup and
+//! the agreement registration. Each takes its inputs as arrays and keeps
+//! them apart by ordinal, so a batch decides exactly what the same inputs
+//! would decide one by one.
+
+use samtykke_core::consent::Consent;
+use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
+use samtykke_core::store::{unix_micros, ConsentEventRow, ConsentRow, StoreError};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::Row;
+
+use crate::batch::Batcher;
+use crate::{consent_row, joined_loans, unavailable};
+
+/// Workers per batcher: batches of one kind in flight at once.
+const WORKERS: usize = 4;
+/// Inputs per batch at most.
+const MAX_BATCH: usize = 64;
+
+/// The batchers of one store (one per process), sharing its pool.
+#[derive(Debug)]
+pub(crate) struct Batches {
+    pub(crate) sealed_token_revoked: Batcher<SealedTokenCheck, bool>,
+    pub(crate) debt_lookup: Batcher<DebtLookup, Result<LookupStep, StoreError>>,
+    pub(crate) consent_insert: Batcher<NewConsent, bool>,
+}
+
+impl Batches {
+    pub(crate) fn start(pool: &PgPool) -> Self {
+        let p = pool.clone();
+        let sealed_token_revoked = Batcher::start(WORKERS, MAX_BATCH, move |checks| {
+            let pool = p.clone();
+            async move { sealed_tokens_revoked(&pool, checks).await }
+        });
+        let p = pool.clone();
+        let debt_lookup = Batcher::start(WORKERS, MAX_BATCH, move |lookups| {
+            let pool = p.clone();
+            async move { look_up_debts(&pool, lookups).await }
+        });
+        let p = pool.clone();
+        let consent_insert = Batcher::start(WORKERS, MAX_BATCH, move |consents| {
+            let pool = p.clone();
+            async move { insert_consents(&pool, consents).await }
+        });
+        Self {
+            sealed_token_revoked,
+            debt_lookup,
+            consent_insert,
+        }
+    }
+}
+
+/// A sealed token to check: its hash, client and the client's token
+/// generation it was issued in.
+#[derive(Debug)]
+pub(crate) struct SealedTokenCheck {
+    pub(crate) hash: Vec<u8>,
+    pub(crate) client_id: String,
+    pub(crate) generation: i64,
+}
+
+/// For each token, whether it no longer counts: revoked, or its client is
+/// gone, disabled or of a later generation.
+async fn sealed_tokens_revoked(
+    pool: &PgPool,
+    checks: Vec<SealedTokenCheck>,
+) -> Result<Vec<bool>, StoreError> {
+    let mut hashes = Vec::with_capacity(checks.len());
+    let mut clients = Vec::with_capacity(checks.len());
+    let mut generations = Vec::with_capacity(checks.len());
+    for check in checks {
+        hashes.push(check.hash);
+        clients.push(check.client_id);
+        generations.push(check.generation);
+    }
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM access_tokens a WHERE a.hash = t.hash AND a.revoked) \
+           OR NOT EXISTS (SELECT 1 FROM clients c WHERE c.id = t.client_id AND NOT c.disabled \
+                            AND c.token_generation = t.generation) \
+         FROM unnest($1::bytea[], $2::text[], $3::bigint[]) WITH ORDINALITY AS t(hash, client_id, generation, i) \
+         ORDER BY t.i",
+    )
+    .bind(hashes)
+    .bind(clients)
+    .bind(generations)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)
+}
+
+/// How far the batched statement took one debt lookup.
+#[derive(Debug)]
+pub(crate) enum LookupStep {
+    /// Served (usage record committed) or refused (nothing written).
+    Done(DebtLookupOutcome),
+    /// A usable single-use consent (as read): the statement leaves its
+    /// consumption to a transaction of its own
+    /// ([`crate::PostgresStore::consume_single_use`]).
+    SingleUse(Consent),
+}
+
+/// Debt lookups of duration consents in one statement and one commit: the
+/// conditions of [`DebtLookup::judge`] pick the lookups that may serve
+/// (`ok`), exactly those get their usage record, and only their loans are
+/// joined in. A lookup's rows carry its ordinal (`r_i`); a lookup of an
+/// unknown consent has none.
+async fn look_up_debts(
+    pool: &PgPool,
+    lookups: Vec<DebtLookup>,
+) -> Result<Vec<Result<LookupStep, StoreError>>, StoreError> {
+    let n = lookups.len();
+    let (mut ids, mut clients, mut ats, mut ats_us, mut traces, mut purposes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for lookup in &lookups {
+        ids.push(lookup.consent_id.to_string());
+        clients.push(lookup.client_id.as_str());
+        ats.push(lookup.at.unix_timestamp());
+        ats_us.push(unix_micros(lookup.at));
+        traces.push(lookup.trace_id.as_str());
+        // Purpose names are single words, so a comma joins them safely.
+        let granted: Vec<&str> = lookup.purposes.iter().map(|p| p.as_str()).collect();
+        purposes.push(granted.join(","));
+    }
+    let rows = sqlx::query(
+        "WITH r AS ( \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) \
+             WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_i) \
+         ), c AS ( \
+           SELECT r.r_i, r.r_client, r.r_at, r.r_at_us, r.r_trace, r.r_purposes, k.* \
+           FROM r JOIN consents k ON k.id = r.r_consent \
+         ), ok AS ( \
+           SELECT * FROM c WHERE client_id = r_client AND status = 'active' AND expires_at > r_at \
+             AND duration_days <> 0 AND purpose = ANY (string_to_array(r_purposes, ',')) \
+         ), logged AS ( \
+           INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) \
+           SELECT id, client_id, r_at_us, purpose, r_trace FROM ok ORDER BY r_i \
+         ) SELECT c.*, ok.r_i IS NOT NULL AS served, \
+             l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
+           FROM c LEFT JOIN ok ON ok.r_i = c.r_i \
+             LEFT JOIN debt_loans l ON l.nin = c.nin AND ok.r_i IS NOT NULL \
+           ORDER BY c.r_i, l.creditor_name, l.creditor_org, l.id",
+    )
+    .bind(&ids)
+    .bind(&clients)
+    .bind(&ats)
+    .bind(&ats_us)
+    .bind(&traces)
+    .bind(&purposes)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+
+    let mut rows = rows.iter().peekable();
+    let mut steps = Vec::with_capacity(n);
+    for (ordinal, lookup) in (1_i64..).zip(&lookups) {
+        let mut own = Vec::new();
+        while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>("r_i").ok() == Some(ordinal)) {
+            own.push(row);
+        }
+        steps.push(lookup_step(lookup, &own));
+    }
+    Ok(steps)
+}
+
+/// One lookup's step from its rows: one per loan if served, else one.
+fn lookup_step(lookup: &DebtLookup, rows: &[&PgRow]) -> Result<LookupStep, StoreError> {
+    let Some(first) = rows.first() else {
+        return Ok(LookupStep::Done(DebtLookupOutcome::Refused(
+            DebtLookupRefusal::NoUsableConsent,
+        )));
+    };
+    let consent = Consent::try_from(consent_row(first)?)?;
+    if first.try_get::<bool, _>("served").map_err(unavailable)? {
+        let loans = joined_loans(rows.iter().copied(), &consent.nin)?;
+        return Ok(LookupStep::Done(DebtLookupOutcome::Served {
+            consent,
+            loans,
+        }));
+    }
+    // Not served: either judge names the refusal, or it is a usable
+    // single-use consent, which the statement leaves alone.
+    Ok(match lookup.judge(Some(consent)) {
+        Ok(consent) => LookupStep::SingleUse(consent),
+        Err(refusal) => LookupStep::Done(DebtLookupOutcome::Refused(refusal)),
+    })
+}
+
+/// A new consent and its `SAMTYKKE_OPPRETTET` event.
+#[derive(Debug)]
+pub(crate) struct NewConsent {
+    pub(crate) consent: ConsentRow,
+    pub(crate) event: ConsentEventRow,
+}
+
+/// Inserts the consents, each with its pending event, in one statement and
+/// one commit; for each, whether it was inserted (false: its client already
+/// has a consent with that `client_consent_id`, possibly one of this batch).
+/// The event copies the consent's client, id, purpose and client consent id.
+async fn insert_consents(pool: &PgPool, new: Vec<NewConsent>) -> Result<Vec<bool>, StoreError> {
+    let mut columns = ConsentColumns::default();
+    for c in &new {
+        columns.push(c);
+    }
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "WITH n AS ( \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+             $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
+             $13::text[], $14::text[], $15::bigint[]) WITH ORDINALITY AS n(id, client_id, nin, purpose, kind, \
+             duration_days, client_consent_id, created_at, expires_at, status, revoked_by, ended_at, \
+             event_id, event_type, event_at_us, i) \
+         ), c AS ( \
+           INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+             created_at, expires_at, status, revoked_by, ended_at) \
+           SELECT id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+             created_at, expires_at, status, revoked_by, ended_at FROM n ORDER BY i \
+           ON CONFLICT DO NOTHING RETURNING id \
+         ), e AS ( \
+           INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
+             client_consent_id, created_at_us) \
+           SELECT n.event_id, n.event_type, n.client_id, n.id, n.purpose, n.client_consent_id, n.event_at_us \
+           FROM n JOIN c ON c.id = n.id ORDER BY n.i \
+         ) SELECT id FROM c",
+    )
+    .bind(columns.id)
+    .bind(columns.client_id)
+    .bind(columns.nin)
+    .bind(columns.purpose)
+    .bind(columns.kind)
+    .bind(columns.duration_days)
+    .bind(columns.client_consent_id)
+    .bind(columns.created_at)
+    .bind(columns.expires_at)
+    .bind(columns.status)
+    .bind(columns.revoked_by)
+    .bind(columns.ended_at)
+    .bind(columns.event_id)
+    .bind(columns.event_type)
+    .bind(columns.event_at_us)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    Ok(new
+        .iter()
+        .map(|c| inserted.contains(&c.consent.id))
+        .collect())
+}
+
+/// New consents column by column, as `unnest` takes them.
+#[derive(Default)]
+struct ConsentColumns<'a> {
+    id: Vec<&'a str>,
+    client_id: Vec<&'a str>,
+    nin: Vec<&'a str>,
+    purpose: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    duration_days: Vec<i64>,
+    client_consent_id: Vec<Option<&'a str>>,
+    created_at: Vec<i64>,
+    expires_at: Vec<i64>,
+    status: Vec<&'a str>,
+    revoked_by: Vec<Option<&'a str>>,
+    ended_at: Vec<Option<i64>>,
+    event_id: Vec<&'a str>,
+    event_type: Vec<&'a str>,
+    event_at_us: Vec<i64>,
+}
+
+impl<'a> ConsentColumns<'a> {
+    fn push(&mut self, new: &'a NewConsent) {
+        let c = &new.consent;
+        self.id.push(&c.id);
+        self.client_id.push(&c.client_id);
+        self.nin.push(&c.nin);
+        self.purpose.push(&c.purpose);
+        self.kind.push(&c.kind);
+        self.duration_days.push(c.duration_days);
+        self.client_consent_id.push(c.client_consent_id.as_deref());
+        self.created_at.push(c.created_at);
+        self.expires_at.push(c.expires_at);
+        self.status.push(&c.status);
+        self.revoked_by.push(c.revoked_by.as_deref());
+        self.ended_at.push(c.ended_at);
+        self.event_id.push(&new.event.event_id);
+        self.event_type.push(&new.event.event_type);
+        self.event_at_us.push(new.event.created_at_us);
+    }
+}
