@@ -74,11 +74,15 @@ async fn sealed_tokens_revoked(
         clients.push(check.client_id);
         generations.push(check.generation);
     }
+    // Each token probes the two primary keys (LATERAL … OFFSET 0 keeps the
+    // planner from scanning whole tables for a hashed join or subplan,
+    // which is what it picks for correlated EXISTS over `unnest`).
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM access_tokens a WHERE a.hash = t.hash AND a.revoked) \
-           OR NOT EXISTS (SELECT 1 FROM clients c WHERE c.id = t.client_id AND NOT c.disabled \
-                            AND c.token_generation = t.generation) \
+        "SELECT a.hash IS NOT NULL OR c.id IS NULL \
          FROM unnest($1::bytea[], $2::text[], $3::bigint[]) WITH ORDINALITY AS t(hash, client_id, generation, i) \
+         LEFT JOIN LATERAL (SELECT hash FROM access_tokens WHERE hash = t.hash AND revoked OFFSET 0) a ON TRUE \
+         LEFT JOIN LATERAL (SELECT id FROM clients WHERE id = t.client_id AND NOT disabled \
+                              AND token_generation = t.generation OFFSET 0) c ON TRUE \
          ORDER BY t.i",
     )
     .bind(hashes)
@@ -104,7 +108,10 @@ pub(crate) enum LookupStep {
 /// conditions of [`DebtLookup::judge`] pick the lookups that may serve
 /// (`ok`), exactly those get their usage record, and only their loans are
 /// joined in. A lookup's rows carry its ordinal (`r_i`); a lookup of an
-/// unknown consent has none.
+/// unknown consent has none. The consents and the loans are read through
+/// `LATERAL (… OFFSET 0)`, so that each lookup probes the indexes: a plain
+/// join with `unnest` lets the planner pick a hash join over whole tables,
+/// which a prepared statement's generic plan then keeps as they grow.
 async fn look_up_debts(
     pool: &PgPool,
     lookups: Vec<DebtLookup>,
@@ -134,7 +141,7 @@ async fn look_up_debts(
              WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_i) \
          ), c AS ( \
            SELECT r.r_i, r.r_client, r.r_at, r.r_at_us, r.r_trace, r.r_purposes, k.* \
-           FROM r JOIN consents k ON k.id = r.r_consent \
+           FROM r CROSS JOIN LATERAL (SELECT * FROM consents WHERE id = r.r_consent OFFSET 0) AS k \
          ), ok AS ( \
            SELECT * FROM c WHERE client_id = r_client AND status = 'active' AND expires_at > r_at \
              AND duration_days <> 0 AND purpose = ANY (string_to_array(r_purposes, ',')) \
@@ -144,7 +151,7 @@ async fn look_up_debts(
          ) SELECT c.*, ok.r_i IS NOT NULL AS served, \
              l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
            FROM c LEFT JOIN ok ON ok.r_i = c.r_i \
-             LEFT JOIN debt_loans l ON l.nin = c.nin AND ok.r_i IS NOT NULL \
+             LEFT JOIN LATERAL (SELECT * FROM debt_loans WHERE nin = c.nin AND ok.r_i IS NOT NULL OFFSET 0) AS l ON TRUE \
            ORDER BY c.r_i, l.creditor_name, l.creditor_org, l.id",
     )
     .bind(&ids)

@@ -132,7 +132,8 @@ impl PostgresStore {
                  client_consent_id, created_at_us) \
                SELECT $6, $7, client_id, id, purpose, client_consent_id, $8 FROM used \
              ) SELECT l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
-               FROM used LEFT JOIN debt_loans l ON l.nin = used.nin \
+               FROM used LEFT JOIN LATERAL ( \
+                 SELECT * FROM debt_loans WHERE nin = used.nin OFFSET 0) AS l ON TRUE \
                ORDER BY l.creditor_name, l.creditor_org, l.id",
         )
         .bind(at)
