@@ -28,6 +28,10 @@ use_wrk=1
 build=1
 write=1
 pg_base="${SAMTYKKE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# PostgreSQL shares this machine's cores with the servers and the load
+# generator: a pool of 6 connections per process did better here than the
+# default 16 (docs/operations.md). Set SAMTYKKE_PG_POOL_SIZE to override.
+export SAMTYKKE_PG_POOL_SIZE="${SAMTYKKE_PG_POOL_SIZE:-6}"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -260,6 +264,7 @@ block="$work/block.md"
   echo "- **Machine:** $(nproc) cores ($cpu), $mem memory, $(uname -sr)"
   echo "- **Load average before the run:** $load_before (other work on the machine skews the figures)"
   echo "- **Load:** \`samtykke-bench\` (Rust, hyper, $threads threads) on the same machine, $connections keep-alive connections, closed loop, ${warmup} s warm-up then ${duration} s measured per scenario; servers log at the default level to a file"
+  [ "$engine" = postgres ] && echo "- **PostgreSQL:** on this machine, \`$pg_base\`; pool of $SAMTYKKE_PG_POOL_SIZE connections per process (\`SAMTYKKE_PG_POOL_SIZE\`)"
   [ "$processes" -gt 1 ] && echo "- **Split:** connection *i* goes to server *i* mod $processes ($base_list); peak RSS is the larger of the processes"
   echo
   printf '%s\n' "$table"
