@@ -100,8 +100,8 @@ impl PostgresStore {
     }
 
     /// The rest of a lookup that the batched statement judged usable but
-    /// left alone: a single-use `consent` (as read), consumed here in a
-    /// transaction of its own.
+    /// left alone: a single-use `consent` (as read), consumed here by a
+    /// statement of its own.
     async fn consume_single_use(
         &self,
         lookup: &DebtLookup,

@@ -20,13 +20,76 @@ fn postgres_base_url() -> String {
     std::env::var("SAMTYKKE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
+/// Test databases are named with their creation time (Unix seconds) and
+/// left behind by the test that made them; the first test of a later run
+/// removes those older than this (a whole run takes minutes, so a run
+/// going on beside this one is never touched).
+const STALE_TEST_DATABASE_SECS: u64 = 3600;
+
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The creation time in a test database's name (`PREFIX{secs}_{uuid}…`),
+/// or None for a name of another form.
+fn created_secs(name: &str, prefix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?.split('_').next()?.parse().ok()
+}
+
+fn is_stale(created: u64) -> bool {
+    created + STALE_TEST_DATABASE_SECS < unix_now_secs()
+}
+
+/// Removes stale SQLite test files (with their `-wal` and `-shm`), once
+/// per test process.
+fn sweep_stale_sqlite_files() {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if created_secs(&name.to_string_lossy(), "samtykke-test-").is_some_and(is_stale) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    });
+}
+
+/// Drops stale PostgreSQL test schemas, once per test process.
+async fn sweep_stale_schemas(conn: &mut sqlx::PgConnection) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'samtykke\\_test\\_%'",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+            for name in names {
+                if created_secs(&name, "samtykke_test_").is_some_and(is_stale) {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .execute(&mut *conn)
+                        .await;
+                }
+            }
+        })
+        .await;
+}
+
 /// A fresh, empty database of the given engine, or None (with a clear SKIP
 /// line) when PostgreSQL is not reachable.
 pub async fn fresh_database_url(engine: Engine) -> Option<String> {
     match engine {
         Engine::Sqlite => {
+            sweep_stale_sqlite_files();
             let path = std::env::temp_dir().join(format!(
-                "samtykke-test-{}.db",
+                "samtykke-test-{}_{}.db",
+                unix_now_secs(),
                 uuid::Uuid::new_v4().simple()
             ));
             Some(format!("sqlite://{}", path.display()))
@@ -53,7 +116,12 @@ pub async fn fresh_database_url(engine: Engine) -> Option<String> {
                     return None;
                 }
             };
-            let schema = format!("samtykke_test_{}", uuid::Uuid::new_v4().simple());
+            sweep_stale_schemas(&mut conn).await;
+            let schema = format!(
+                "samtykke_test_{}_{}",
+                unix_now_secs(),
+                uuid::Uuid::new_v4().simple()
+            );
             sqlx::query(&format!("CREATE SCHEMA {schema}"))
                 .execute(&mut conn)
                 .await
