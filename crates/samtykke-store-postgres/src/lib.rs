@@ -92,6 +92,19 @@ impl PostgresStore {
         })
     }
 
+    /// [`publish_events`] if any event is pending.
+    async fn publish_pending_events(&self) -> Result<(), StoreError> {
+        let pending: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consent_events_pending)")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        if pending {
+            self.publish_events().await?;
+        }
+        Ok(())
+    }
+
     /// [`publish_events`], counting the moved events for [`PendingVacuum`].
     async fn publish_events(&self) -> Result<(), StoreError> {
         let moved = publish_events(&self.pool).await?;
@@ -216,15 +229,9 @@ fn bind_consent_with_event<'q>(
 /// event moves into `consent_events` in one transaction, so any later
 /// publication gets higher numbers, and a reader that sees number n sees
 /// every number below it. Called before a feed read that finds events
-/// pending, so a read sees every event committed before it.
+/// pending, so a read sees every event committed before it. Returns how
+/// many events it moved.
 async fn publish_events(pool: &PgPool) -> Result<u64, StoreError> {
-    let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM consent_events_pending)")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)?;
-    if !pending {
-        return Ok(0);
-    }
     let mut tx = pool.begin().await.map_err(unavailable)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(EVENT_SEQUENCE_LOCK)
@@ -831,7 +838,7 @@ impl Store for PostgresStore {
         &self,
         client_id: &ClientId,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        self.publish_events().await?;
+        self.publish_pending_events().await?;
         let row = sqlx::query(
             "SELECT MIN(sequence_nr) AS first, MAX(sequence_nr) AS last FROM consent_events WHERE client_id = $1",
         )
@@ -847,7 +854,7 @@ impl Store for PostgresStore {
     async fn purge_consent_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         // Events nobody has read yet are published first, so that pending
         // events never pile up and age out by the same rule.
-        self.publish_events().await?;
+        self.publish_pending_events().await?;
         let done = sqlx::query("DELETE FROM consent_events WHERE created_at_us < $1")
             .bind(unix_micros(before))
             .execute(&self.pool)

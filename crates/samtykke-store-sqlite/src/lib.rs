@@ -314,6 +314,16 @@ fn query_all<T>(
         .db()
 }
 
+/// The person's loans as stored, by creditor.
+fn loans_of(conn: &Connection, nin: &Nin) -> Result<Vec<LoanRow>, StoreError> {
+    query_all(
+        conn,
+        "SELECT * FROM debt_loans WHERE nin = ? ORDER BY creditor_name, creditor_org, id",
+        [nin.as_str()],
+        loan_row,
+    )
+}
+
 /// Upserts the browser's login session.
 fn upsert_login_session(conn: &Connection, session: &LoginSession) -> Result<(), StoreError> {
     let row = LoginSessionRow::from(session);
@@ -590,14 +600,10 @@ impl Store for SqliteStore {
             .db
             .write(move |c| {
                 let id = lookup.consent_id.to_string();
-                let stored = query_opt(
-                    c,
-                    "SELECT * FROM consents WHERE id = ?",
-                    [&id],
-                    consent_row,
-                )?
-                .map(Consent::try_from)
-                .transpose()?;
+                let stored =
+                    query_opt(c, "SELECT * FROM consents WHERE id = ?", [&id], consent_row)?
+                        .map(Consent::try_from)
+                        .transpose()?;
                 let consent = match lookup.judge(stored) {
                     Ok(consent) => consent,
                     Err(refusal) => return Ok(Err(refusal)),
@@ -618,12 +624,7 @@ impl Store for SqliteStore {
                         ),
                     )?;
                 }
-                let loans = query_all(
-                    c,
-                    "SELECT * FROM debt_loans WHERE nin = ? ORDER BY creditor_name, creditor_org, id",
-                    [consent.nin.as_str()],
-                    loan_row,
-                )?;
+                let loans = loans_of(c, &consent.nin)?;
                 Ok(Ok((consent, loans)))
             })
             .await?;
@@ -805,14 +806,7 @@ impl Store for SqliteStore {
 
     async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
         self.db
-            .read(|c| {
-                query_all(
-                    c,
-                    "SELECT * FROM debt_loans WHERE nin = ? ORDER BY creditor_name, creditor_org, id",
-                    [nin.as_str()],
-                    loan_row,
-                )
-            })?
+            .read(|c| loans_of(c, nin))?
             .into_iter()
             .map(DebtEntry::try_from)
             .collect()
