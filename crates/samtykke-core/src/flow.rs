@@ -1,16 +1,26 @@
 //! The state of one authorization request between the pages (identify,
-//! consent), kept server-side under an unguessable id and bound to the
-//! browser that started it; and the individual's login session.
+//! consent) and the individual's login session.
+//!
+//! A flow's state travels with the browser, sealed: encrypted and
+//! authenticated (ChaCha20-Poly1305) under a key derived from a server secret
+//! that every process shares, in the pages' `flow` parameter. The database
+//! holds only what must be decided once: which flows have finished
+//! (accepted, denied, cancelled), so that a flow can be decided only once.
+//! A flow is bound to the browser that started it (the hash of its cookie is
+//! sealed in) and lives [`FLOW_LIFETIME`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use rand::RngCore;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::{Duration, OffsetDateTime};
 
 use crate::authorize::AuthorizationRequest;
-use crate::consent::ConsentScope;
-use crate::domain::{ClientId, Nin};
+use crate::consent::{ConsentDuration, ConsentScope};
+use crate::domain::{ClientId, Nin, NinPolicy, Purpose};
 use crate::opaque::OpaqueToken;
 use crate::token::TokenHash;
 
@@ -96,6 +106,157 @@ pub fn start(
         nin: None,
         created_at: now,
         expires_at: now + FLOW_LIFETIME,
+    }
+}
+
+/// What every sealed flow value starts with: the format and its version.
+pub const SEALED_FLOW_PREFIX: &str = "f1.";
+
+/// The key that seals flow values. Debug never prints it.
+pub struct FlowSealKey(LessSafeKey);
+
+impl std::fmt::Debug for FlowSealKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlowSealKey(…)")
+    }
+}
+
+impl FlowSealKey {
+    /// The sealing key derived from a server secret (HMAC-SHA256 of a
+    /// fixed label, so that this key is never the secret itself).
+    pub fn derive(secret: &[u8]) -> Self {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret)
+            .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
+        mac.update(b"samtykke flow seal v1");
+        let bytes = mac.finalize().into_bytes();
+        // A 32-byte key always fits ChaCha20-Poly1305.
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
+            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 takes 32-byte keys"));
+        Self(LessSafeKey::new(key))
+    }
+}
+
+/// The sealed fields. Short names: the value travels in every page URL.
+#[derive(Serialize, Deserialize)]
+struct SealedFlow {
+    i: String,
+    b: String,
+    c: String,
+    r: String,
+    p: String,
+    d: u32,
+    o: bool,
+    s: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+    l: String,
+    g: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    u: Option<String>,
+    t: i64,
+    e: i64,
+}
+
+/// Associated data of every sealed flow: a value sealed for anything else
+/// under the same key never opens as a flow.
+const SEALED_FLOW_AAD: &[u8] = b"samtykke flow";
+
+impl AuthFlow {
+    /// The flow as a sealed value for the pages' `flow` parameter:
+    /// `f1.` + base64url(nonce ‖ ciphertext ‖ tag), with a fresh random
+    /// nonce each time.
+    pub fn seal(&self, key: &FlowSealKey) -> String {
+        let fields = SealedFlow {
+            i: self.id.clone(),
+            b: URL_SAFE_NO_PAD.encode(self.browser_hash.as_bytes()),
+            c: self.client_id.as_str().to_owned(),
+            r: self.redirect_uri.clone(),
+            p: self.scope.purpose.as_str().to_owned(),
+            d: self.scope.duration.as_days(),
+            o: self.openid,
+            s: self.state.clone(),
+            n: self.nonce.clone(),
+            x: self.code_challenge.clone(),
+            l: self.locale.clone(),
+            g: self.stage.as_str().to_owned(),
+            u: self.nin.as_ref().map(|n| n.as_str().to_owned()),
+            t: self.created_at.unix_timestamp(),
+            e: self.expires_at.unix_timestamp(),
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let mut data = serde_json::to_vec(&fields).unwrap_or_default();
+        // Sealing fails only for inputs over 256 GiB.
+        let tag = key
+            .0
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(SEALED_FLOW_AAD),
+                &mut data,
+            )
+            .unwrap_or_else(|_| unreachable!("a flow is far below the AEAD's size limit"));
+        let mut out = Vec::with_capacity(NONCE_LEN + data.len() + tag.as_ref().len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&data);
+        out.extend_from_slice(tag.as_ref());
+        format!("{SEALED_FLOW_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Opens a sealed flow value; None for anything this server did not seal
+    /// (tampered, truncated, another key) or that does not hold a flow.
+    /// Expiry and the browser binding are checked by [`AuthFlow::admit`].
+    pub fn unseal(key: &FlowSealKey, value: &str) -> Option<AuthFlow> {
+        // Far more than any flow needs; bounds the work on garbage.
+        if value.len() > 8192 {
+            return None;
+        }
+        let body = value.strip_prefix(SEALED_FLOW_PREFIX)?;
+        let mut bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
+        if bytes.len() < NONCE_LEN {
+            return None;
+        }
+        let mut sealed = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+        let plain = key
+            .0
+            .open_in_place(nonce, Aad::from(SEALED_FLOW_AAD), &mut sealed)
+            .ok()?;
+        let f: SealedFlow = serde_json::from_slice(plain).ok()?;
+        let browser_hash = URL_SAFE_NO_PAD.decode(&f.b).ok()?;
+        Some(AuthFlow {
+            id: f.i,
+            browser_hash: TokenHash::from_bytes(&browser_hash)?,
+            client_id: ClientId::parse(&f.c).ok()?,
+            redirect_uri: f.r,
+            scope: ConsentScope {
+                purpose: Purpose::parse(&f.p)?,
+                duration: ConsentDuration::from_days(f.d),
+            },
+            openid: f.o,
+            state: f.s,
+            nonce: f.n,
+            code_challenge: f.x,
+            locale: f.l,
+            stage: FlowStage::parse(&f.g)?,
+            nin: match f.u {
+                Some(n) => Some(Nin::parse(&n, NinPolicy::AllowSynthetic).ok()?),
+                None => None,
+            },
+            created_at: OffsetDateTime::from_unix_timestamp(f.t).ok()?,
+            expires_at: OffsetDateTime::from_unix_timestamp(f.e).ok()?,
+        })
+    }
+
+    /// The flow after the individual identified as `nin`: at the consent
+    /// stage.
+    pub fn identified(&self, nin: Nin) -> AuthFlow {
+        AuthFlow {
+            stage: FlowStage::Consent,
+            nin: Some(nin),
+            ..self.clone()
+        }
     }
 }
 
@@ -274,5 +435,38 @@ mod tests {
             flow.admit(Some(&browser), None, FlowStage::Login, now + FLOW_LIFETIME),
             Err(FlowRefusal::NotFound)
         );
+    }
+
+    #[test]
+    fn a_sealed_flow_opens_only_whole_and_under_its_key_and_hides_the_individual() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1);
+        let browser = OpaqueToken::generate();
+        let nin = Nin::parse("14842249091", NinPolicy::AllowSynthetic).unwrap();
+        let flow = start(&request(), &browser, "en", now).identified(nin);
+        let key = FlowSealKey::derive(b"secret");
+        let sealed = flow.seal(&key);
+        assert!(sealed.starts_with(SEALED_FLOW_PREFIX));
+        assert!(!sealed.contains("14842249091"));
+        assert_eq!(AuthFlow::unseal(&key, &sealed), Some(flow.clone()));
+        // A fresh nonce each time: two seals of one flow differ.
+        assert_ne!(flow.seal(&key), sealed);
+        // Another key, any changed character, a cut, or no prefix.
+        assert_eq!(
+            AuthFlow::unseal(&FlowSealKey::derive(b"other"), &sealed),
+            None
+        );
+        for i in SEALED_FLOW_PREFIX.len()..sealed.len() {
+            let mut tampered = sealed.clone().into_bytes();
+            tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(tampered).unwrap();
+            assert_eq!(AuthFlow::unseal(&key, &tampered), None, "position {i}");
+        }
+        assert_eq!(AuthFlow::unseal(&key, &sealed[..sealed.len() - 1]), None);
+        assert_eq!(
+            AuthFlow::unseal(&key, &sealed[SEALED_FLOW_PREFIX.len()..]),
+            None
+        );
+        assert_eq!(AuthFlow::unseal(&key, "f1."), None);
+        assert_eq!(AuthFlow::unseal(&key, &"A".repeat(10_000)), None);
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::{
     ApiAudience, Client, ClientId, ClientName, ClientSecret, Nin, NinPolicy, OrgNumber, Purpose,
     RedirectUri, ScopeSet, SecretHash,
 };
-use crate::flow::{AuthFlow, FlowStage, LoginSession};
+use crate::flow::{AuthFlow, LoginSession};
 use crate::grant::authorization_code::AuthorizationCodeRecord;
 use crate::keys::SigningKey;
 use crate::token::{AccessTokenRecord, TokenHash};
@@ -174,24 +174,28 @@ pub trait Store: Send + Sync + 'static {
 
     // --- authorization-code flow ------------------------------------------
 
-    async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError>;
-    async fn find_auth_flow(&self, id: &str) -> Result<Option<AuthFlow>, StoreError>;
-    /// Moves the flow from the login to the consent stage with the
-    /// session's individual (a new login, or a live session reused), and
-    /// records or refreshes the browser's login session, in one
-    /// transaction. False if the flow was no longer at the login stage.
-    async fn record_login(&self, flow_id: &str, session: &LoginSession)
-        -> Result<bool, StoreError>;
-    /// Ends a flow that is not finished (denied, cancelled, failed). True if
-    /// this call ended it.
-    async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError>;
-    /// The consent decision, atomically and once: moves the flow from the
-    /// consent stage to done, inserts the consent (with its
-    /// `SAMTYKKE_OPPRETTET` event) and the authorization code. False, and
-    /// nothing written, if the flow was no longer at the consent stage.
+    // A flow's state travels sealed with the browser (see `flow`); the
+    // store keeps only which flows have finished, until they expire.
+
+    /// Records (or replaces) the browser's login session for `flow`, unless
+    /// the flow has finished. False, and nothing written, if it has.
+    async fn record_login(
+        &self,
+        flow: &AuthFlow,
+        session: &LoginSession,
+    ) -> Result<bool, StoreError>;
+    /// Finishes a flow that is not finished (denied, cancelled, failed).
+    /// True if this call finished it.
+    async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError>;
+    /// The consent decision, atomically and once: finishes the flow and
+    /// inserts the consent (with its `SAMTYKKE_OPPRETTET` event) and the
+    /// authorization code. False, and nothing written, if the flow had
+    /// finished, or if the browser's login session (`flow.browser_hash`) is
+    /// gone, expired at the consent's creation, or no longer the consent's
+    /// individual (a logout, or another login in the same browser).
     async fn accept_auth_flow(
         &self,
-        flow_id: &str,
+        flow: &AuthFlow,
         consent: &Consent,
         code: &AuthorizationCodeRecord,
     ) -> Result<bool, StoreError>;
@@ -199,12 +203,14 @@ pub trait Store: Send + Sync + 'static {
         &self,
         browser_hash: &TokenHash,
     ) -> Result<Option<LoginSession>, StoreError>;
-    /// Ends the browser's login session and its unfinished flows.
+    /// Ends the browser's login session (its unfinished flows can no longer
+    /// be accepted: see [`Store::accept_auth_flow`]).
     async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError>;
+    /// A code with the consent it was issued for, in one read.
     async fn find_authorization_code(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<AuthorizationCodeRecord>, StoreError>;
+    ) -> Result<Option<(AuthorizationCodeRecord, Consent)>, StoreError>;
     /// Redeems a code once, atomically: marks it used and stores the access
     /// token in one transaction. If it was already used, nothing is stored
     /// and every token bound to the code's consent is revoked (RFC 6749
@@ -530,6 +536,11 @@ impl TryFrom<ConsentEventRow> for ConsentEvent {
     }
 }
 
+/// A fresh id for a feed event.
+pub fn new_event_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// A new event for `consent`, to be inserted by the engine (which assigns
 /// the sequence number).
 pub fn new_event_row(
@@ -539,7 +550,7 @@ pub fn new_event_row(
 ) -> ConsentEventRow {
     ConsentEventRow {
         sequence_nr: 0,
-        event_id: uuid::Uuid::new_v4().to_string(),
+        event_id: new_event_id(),
         event_type: event_type.as_str().to_owned(),
         client_id: consent.client_id.clone(),
         consent_id: consent.id.clone(),
@@ -623,78 +634,8 @@ impl TryFrom<LoanRow> for DebtEntry {
     }
 }
 
-/// An authorization flow as the SQL engines keep it.
-#[derive(Debug, Clone)]
-pub struct AuthFlowRow {
-    pub id: String,
-    pub browser_hash: Vec<u8>,
-    pub client_id: String,
-    pub redirect_uri: String,
-    pub purpose: String,
-    pub duration_days: i64,
-    pub openid: bool,
-    pub state: String,
-    pub nonce: Option<String>,
-    pub code_challenge: Option<String>,
-    pub locale: String,
-    pub stage: String,
-    pub nin: Option<String>,
-    pub created_at: i64,
-    pub expires_at: i64,
-}
-
-impl From<&AuthFlow> for AuthFlowRow {
-    fn from(f: &AuthFlow) -> Self {
-        Self {
-            id: f.id.clone(),
-            browser_hash: f.browser_hash.as_bytes().to_vec(),
-            client_id: f.client_id.as_str().to_owned(),
-            redirect_uri: f.redirect_uri.clone(),
-            purpose: f.scope.purpose.as_str().to_owned(),
-            duration_days: i64::from(f.scope.duration.as_days()),
-            openid: f.openid,
-            state: f.state.clone(),
-            nonce: f.nonce.clone(),
-            code_challenge: f.code_challenge.clone(),
-            locale: f.locale.clone(),
-            stage: f.stage.as_str().to_owned(),
-            nin: f.nin.as_ref().map(|n| n.as_str().to_owned()),
-            created_at: f.created_at.unix_timestamp(),
-            expires_at: f.expires_at.unix_timestamp(),
-        }
-    }
-}
-
 fn token_hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
     TokenHash::from_bytes(bytes).ok_or_else(|| corrupt("hash"))
-}
-
-impl TryFrom<AuthFlowRow> for AuthFlow {
-    type Error = StoreError;
-
-    fn try_from(r: AuthFlowRow) -> Result<Self, StoreError> {
-        Ok(AuthFlow {
-            id: r.id,
-            browser_hash: token_hash(&r.browser_hash)?,
-            client_id: ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?,
-            redirect_uri: r.redirect_uri,
-            scope: crate::consent::ConsentScope {
-                purpose: parse_purpose(&r.purpose)?,
-                duration: ConsentDuration::from_days(
-                    u32::try_from(r.duration_days).map_err(|_| corrupt("duration"))?,
-                ),
-            },
-            openid: r.openid,
-            state: r.state,
-            nonce: r.nonce,
-            code_challenge: r.code_challenge,
-            locale: r.locale,
-            stage: FlowStage::parse(&r.stage).ok_or_else(|| corrupt("flow stage"))?,
-            nin: r.nin.as_deref().map(parse_nin).transpose()?,
-            created_at: timestamp(r.created_at)?,
-            expires_at: timestamp(r.expires_at)?,
-        })
-    }
 }
 
 /// A login session as the SQL engines keep it.

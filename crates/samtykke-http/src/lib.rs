@@ -73,6 +73,8 @@ pub(crate) struct ServerSecrets {
     pub csrf_key: Vec<u8>,
     /// Seals client-credentials access tokens.
     pub access_token_key: Vec<u8>,
+    /// Seals the authorization flows' state (see `samtykke_core::flow`).
+    pub flow_key: samtykke_core::flow::FlowSealKey,
 }
 
 /// How long a process signs with the key it loaded before looking for a
@@ -134,10 +136,16 @@ impl AppState {
                     .store
                     .server_secret("access_token_key", candidate.expose().as_bytes())
                     .await?;
+                let candidate = OpaqueToken::generate();
+                let flow_secret = self
+                    .store
+                    .server_secret("flow_key", candidate.expose().as_bytes())
+                    .await?;
                 Ok(ServerSecrets {
                     pairwise_salt,
                     csrf_key,
                     access_token_key,
+                    flow_key: samtykke_core::flow::FlowSealKey::derive(&flow_secret),
                 })
             })
             .await

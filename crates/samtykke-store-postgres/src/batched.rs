@@ -4,9 +4,9 @@
 //! them apart by ordinal, so a batch decides exactly what the same inputs
 //! would decide one by one.
 
-use samtykke_core::consent::Consent;
+use samtykke_core::consent::{Consent, ConsentEventType};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
-use samtykke_core::store::{unix_micros, ConsentEventRow, ConsentRow, StoreError};
+use samtykke_core::store::{new_event_id, unix_micros, ConsentEventRow, ConsentRow, StoreError};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
@@ -22,7 +22,7 @@ const MAX_BATCH: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Batches {
     pub(crate) sealed_token_revoked: Batcher<SealedTokenCheck, bool>,
-    pub(crate) debt_lookup: Batcher<DebtLookup, Result<LookupStep, StoreError>>,
+    pub(crate) debt_lookup: Batcher<DebtLookup, Result<DebtLookupOutcome, StoreError>>,
     pub(crate) consent_insert: Batcher<NewConsent, bool>,
 }
 
@@ -93,31 +93,27 @@ async fn sealed_tokens_revoked(
     .map_err(unavailable)
 }
 
-/// How far the batched statement took one debt lookup.
-#[derive(Debug)]
-pub(crate) enum LookupStep {
-    /// Served (usage record committed) or refused (nothing written).
-    Done(DebtLookupOutcome),
-    /// A usable single-use consent (as read): the statement leaves its
-    /// consumption to a transaction of its own
-    /// ([`crate::PostgresStore::consume_single_use`]).
-    SingleUse(Consent),
-}
-
-/// Debt lookups of duration consents in one statement and one commit: the
-/// conditions of [`DebtLookup::judge`] pick the lookups that may serve
-/// (`ok`), exactly those get their usage record, and only their loans are
-/// joined in. A lookup's rows carry its ordinal (`r_i`); a lookup of an
-/// unknown consent has none. The consents and the loans are read through
-/// `LATERAL (… OFFSET 0)`, so that each lookup probes the indexes: a plain
-/// join with `unnest` lets the planner pick a hash join over whole tables,
-/// which a prepared statement's generic plan then keeps as they grow.
+/// Debt lookups in one statement and one commit. The conditions of
+/// [`DebtLookup::judge`] pick the lookups that may serve (`ok`). A duration
+/// consent serves every such lookup; a single-use consent is consumed by a
+/// conditional update, which only the first of its lookups in the batch
+/// (`once`) attempts, and which of concurrent statements only one wins (the
+/// update waits on the row and checks `status` again). Exactly the served
+/// lookups (`served`) get their usage record, a consumed consent its
+/// `SAMTYKKE_ARKIVERT` event, and only their loans are joined in. A lookup's
+/// rows carry its ordinal (`r_i`); a lookup of an unknown consent has none.
+/// The consents and the loans are read through `LATERAL (… OFFSET 0)` and
+/// the update by `id = ANY (…)`, so that each lookup probes the indexes: a
+/// plain join with `unnest` lets the planner pick a hash join over whole
+/// tables, which a prepared statement's generic plan then keeps as they
+/// grow.
 async fn look_up_debts(
     pool: &PgPool,
     lookups: Vec<DebtLookup>,
-) -> Result<Vec<Result<LookupStep, StoreError>>, StoreError> {
+) -> Result<Vec<Result<DebtLookupOutcome, StoreError>>, StoreError> {
     let n = lookups.len();
-    let (mut ids, mut clients, mut ats, mut ats_us, mut traces, mut purposes) = (
+    let (mut ids, mut clients, mut ats, mut ats_us, mut traces, mut purposes, mut events) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -134,24 +130,43 @@ async fn look_up_debts(
         // Purpose names are single words, so a comma joins them safely.
         let granted: Vec<&str> = lookup.purposes.iter().map(|p| p.as_str()).collect();
         purposes.push(granted.join(","));
+        // The id of the archive event, should this lookup consume its consent.
+        events.push(new_event_id());
     }
     let rows = sqlx::query(
         "WITH r AS ( \
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) \
-             WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_i) \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) \
+             WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_event, r_i) \
          ), c AS ( \
-           SELECT r.r_i, r.r_client, r.r_at, r.r_at_us, r.r_trace, r.r_purposes, k.* \
+           SELECT r.r_i, r.r_client, r.r_at, r.r_at_us, r.r_trace, r.r_purposes, r.r_event, k.* \
            FROM r CROSS JOIN LATERAL (SELECT * FROM consents WHERE id = r.r_consent OFFSET 0) AS k \
          ), ok AS ( \
            SELECT * FROM c WHERE client_id = r_client AND status = 'active' AND expires_at > r_at \
-             AND duration_days <> 0 AND purpose = ANY (string_to_array(r_purposes, ',')) \
+             AND purpose = ANY (string_to_array(r_purposes, ',')) \
+         ), once AS ( \
+           SELECT DISTINCT ON (id) id, r_i, r_at FROM ok WHERE duration_days = 0 ORDER BY id, r_i \
+         ), used AS ( \
+           UPDATE consents SET status = 'consumed', \
+             ended_at = (SELECT o.r_at FROM once o WHERE o.id = consents.id) \
+           WHERE id = ANY (ARRAY(SELECT id FROM once)) AND status = 'active' AND duration_days = 0 \
+             AND expires_at > (SELECT o.r_at FROM once o WHERE o.id = consents.id) \
+           RETURNING id \
+         ), served AS ( \
+           SELECT * FROM ok WHERE duration_days <> 0 \
+           UNION ALL \
+           SELECT ok.* FROM ok JOIN once ON once.r_i = ok.r_i JOIN used ON used.id = once.id \
          ), logged AS ( \
            INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) \
-           SELECT id, client_id, r_at_us, purpose, r_trace FROM ok ORDER BY r_i \
-         ) SELECT c.*, ok.r_i IS NOT NULL AS served, \
+           SELECT id, client_id, r_at_us, purpose, r_trace FROM served ORDER BY r_i \
+         ), archived AS ( \
+           INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
+             client_consent_id, created_at_us) \
+           SELECT r_event, $8, client_id, id, purpose, client_consent_id, r_at_us \
+           FROM served WHERE duration_days = 0 \
+         ) SELECT c.*, s.r_i IS NOT NULL AS served, \
              l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
-           FROM c LEFT JOIN ok ON ok.r_i = c.r_i \
-             LEFT JOIN LATERAL (SELECT * FROM debt_loans WHERE nin = c.nin AND ok.r_i IS NOT NULL OFFSET 0) AS l ON TRUE \
+           FROM c LEFT JOIN served s ON s.r_i = c.r_i \
+             LEFT JOIN LATERAL (SELECT * FROM debt_loans WHERE nin = c.nin AND s.r_i IS NOT NULL OFFSET 0) AS l ON TRUE \
            ORDER BY c.r_i, l.creditor_name, l.creditor_org, l.id",
     )
     .bind(&ids)
@@ -160,43 +175,45 @@ async fn look_up_debts(
     .bind(&ats_us)
     .bind(&traces)
     .bind(&purposes)
+    .bind(&events)
+    .bind(ConsentEventType::Archived.as_str())
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
 
     let mut rows = rows.iter().peekable();
-    let mut steps = Vec::with_capacity(n);
+    let mut outcomes = Vec::with_capacity(n);
     for (ordinal, lookup) in (1_i64..).zip(&lookups) {
         let mut own = Vec::new();
         while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>("r_i").ok() == Some(ordinal)) {
             own.push(row);
         }
-        steps.push(lookup_step(lookup, &own));
+        outcomes.push(lookup_outcome(lookup, &own));
     }
-    Ok(steps)
+    Ok(outcomes)
 }
 
-/// One lookup's step from its rows: one per loan if served, else one.
-fn lookup_step(lookup: &DebtLookup, rows: &[&PgRow]) -> Result<LookupStep, StoreError> {
+/// One lookup's outcome from its rows: one per loan if served, else one.
+fn lookup_outcome(lookup: &DebtLookup, rows: &[&PgRow]) -> Result<DebtLookupOutcome, StoreError> {
     let Some(first) = rows.first() else {
-        return Ok(LookupStep::Done(DebtLookupOutcome::Refused(
+        return Ok(DebtLookupOutcome::Refused(
             DebtLookupRefusal::NoUsableConsent,
-        )));
+        ));
     };
     let consent = Consent::try_from(consent_row(first)?)?;
     if first.try_get::<bool, _>("served").map_err(unavailable)? {
         let loans = joined_loans(rows.iter().copied(), &consent.nin)?;
-        return Ok(LookupStep::Done(DebtLookupOutcome::Served {
-            consent,
-            loans,
-        }));
+        return Ok(DebtLookupOutcome::Served { consent, loans });
     }
-    // Not served: either judge names the refusal, or it is a usable
-    // single-use consent, which the statement leaves alone.
-    Ok(match lookup.judge(Some(consent)) {
-        Ok(consent) => LookupStep::SingleUse(consent),
-        Err(refusal) => LookupStep::Done(DebtLookupOutcome::Refused(refusal)),
-    })
+    // Not served: judge names the refusal. A consent that judge finds
+    // usable is a single-use one that another lookup consumed first (in
+    // this batch, or in a statement that committed first).
+    Ok(DebtLookupOutcome::Refused(
+        match lookup.judge(Some(consent)) {
+            Ok(_) => DebtLookupRefusal::NoUsableConsent,
+            Err(refusal) => refusal,
+        },
+    ))
 }
 
 /// A new consent and its `SAMTYKKE_OPPRETTET` event.

@@ -15,23 +15,22 @@ use samtykke_core::consent::{
     Consent, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
-use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
+use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
 use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
-    AuthFlowRow, AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
-    UsageRow,
+    AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow, LoanRow,
+    LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 
-use crate::batched::{Batches, LookupStep, NewConsent, SealedTokenCheck};
+use crate::batched::{Batches, NewConsent, SealedTokenCheck};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -110,63 +109,6 @@ impl PostgresStore {
         let moved = publish_events(&self.pool).await?;
         self.pending_vacuum.count(&self.pool, moved);
         Ok(())
-    }
-
-    /// The rest of a lookup that the batched statement judged usable but
-    /// left alone: a single-use `consent` (as read), consumed here by a
-    /// statement of its own.
-    async fn consume_single_use(
-        &self,
-        lookup: &DebtLookup,
-        consent: Consent,
-    ) -> Result<DebtLookupOutcome, StoreError> {
-        // One statement: the conditional update is the atomic check, so of
-        // concurrent uses exactly one finds it active; only that one logs
-        // the use, archives the consent in the feed and reads the loans.
-        // No row back: it was used up (or ended) meanwhile.
-        let usage = UsageRow::from(&lookup.usage(consent.purpose));
-        let archived = new_event_row(
-            &ConsentRow::from(&consent),
-            ConsentEventType::Archived,
-            lookup.at,
-        );
-        let at = lookup.at.unix_timestamp();
-        let rows = sqlx::query(
-            "WITH used AS ( \
-               UPDATE consents SET status = 'consumed', ended_at = $1 \
-               WHERE id = $2 AND client_id = $3 AND status = 'active' AND expires_at > $1 \
-                 AND duration_days = 0 \
-               RETURNING * \
-             ), logged AS ( \
-               INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) \
-               SELECT id, client_id, $4, purpose, $5 FROM used \
-             ), archived AS ( \
-               INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
-                 client_consent_id, created_at_us) \
-               SELECT $6, $7, client_id, id, purpose, client_consent_id, $8 FROM used \
-             ) SELECT l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
-               FROM used LEFT JOIN LATERAL ( \
-                 SELECT * FROM debt_loans WHERE nin = used.nin OFFSET 0) AS l ON TRUE \
-               ORDER BY l.creditor_name, l.creditor_org, l.id",
-        )
-        .bind(at)
-        .bind(&usage.consent_id)
-        .bind(&usage.client_id)
-        .bind(usage.used_at_us)
-        .bind(&usage.trace_id)
-        .bind(&archived.event_id)
-        .bind(&archived.event_type)
-        .bind(archived.created_at_us)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        if rows.is_empty() {
-            return Ok(DebtLookupOutcome::Refused(
-                DebtLookupRefusal::NoUsableConsent,
-            ));
-        }
-        let loans = joined_loans(rows.iter(), &consent.nin)?;
-        Ok(DebtLookupOutcome::Served { consent, loans })
     }
 }
 
@@ -419,37 +361,19 @@ fn insert_client_query(
         .bind(row.token_generation)
 }
 
-fn flow_from_row(row: &PgRow) -> Result<AuthFlow, StoreError> {
-    AuthFlow::try_from(AuthFlowRow {
-        id: row.try_get("id").map_err(unavailable)?,
-        browser_hash: row.try_get("browser_hash").map_err(unavailable)?,
-        client_id: row.try_get("client_id").map_err(unavailable)?,
-        redirect_uri: row.try_get("redirect_uri").map_err(unavailable)?,
-        purpose: row.try_get("purpose").map_err(unavailable)?,
-        duration_days: row.try_get("duration_days").map_err(unavailable)?,
-        openid: row.try_get("openid").map_err(unavailable)?,
-        state: row.try_get("state").map_err(unavailable)?,
-        nonce: row.try_get("nonce").map_err(unavailable)?,
-        code_challenge: row.try_get("code_challenge").map_err(unavailable)?,
-        locale: row.try_get("locale").map_err(unavailable)?,
-        stage: row.try_get("stage").map_err(unavailable)?,
-        nin: row.try_get("nin").map_err(unavailable)?,
-        created_at: row.try_get("created_at").map_err(unavailable)?,
-        expires_at: row.try_get("expires_at").map_err(unavailable)?,
-    })
-}
-
+/// A code from its row joined with its consent's (see
+/// `find_authorization_code`: the columns both have are renamed).
 fn code_from_row(row: &PgRow) -> Result<AuthorizationCodeRecord, StoreError> {
     AuthorizationCodeRecord::try_from(AuthorizationCodeRow {
         hash: row.try_get("hash").map_err(unavailable)?,
-        client_id: row.try_get("client_id").map_err(unavailable)?,
+        client_id: row.try_get("code_client_id").map_err(unavailable)?,
         redirect_uri: row.try_get("redirect_uri").map_err(unavailable)?,
         consent_id: row.try_get("consent_id").map_err(unavailable)?,
         scopes: row.try_get("scopes").map_err(unavailable)?,
         nonce: row.try_get("nonce").map_err(unavailable)?,
         code_challenge: row.try_get("code_challenge").map_err(unavailable)?,
         issued_at: row.try_get("issued_at").map_err(unavailable)?,
-        expires_at: row.try_get("expires_at").map_err(unavailable)?,
+        expires_at: row.try_get("code_expires_at").map_err(unavailable)?,
         used_at: row.try_get("used_at").map_err(unavailable)?,
     })
 }
@@ -674,13 +598,10 @@ impl Store for PostgresStore {
     }
 
     async fn look_up_debt(&self, lookup: &DebtLookup) -> Result<DebtLookupOutcome, StoreError> {
-        // A duration consent (the common case) in a batched statement (see
-        // `batched::look_up_debts`): one round trip and one commit shared by
-        // the lookups waiting at the same time.
-        match self.batches.debt_lookup.run(lookup.clone()).await?? {
-            LookupStep::Done(outcome) => Ok(outcome),
-            LookupStep::SingleUse(consent) => self.consume_single_use(lookup, consent).await,
-        }
+        // A batched statement (see `batched::look_up_debts`): one round
+        // trip and one commit shared by the lookups waiting at the same
+        // time, single-use consumption included.
+        self.batches.debt_lookup.run(lookup.clone()).await?
     }
     async fn revoke_consent(
         &self,
@@ -901,79 +822,36 @@ impl Store for PostgresStore {
         loans_of(&self.pool, nin).await
     }
 
-    async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError> {
-        let r = AuthFlowRow::from(flow);
-        sqlx::query(
-            "INSERT INTO authorization_flows (id, browser_hash, client_id, redirect_uri, purpose, \
-             duration_days, openid, state, nonce, code_challenge, locale, stage, nin, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(&r.id)
-        .bind(&r.browser_hash)
-        .bind(&r.client_id)
-        .bind(&r.redirect_uri)
-        .bind(&r.purpose)
-        .bind(r.duration_days)
-        .bind(r.openid)
-        .bind(&r.state)
-        .bind(&r.nonce)
-        .bind(&r.code_challenge)
-        .bind(&r.locale)
-        .bind(&r.stage)
-        .bind(&r.nin)
-        .bind(r.created_at)
-        .bind(r.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn find_auth_flow(&self, id: &str) -> Result<Option<AuthFlow>, StoreError> {
-        sqlx::query("SELECT * FROM authorization_flows WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(flow_from_row)
-            .transpose()
-    }
-
     async fn record_login(
         &self,
-        flow_id: &str,
+        flow: &AuthFlow,
         session: &LoginSession,
     ) -> Result<bool, StoreError> {
         let row = LoginSessionRow::from(session);
-        // One statement: the session is written only if the flow moved on.
-        let moved: i64 = sqlx::query_scalar(
-            "WITH moved AS ( \
-               UPDATE authorization_flows SET stage = 'consent', nin = $1 WHERE id = $2 AND stage = 'login' RETURNING id \
-             ), s AS ( \
-               INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) \
-               SELECT $3::bytea, $4::text, $5::bigint, $6::bigint FROM moved \
-               ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
-               created_at = excluded.created_at, expires_at = excluded.expires_at \
-             ) SELECT count(*) FROM moved",
+        // One statement: the session is written only for an unfinished flow.
+        let recorded = sqlx::query(
+            "INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) \
+             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM finished_flows WHERE id = $5) \
+             ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
+             created_at = excluded.created_at, expires_at = excluded.expires_at",
         )
-        .bind(session.nin.as_str())
-        .bind(flow_id)
         .bind(&row.browser_hash)
         .bind(&row.nin)
         .bind(row.created_at)
         .bind(row.expires_at)
-        .fetch_one(&self.pool)
+        .bind(&flow.id)
+        .execute(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(moved == 1)
+        Ok(recorded.rows_affected() == 1)
     }
 
-    async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
+    async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE authorization_flows SET stage = 'done' WHERE id = $1 AND stage <> 'done'",
+            "INSERT INTO finished_flows (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(flow_id)
+        .bind(&flow.id)
+        .bind(flow.expires_at.unix_timestamp())
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -982,19 +860,23 @@ impl Store for PostgresStore {
 
     async fn accept_auth_flow(
         &self,
-        flow_id: &str,
+        flow: &AuthFlow,
         consent: &Consent,
         code: &AuthorizationCodeRecord,
     ) -> Result<bool, StoreError> {
         let row = ConsentRow::from(consent);
         let event = new_event_row(&row, ConsentEventType::Created, consent.created_at);
         let c = AuthorizationCodeRow::from(code);
-        // One statement: the flow moves on, and only then are the consent,
-        // its pending event and the code written. A consent id collision
-        // fails the whole statement (a unique violation: a conflict).
+        // One statement: the flow is finished if the browser's login session
+        // is still this individual's, and only then are the consent, its
+        // pending event and the code written. A consent id collision fails
+        // the whole statement (a unique violation: a conflict).
         let query = sqlx::query(
             "WITH moved AS ( \
-               UPDATE authorization_flows SET stage = 'done' WHERE id = $1 AND stage = 'consent' RETURNING id \
+               INSERT INTO finished_flows (id, expires_at) \
+               SELECT $1::text, $29::bigint FROM login_sessions \
+               WHERE browser_hash = $30 AND nin = $4 AND expires_at > $9 \
+               ON CONFLICT (id) DO NOTHING RETURNING id \
              ), c AS ( \
                INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
                  created_at, expires_at, status, revoked_by, ended_at) \
@@ -1011,7 +893,7 @@ impl Store for PostgresStore {
                  $27::bigint, $28::bigint FROM c \
              ) SELECT count(*) FROM moved",
         )
-        .bind(flow_id);
+        .bind(&flow.id);
         let moved: i64 = bind_consent_with_event(query, &row, &event)
             .bind(&c.hash)
             .bind(&c.client_id)
@@ -1022,6 +904,8 @@ impl Store for PostgresStore {
             .bind(c.issued_at)
             .bind(c.expires_at)
             .bind(c.used_at)
+            .bind(flow.expires_at.unix_timestamp())
+            .bind(flow.browser_hash.as_bytes())
             .fetch_one(&self.pool)
             .await
             .and_then(|r| r.try_get(0))
@@ -1050,35 +934,29 @@ impl Store for PostgresStore {
     }
 
     async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let deleted = sqlx::query("DELETE FROM login_sessions WHERE browser_hash = $1")
             .bind(browser_hash.as_bytes())
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await
             .map_err(unavailable)?
             .rows_affected();
-        sqlx::query(
-            "UPDATE authorization_flows SET stage = 'done' WHERE browser_hash = $1 AND stage <> 'done'",
-        )
-        .bind(browser_hash.as_bytes())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
         Ok(deleted > 0)
     }
 
     async fn find_authorization_code(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<AuthorizationCodeRecord>, StoreError> {
-        sqlx::query("SELECT * FROM authorization_codes WHERE hash = $1")
-            .bind(hash.as_bytes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .as_ref()
-            .map(code_from_row)
+    ) -> Result<Option<(AuthorizationCodeRecord, Consent)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT c.*, k.hash, k.client_id AS code_client_id, k.redirect_uri, k.consent_id, \
+             k.scopes, k.nonce, k.code_challenge, k.issued_at, k.expires_at AS code_expires_at, k.used_at \
+             FROM authorization_codes k JOIN consents c ON c.id = k.consent_id WHERE k.hash = $1",
+        )
+        .bind(hash.as_bytes())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|row| Ok((code_from_row(&row)?, Consent::try_from(consent_row(&row)?)?)))
             .transpose()
     }
 
@@ -1143,7 +1021,7 @@ impl Store for PostgresStore {
         let t = now.unix_timestamp();
         let mut total = 0;
         for sql in [
-            "DELETE FROM authorization_flows WHERE expires_at < $1",
+            "DELETE FROM finished_flows WHERE expires_at < $1",
             "DELETE FROM login_sessions WHERE expires_at < $1",
             // Kept a while after expiry, so that a late replay is still
             // recognised as a replay.

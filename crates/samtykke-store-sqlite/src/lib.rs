@@ -27,9 +27,8 @@ use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
-    AuthFlowRow, AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
-    UsageRow,
+    AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow, LoanRow,
+    LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -214,26 +213,6 @@ fn insert_client_row(conn: &Connection, row: &ClientRow) -> Result<(), StoreErro
     Ok(())
 }
 
-fn flow_row(row: &Row<'_>) -> rusqlite::Result<AuthFlowRow> {
-    Ok(AuthFlowRow {
-        id: row.get("id")?,
-        browser_hash: row.get("browser_hash")?,
-        client_id: row.get("client_id")?,
-        redirect_uri: row.get("redirect_uri")?,
-        purpose: row.get("purpose")?,
-        duration_days: row.get("duration_days")?,
-        openid: row.get("openid")?,
-        state: row.get("state")?,
-        nonce: row.get("nonce")?,
-        code_challenge: row.get("code_challenge")?,
-        locale: row.get("locale")?,
-        stage: row.get("stage")?,
-        nin: row.get("nin")?,
-        created_at: row.get("created_at")?,
-        expires_at: row.get("expires_at")?,
-    })
-}
-
 fn code_row(row: &Row<'_>) -> rusqlite::Result<AuthorizationCodeRow> {
     Ok(AuthorizationCodeRow {
         hash: row.get("hash")?,
@@ -322,6 +301,27 @@ fn loans_of(conn: &Connection, nin: &Nin) -> Result<Vec<LoanRow>, StoreError> {
         [nin.as_str()],
         loan_row,
     )
+}
+
+/// True if the flow `flow_id` has finished.
+fn flow_finished(conn: &Connection, flow_id: &str) -> Result<bool, StoreError> {
+    Ok(query_opt(
+        conn,
+        "SELECT 1 FROM finished_flows WHERE id = ?",
+        [flow_id],
+        |_| Ok(()),
+    )?
+    .is_some())
+}
+
+/// Marks the flow `flow_id` finished until `expires_at`; false if it
+/// already was.
+fn finish_flow(conn: &Connection, flow_id: &str, expires_at: i64) -> Result<bool, StoreError> {
+    Ok(execute(
+        conn,
+        "INSERT INTO finished_flows (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+        params![flow_id, expires_at],
+    )? == 1)
 }
 
 /// Upserts the browser's login session.
@@ -812,105 +812,55 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn insert_auth_flow(&self, flow: &AuthFlow) -> Result<(), StoreError> {
-        let r = AuthFlowRow::from(flow);
-        self.db
-            .write(move |c| {
-                execute(
-                    c,
-                    "INSERT INTO authorization_flows (id, browser_hash, client_id, redirect_uri, purpose, \
-                     duration_days, openid, state, nonce, code_challenge, locale, stage, nin, created_at, expires_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    params![
-                        r.id,
-                        r.browser_hash,
-                        r.client_id,
-                        r.redirect_uri,
-                        r.purpose,
-                        r.duration_days,
-                        r.openid,
-                        r.state,
-                        r.nonce,
-                        r.code_challenge,
-                        r.locale,
-                        r.stage,
-                        r.nin,
-                        r.created_at,
-                        r.expires_at
-                    ],
-                )?;
-                Ok(())
-            })
-            .await
-    }
-
-    async fn find_auth_flow(&self, id: &str) -> Result<Option<AuthFlow>, StoreError> {
-        self.db
-            .read(|c| {
-                query_opt(
-                    c,
-                    "SELECT * FROM authorization_flows WHERE id = ?",
-                    [id],
-                    flow_row,
-                )
-            })?
-            .map(AuthFlow::try_from)
-            .transpose()
-    }
-
     async fn record_login(
         &self,
-        flow_id: &str,
+        flow: &AuthFlow,
         session: &LoginSession,
     ) -> Result<bool, StoreError> {
-        let flow_id = flow_id.to_owned();
+        let flow_id = flow.id.clone();
         let session = session.clone();
         self.db
             .write(move |c| {
-                let moved = execute(
-                    c,
-                    "UPDATE authorization_flows SET stage = 'consent', nin = ? WHERE id = ? AND stage = 'login'",
-                    params![session.nin.as_str(), flow_id],
-                )? == 1;
-                if moved {
-                    upsert_login_session(c, &session)?;
+                if flow_finished(c, &flow_id)? {
+                    return Ok(false);
                 }
-                Ok(moved)
+                upsert_login_session(c, &session)?;
+                Ok(true)
             })
             .await
     }
 
-    async fn end_auth_flow(&self, flow_id: &str) -> Result<bool, StoreError> {
-        let flow_id = flow_id.to_owned();
+    async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError> {
+        let flow_id = flow.id.clone();
+        let expires_at = flow.expires_at.unix_timestamp();
         self.db
-            .write(move |c| {
-                Ok(execute(
-                    c,
-                    "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage <> 'done'",
-                    [&flow_id],
-                )? == 1)
-            })
+            .write(move |c| finish_flow(c, &flow_id, expires_at))
             .await
     }
 
     async fn accept_auth_flow(
         &self,
-        flow_id: &str,
+        flow: &AuthFlow,
         consent: &Consent,
         code: &AuthorizationCodeRecord,
     ) -> Result<bool, StoreError> {
-        let flow_id = flow_id.to_owned();
+        let flow_id = flow.id.clone();
+        let expires_at = flow.expires_at.unix_timestamp();
+        let browser_hash = flow.browser_hash.as_bytes().to_vec();
         let row = ConsentRow::from(consent);
         let created_at = consent.created_at;
         let code = AuthorizationCodeRow::from(code);
         self.db
             .write(move |c| {
-                let moved = execute(
+                // The browser's login session must still be this individual's.
+                let logged_in = query_opt(
                     c,
-                    "UPDATE authorization_flows SET stage = 'done' WHERE id = ? AND stage = 'consent'",
-                    [&flow_id],
-                )? == 1;
-                if !moved {
+                    "SELECT 1 FROM login_sessions WHERE browser_hash = ? AND nin = ? AND expires_at > ?",
+                    params![browser_hash, row.nin, row.created_at],
+                    |_| Ok(()),
+                )?
+                .is_some();
+                if !logged_in || !finish_flow(c, &flow_id, expires_at)? {
                     return Ok(false);
                 }
                 if !insert_consent_row(c, &row)? {
@@ -960,10 +910,9 @@ impl Store for SqliteStore {
         let hash = browser_hash.as_bytes().to_vec();
         self.db
             .write(move |c| {
-                let deleted = execute(c, "DELETE FROM login_sessions WHERE browser_hash = ?", [&hash])?;
-                execute(
+                let deleted = execute(
                     c,
-                    "UPDATE authorization_flows SET stage = 'done' WHERE browser_hash = ? AND stage <> 'done'",
+                    "DELETE FROM login_sessions WHERE browser_hash = ?",
                     [&hash],
                 )?;
                 Ok(deleted > 0)
@@ -974,17 +923,32 @@ impl Store for SqliteStore {
     async fn find_authorization_code(
         &self,
         hash: &TokenHash,
-    ) -> Result<Option<AuthorizationCodeRecord>, StoreError> {
-        self.db
-            .read(|c| {
-                query_opt(
-                    c,
-                    "SELECT * FROM authorization_codes WHERE hash = ?",
-                    [hash.as_bytes()],
-                    code_row,
-                )
-            })?
-            .map(AuthorizationCodeRecord::try_from)
+    ) -> Result<Option<(AuthorizationCodeRecord, Consent)>, StoreError> {
+        let found = self.db.read(|c| {
+            let Some(code) = query_opt(
+                c,
+                "SELECT * FROM authorization_codes WHERE hash = ?",
+                [hash.as_bytes()],
+                code_row,
+            )?
+            else {
+                return Ok(None);
+            };
+            let consent = query_opt(
+                c,
+                "SELECT * FROM consents WHERE id = ?",
+                [&code.consent_id],
+                consent_row,
+            )?;
+            Ok(consent.map(|consent| (code, consent)))
+        })?;
+        found
+            .map(|(code, consent)| {
+                Ok((
+                    AuthorizationCodeRecord::try_from(code)?,
+                    Consent::try_from(consent)?,
+                ))
+            })
             .transpose()
     }
 
@@ -1038,7 +1002,7 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let mut total = 0;
                 for sql in [
-                    "DELETE FROM authorization_flows WHERE expires_at < ?",
+                    "DELETE FROM finished_flows WHERE expires_at < ?",
                     "DELETE FROM login_sessions WHERE expires_at < ?",
                     // Kept a while after expiry, so that a late replay is
                     // still recognised as a replay.

@@ -106,7 +106,7 @@ async fn redeem_code(
     let code = OpaqueToken::from_presented(presented)
         .ok_or_else(|| invalid_grant("the code is invalid, expired or already used"))?;
     let now = state.clock.now();
-    let record = state
+    let (record, consent) = state
         .store
         .find_authorization_code(&code.hash())
         .await?
@@ -127,12 +127,11 @@ async fn redeem_code(
     };
     authorization_code::check(&record, client, &request, now)
         .inspect_err(|e| tracing::info!(client_id = %client.id, reason = %e.description, "code redemption refused"))?;
-    let consent = state
-        .store
-        .find_consent(&record.consent_id)
-        .await?
-        .filter(|c| c.status_at(now) == ConsentStatus::Active)
-        .ok_or_else(|| invalid_grant("the consent behind the code is no longer active"))?;
+    if consent.status_at(now) != ConsentStatus::Active {
+        return Err(invalid_grant(
+            "the consent behind the code is no longer active",
+        ));
+    }
     let (token, token_record) =
         authorization_code::mint(&record, &consent, now, state.settings.access_token_ttl);
     if !state

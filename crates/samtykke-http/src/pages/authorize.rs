@@ -132,22 +132,25 @@ pub async fn get_authorize(
         };
     }
 
+    // The flow's state travels sealed in the page URLs; nothing is stored.
+    let secrets = match state.secrets().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "server secrets unavailable");
+            return fail(AuthorizeErrorCode::ServerError, "");
+        }
+    };
     let flow = flow::start(&request, &browser, locale, now);
-    if let Err(e) = state.store.insert_auth_flow(&flow).await {
-        tracing::error!(error = %e, "could not store the authorization flow");
-        return fail(AuthorizeErrorCode::ServerError, "");
-    }
     let issuer = &state.settings.issuer;
     let next = match session {
-        Some(session) => match state.store.record_login(&flow.id, &session).await {
-            Ok(true) => format!("{issuer}/oauth2/consent?flow={}", flow.id),
-            Ok(false) => format!("{issuer}/oauth2/login?flow={}", flow.id),
-            Err(e) => {
-                tracing::error!(error = %e, "could not resume the login session");
-                return fail(AuthorizeErrorCode::ServerError, "");
-            }
-        },
-        None => format!("{issuer}/oauth2/login?flow={}", flow.id),
+        Some(session) => format!(
+            "{issuer}/oauth2/consent?flow={}",
+            flow.identified(session.nin).seal(&secrets.flow_key)
+        ),
+        None => format!(
+            "{issuer}/oauth2/login?flow={}",
+            flow.seal(&secrets.flow_key)
+        ),
     };
     tracing::info!(client_id = %request.client_id, "authorization flow started");
     let mut response = see_other(&next);

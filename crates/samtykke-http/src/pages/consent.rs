@@ -55,13 +55,15 @@ pub async fn get_consent(
         Ok(found) => found,
         Err(page) => return page,
     };
-    let Admitted { flow, t, .. } = admitted;
+    let Admitted {
+        flow, sealed, t, ..
+    } = admitted;
     let context = ConsentContext {
         t,
         title: t.consent_title,
         sandbox: state.settings.sandbox,
         issuer: &state.settings.issuer,
-        flow: &flow.id,
+        flow: &sealed,
         csrf,
         client_name: client.name.as_str(),
         org_number: client.org_number.as_str(),
@@ -102,7 +104,7 @@ pub async fn post_consent(
     match field(&form, "decision") {
         Some("accept") => {}
         Some("deny") => {
-            return match state.store.end_auth_flow(&flow.id).await {
+            return match state.store.end_auth_flow(&flow).await {
                 Ok(true) => {
                     tracing::info!(client_id = %flow.client_id, "consent denied");
                     redirect_error(AuthorizeErrorCode::ConsentDenied, "")
@@ -117,11 +119,11 @@ pub async fn post_consent(
     let now = state.clock.now();
     let (Some(nin), Ok(Some(client))) = (flow.nin.clone(), state.client(&flow.client_id).await)
     else {
-        let _ = state.store.end_auth_flow(&flow.id).await;
+        let _ = state.store.end_auth_flow(&flow).await;
         return redirect_error(AuthorizeErrorCode::ServerError, "");
     };
     if client.disabled || !client.allows_purpose(flow.scope.purpose) {
-        let _ = state.store.end_auth_flow(&flow.id).await;
+        let _ = state.store.end_auth_flow(&flow).await;
         return redirect_error(
             AuthorizeErrorCode::ServerError,
             "the client may no longer ask for this consent",
@@ -136,11 +138,7 @@ pub async fn post_consent(
         now,
     );
     let (code, record) = authorization_code::issue(&flow, &consent, now);
-    match state
-        .store
-        .accept_auth_flow(&flow.id, &consent, &record)
-        .await
-    {
+    match state.store.accept_auth_flow(&flow, &consent, &record).await {
         Ok(true) => {
             state.metrics.consent_created(&consent);
             tracing::info!(client_id = %client.id, consent_id = %consent.id, "consent given; code issued");
@@ -158,7 +156,7 @@ pub async fn post_consent(
         Ok(false) => error_page(&state, t, StatusCode::BAD_REQUEST, t.flow_finished),
         Err(e) => {
             tracing::error!(error = %e, "could not store the consent");
-            let _ = state.store.end_auth_flow(&flow.id).await;
+            let _ = state.store.end_auth_flow(&flow).await;
             redirect_error(AuthorizeErrorCode::ServerError, "")
         }
     }

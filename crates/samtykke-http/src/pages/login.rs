@@ -29,35 +29,36 @@ pub struct FlowQuery {
 /// A flow that a page may continue, with its browser and texts.
 pub(crate) struct Admitted {
     pub flow: AuthFlow,
+    /// The sealed value it came in, for the page's forms.
+    pub sealed: String,
     pub browser: OpaqueToken,
     pub t: &'static Texts,
 }
 
-/// Loads the flow `flow_id` and checks it for this browser, step and
-/// (for posts) CSRF token. Refusals are error pages: nothing is redirected
-/// for a flow we cannot trust.
+/// Opens the sealed flow value `sealed` and checks it for this browser,
+/// step and (for posts) CSRF token. Refusals are error pages: nothing is
+/// redirected for a flow we cannot trust. Reads nothing from the database:
+/// whether the flow has finished is decided by the step that writes.
 pub(crate) async fn admit(
     state: &AppState,
     headers: &HeaderMap,
-    flow_id: Option<&str>,
+    sealed: Option<&str>,
     csrf: Option<Option<&str>>,
     stage: FlowStage,
 ) -> Result<Admitted, Response> {
     let t_default = &NB;
     let browser = browser_cookie(state, headers);
-    let flow = match flow_id.filter(|id| OpaqueToken::from_presented(id).is_some()) {
-        Some(id) => state.store.find_auth_flow(id).await.map_err(|e| {
-            tracing::error!(error = %e, "flow lookup failed");
-            error_page(
-                state,
-                t_default,
-                StatusCode::SERVICE_UNAVAILABLE,
-                t_default.error_detail,
-            )
-        })?,
-        None => None,
-    };
-    let Some(flow) = flow else {
+    let secrets = state.secrets().await.map_err(|e| {
+        tracing::error!(error = %e, "server secrets unavailable");
+        error_page(
+            state,
+            t_default,
+            StatusCode::SERVICE_UNAVAILABLE,
+            t_default.error_detail,
+        )
+    })?;
+    let opened = sealed.and_then(|v| AuthFlow::unseal(&secrets.flow_key, v).map(|f| (f, v)));
+    let Some((flow, sealed)) = opened else {
         return Err(error_page(
             state,
             t_default,
@@ -66,10 +67,6 @@ pub(crate) async fn admit(
         ));
     };
     let t = texts_for(&flow.locale);
-    let secrets = state.secrets().await.map_err(|e| {
-        tracing::error!(error = %e, "server secrets unavailable");
-        error_page(state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail)
-    })?;
     let csrf_check = csrf.map(|presented| (secrets.csrf_key.as_slice(), presented));
     match flow.admit(browser.as_ref(), csrf_check, stage, state.clock.now()) {
         Ok(()) => {}
@@ -88,10 +85,7 @@ pub(crate) async fn admit(
         Err(FlowRefusal::WrongStage) => {
             if flow.stage == FlowStage::Consent && stage == FlowStage::Login {
                 let issuer = &state.settings.issuer;
-                return Err(see_other(&format!(
-                    "{issuer}/oauth2/consent?flow={}",
-                    flow.id
-                )));
+                return Err(see_other(&format!("{issuer}/oauth2/consent?flow={sealed}")));
             }
             return Err(error_page(
                 state,
@@ -109,7 +103,12 @@ pub(crate) async fn admit(
             t.flow_not_found,
         ));
     };
-    Ok(Admitted { flow, browser, t })
+    Ok(Admitted {
+        flow,
+        sealed: sealed.to_owned(),
+        browser,
+        t,
+    })
 }
 
 /// Decodes a page's form post and admits its flow with its CSRF token.
@@ -214,7 +213,7 @@ async fn login_page(
         title: t.login_title,
         sandbox: state.settings.sandbox,
         issuer: &state.settings.issuer,
-        flow: &admitted.flow.id,
+        flow: &admitted.sealed,
         csrf,
         client_name: client.name.as_str(),
         error,
@@ -252,7 +251,7 @@ pub async fn get_login(
         Ok(i) => i,
         Err(page) => return page,
     };
-    match identity.begin(&admitted.flow.id) {
+    match identity.begin(&admitted.sealed) {
         LoginStart::TestIdForm => login_page(&state, &admitted, StatusCode::OK, None, "").await,
         LoginStart::Redirect(url) => see_other(&url),
     }
@@ -285,13 +284,18 @@ pub async fn post_login(
     };
     match identity.complete(&form, state.nin_policy()).await {
         Ok(nin) => {
-            let session = LoginSession::new(&admitted.browser, nin, state.clock.now());
-            match state.store.record_login(&flow.id, &session).await {
+            let session = LoginSession::new(&admitted.browser, nin.clone(), state.clock.now());
+            let secrets = match state.secrets().await {
+                Ok(s) => s,
+                Err(_) => return redirect_error(AuthorizeErrorCode::ServerError, ""),
+            };
+            let next = flow.identified(nin).seal(&secrets.flow_key);
+            match state.store.record_login(flow, &session).await {
                 Ok(true) => {
                     tracing::info!(provider = identity.name(), "individual identified");
                     see_other(&format!(
-                        "{}/oauth2/consent?flow={}",
-                        state.settings.issuer, flow.id
+                        "{}/oauth2/consent?flow={next}",
+                        state.settings.issuer
                     ))
                 }
                 Ok(false) => error_page(
@@ -302,12 +306,12 @@ pub async fn post_login(
                 ),
                 Err(e) => {
                     tracing::error!(error = %e, "could not record the login");
-                    let _ = state.store.end_auth_flow(&flow.id).await;
+                    let _ = state.store.end_auth_flow(flow).await;
                     redirect_error(AuthorizeErrorCode::ServerError, "")
                 }
             }
         }
-        Err(LoginFailure::Cancelled) => match state.store.end_auth_flow(&flow.id).await {
+        Err(LoginFailure::Cancelled) => match state.store.end_auth_flow(flow).await {
             Ok(true) => redirect_error(AuthorizeErrorCode::LoginCancelled, ""),
             Ok(false) => error_page(
                 &state,
@@ -330,7 +334,7 @@ pub async fn post_login(
         }
         Err(LoginFailure::Failed(reason)) => {
             tracing::error!(provider = identity.name(), reason, "identification failed");
-            let _ = state.store.end_auth_flow(&flow.id).await;
+            let _ = state.store.end_auth_flow(flow).await;
             redirect_error(AuthorizeErrorCode::ServerError, "")
         }
     }

@@ -46,8 +46,10 @@ async fn redirected_error(
     params
 }
 
-/// Starts a flow and identifies; returns (browser, flow id).
-async fn at_consent_page(app: &TestApp) -> (reqwest::Client, String, String) {
+/// Starts a flow and identifies; returns the browser, the login page's
+/// flow value and CSRF token, the consent page's flow value, and the
+/// consent page's URL.
+async fn at_consent_page(app: &TestApp) -> (reqwest::Client, (String, String), String, String) {
     let b = browser();
     let start = b.get(auth_url(app, &[])).send().await.unwrap();
     let login_url = location(&start);
@@ -64,7 +66,8 @@ async fn at_consent_page(app: &TestApp) -> (reqwest::Client, String, String) {
         .await
         .unwrap();
     let consent_url = location(&login);
-    (b, flow, consent_url)
+    let (consent_flow, _, _) = open_page(&b, &consent_url).await;
+    (b, (flow, csrf), consent_flow, consent_url)
 }
 
 engine_tests! {
@@ -164,7 +167,10 @@ engine_tests! {
     }
 
     async fn flow_state_is_bound_to_the_browser_and_forms_need_the_csrf_token(app) {
-        let (owner, flow, consent_url) = at_consent_page(&app).await;
+        let (owner, (login_flow, login_csrf), flow, consent_url) = at_consent_page(&app).await;
+        // The flow travels sealed: its state moved on with the login.
+        assert_ne!(login_flow, flow);
+        assert!(flow.starts_with("f1.") && !flow.contains(NIN), "{flow}");
         let response = owner.get(&consent_url).send().await.unwrap();
         assert_page_headers(&response);
         let page = response.text().await.unwrap();
@@ -201,8 +207,59 @@ engine_tests! {
         assert!(query_of(&location(&accepted)).contains_key("code"));
         let replay = owner.post(app.url("/oauth2/consent")).form(&form).send().await.unwrap();
         assert_error_page(replay, 400).await;
-        // The finished flow cannot be taken back to the login step either.
-        assert_error_page(owner.get(app.url(&format!("/oauth2/login?flow={flow}"))).send().await.unwrap(), 400).await;
+        // Nor can the finished flow be denied, or identified again from its
+        // login page's form.
+        let deny = owner.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "deny")]).send().await.unwrap();
+        assert_error_page(deny, 400).await;
+        let login_again = owner.post(app.url("/oauth2/login")).form(&[("flow", login_flow.as_str()), ("csrf", login_csrf.as_str()), ("nin", NIN), ("action", "login")]).send().await.unwrap();
+        assert_error_page(login_again, 400).await;
+    }
+
+    async fn sealed_flow_values_refuse_tampering_expiry_and_a_changed_or_ended_login(app) {
+        // Tampering anywhere in the sealed value (not only its prefix).
+        let (owner, _, flow, _) = at_consent_page(&app).await;
+        let csrf = hidden(&owner.get(app.url(&format!("/oauth2/consent?flow={flow}"))).send().await.unwrap().text().await.unwrap(), "csrf");
+        let middle = flow.len() / 2;
+        let mut tampered = flow.clone();
+        let swapped = if &flow[middle..=middle] == "A" { "B" } else { "A" };
+        tampered.replace_range(middle..=middle, swapped);
+        assert_error_page(owner.get(app.url(&format!("/oauth2/consent?flow={tampered}"))).send().await.unwrap(), 400).await;
+        let forged = owner.post(app.url("/oauth2/consent")).form(&[("flow", tampered.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
+        assert_error_page(forged, 400).await;
+        // A login-stage value cannot be used as a consent-stage one.
+        let (login_owner, (login_flow, login_csrf), _, _) = at_consent_page(&app).await;
+        let early = login_owner.post(app.url("/oauth2/consent")).form(&[("flow", login_flow.as_str()), ("csrf", login_csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
+        assert_error_page(early, 400).await;
+
+        // Another individual logs in in the same browser: the first
+        // individual's flow can no longer be accepted.
+        let switched = owner.get(auth_url(&app, &[("prompt", "login")])).send().await.unwrap();
+        let (other_flow, other_csrf, _) = open_page(&owner, &location(&switched)).await;
+        let other_login = owner.post(app.url("/oauth2/login")).form(&[("flow", other_flow.as_str()), ("csrf", other_csrf.as_str()), ("nin", "29868099311"), ("action", "login")]).send().await.unwrap();
+        assert!(location(&other_login).contains("/oauth2/consent"));
+        let stale = owner.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
+        assert_error_page(stale, 400).await;
+
+        // A logout (here from a client that only carries the cookie) ends
+        // the flows at the consent step of that browser.
+        let b = browser();
+        let start = b.get(auth_url(&app, &[])).send().await.unwrap();
+        let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let (flow, csrf, _) = open_page(&b, &location(&start)).await;
+        let login = b.post(app.url("/oauth2/login")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", NIN), ("action", "login")]).send().await.unwrap();
+        let (flow, csrf, _) = open_page(&b, &location(&login)).await;
+        let logout = reqwest::Client::new().get(app.url("/oauth2/sessions/logout")).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(logout.status(), 200);
+        let ended = b.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
+        assert_error_page(ended, 400).await;
+
+        // A flow value expires with the flow (15 minutes).
+        let b = browser();
+        let start = b.get(auth_url(&app, &[])).send().await.unwrap();
+        let login_url = location(&start);
+        assert_eq!(b.get(&login_url).send().await.unwrap().status(), 200);
+        app.clock.advance(time::Duration::minutes(16));
+        assert_error_page(b.get(&login_url).send().await.unwrap(), 400).await;
     }
 
     async fn a_login_session_skips_identification_until_logout(app) {

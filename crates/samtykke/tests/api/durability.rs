@@ -99,7 +99,7 @@ engine_db_tests! {
         let start_flow = b.get(&auth).send().await.unwrap();
         let (flow, csrf, _) = crate::helpers::open_page(&b, &crate::helpers::location(&start_flow)).await;
         let login = b.post(format!("{}/oauth2/login", server.base)).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", "14842249091"), ("action", "login")]).send().await.unwrap();
-        let (_, csrf, _) = crate::helpers::open_page(&b, &crate::helpers::location(&login)).await;
+        let (flow, csrf, _) = crate::helpers::open_page(&b, &crate::helpers::location(&login)).await;
         let accepted = b.post(format!("{}/oauth2/consent", server.base)).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
         let code = crate::helpers::query_of(&crate::helpers::location(&accepted))["code"].clone();
 

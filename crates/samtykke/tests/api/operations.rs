@@ -141,7 +141,7 @@ engine_db_tests! {
         let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
         let (flow, csrf, _) = crate::helpers::open_page(&b, &crate::helpers::location(&start)).await;
         let login = b.post(format!("{}/oauth2/login", server.base)).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", "29868099311"), ("action", "login")]).send().await.unwrap();
-        let (_, csrf2, _) = crate::helpers::open_page(&b, &crate::helpers::location(&login)).await;
+        let (flow, csrf2, _) = crate::helpers::open_page(&b, &crate::helpers::location(&login)).await;
         let accepted = b.post(format!("{}/oauth2/consent", server.base)).form(&[("flow", flow.as_str()), ("csrf", csrf2.as_str()), ("decision", "accept")]).send().await.unwrap();
         let code = crate::helpers::query_of(&crate::helpers::location(&accepted))["code"].clone();
         let exchanged: serde_json::Value = http.post(format!("{}/oauth2/token", server.base)).basic_auth(&id, Some(&secret))
