@@ -32,7 +32,8 @@ pub enum LoginFailure {
 pub trait IdentityProvider: Send + Sync + 'static {
     /// A short name for logs.
     fn name(&self) -> &'static str;
-    /// Starts identification for the flow `flow_id`.
+    /// Starts identification for a flow (`flow_id` is the sealed flow value
+    /// the pages carry).
     fn begin(&self, flow_id: &str) -> LoginStart;
     /// Finishes identification from the submitted form or callback
     /// parameters.
