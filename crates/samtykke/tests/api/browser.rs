@@ -250,6 +250,16 @@ impl Browser {
             .expect("attribute")
     }
 
+    /// Waits until an element matching `css` is on the page (a form post
+    /// that answers under the same URL gives nothing else to wait for).
+    async fn wait_for(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.exists(css).await {
+            assert!(Instant::now() < deadline, "no {css} appeared");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn exists(&self, css: &str) -> bool {
         !self
             .client
@@ -524,7 +534,7 @@ engine_tests! {
         browser.type_into("#nin", "14842249092").await;
         browser.click("button[name=action][value=login]").await;
         browser.wait_for_url(&app.url("/oauth2/login")).await;
-        assert!(browser.exists("#nin-error").await, "no validation error shown");
+        browser.wait_for("#nin-error").await;
         assert_eq!(browser.text("#nin-error").await, "Skriv et gyldig fødselsnummer med 11 siffer.");
         assert_eq!(browser.attr("#nin", "aria-invalid").await.as_deref(), Some("true"));
         assert_eq!(browser.attr("#nin", "value").await.as_deref(), Some("14842249092"));
@@ -667,6 +677,7 @@ engine_tests! {
         browser.type_into("#nin", "123").await;
         browser.click("button[name=action][value=login]").await;
         browser.wait_for_url(&app.url("/oauth2/login")).await;
+        browser.wait_for("#nin-error").await;
         assert_eq!(browser.text("#nin-error").await, "Enter a valid 11-digit national identity number.");
 
         browser.type_into("#nin", PERSON).await;
