@@ -132,6 +132,22 @@ pub trait Store: Send + Sync + 'static {
     /// event). Of concurrent lookups of a single-use consent exactly one is
     /// served. A refused lookup writes nothing.
     async fn look_up_debt(&self, lookup: &DebtLookup) -> Result<DebtLookupOutcome, StoreError>;
+    /// [`Store::look_up_debt`] for a call made with a sealed token whose
+    /// revocation state is not checked yet: the lookup happens only if the
+    /// token still counts (see [`Store::sealed_token_revoked`]); None if it
+    /// does not, and then nothing is read or written. A store may do both
+    /// in one step, as the PostgreSQL store does.
+    async fn look_up_debt_with_sealed_token(
+        &self,
+        token: &AccessTokenRecord,
+        generation: i64,
+        lookup: &DebtLookup,
+    ) -> Result<Option<DebtLookupOutcome>, StoreError> {
+        if self.sealed_token_revoked(token, generation).await? {
+            return Ok(None);
+        }
+        self.look_up_debt(lookup).await.map(Some)
+    }
     /// Revokes an active consent of `client_id` (event `SAMTYKKE_ARKIVERT`,
     /// tokens bound to it revoked).
     async fn revoke_consent(

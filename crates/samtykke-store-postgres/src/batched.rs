@@ -22,7 +22,7 @@ const MAX_BATCH: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Batches {
     pub(crate) sealed_token_revoked: Batcher<SealedTokenCheck, bool>,
-    pub(crate) debt_lookup: Batcher<DebtLookup, Result<DebtLookupOutcome, StoreError>>,
+    pub(crate) debt_lookup: Batcher<LookupCall, Result<Option<DebtLookupOutcome>, StoreError>>,
     pub(crate) consent_insert: Batcher<NewConsent, bool>,
 }
 
@@ -93,53 +93,57 @@ async fn sealed_tokens_revoked(
     .map_err(unavailable)
 }
 
-/// Debt lookups in one statement and one commit. The conditions of
-/// [`DebtLookup::judge`] pick the lookups that may serve (`ok`). A duration
-/// consent serves every such lookup; a single-use consent is consumed by a
-/// conditional update, which only the first of its lookups in the batch
-/// (`once`) attempts, and which of concurrent statements only one wins (the
-/// update waits on the row and checks `status` again). Exactly the served
-/// lookups (`served`) get their usage record, a consumed consent its
-/// `SAMTYKKE_ARKIVERT` event, and only their loans are joined in. A lookup's
-/// rows carry its ordinal (`r_i`); a lookup of an unknown consent has none.
-/// The consents and the loans are read through `LATERAL (… OFFSET 0)` and
-/// the update by `id = ANY (…)`, so that each lookup probes the indexes: a
-/// plain join with `unnest` lets the planner pick a hash join over whole
-/// tables, which a prepared statement's generic plan then keeps as they
-/// grow.
+/// A debt lookup, and the sealed token it is made with if that token's
+/// revocation state is still to be checked.
+#[derive(Debug)]
+pub(crate) struct LookupCall {
+    pub(crate) lookup: DebtLookup,
+    pub(crate) token: Option<SealedTokenCheck>,
+}
+
+/// Debt lookups in one statement and one commit. First each sealed token
+/// still to check is checked as [`sealed_tokens_revoked`] does (`v`); the
+/// lookup of a token that no longer counts reads and writes nothing, and
+/// its outcome is None. The conditions of [`DebtLookup::judge`] pick the
+/// lookups that may serve (`ok`). A duration consent serves every such
+/// lookup; a single-use consent is consumed by a conditional update, which
+/// only the first of its lookups in the batch (`once`) attempts, and which
+/// of concurrent statements only one wins (the update waits on the row and
+/// checks `status` again). Exactly the served lookups (`served`) get their
+/// usage record, a consumed consent its `SAMTYKKE_ARKIVERT` event, and only
+/// their loans are joined in. Every lookup has at least one row, carrying
+/// its ordinal (`o_i`) and whether its token was refused; the consent's
+/// columns are null if there is no such consent. Tokens, clients, consents
+/// and loans are read through `LATERAL (… OFFSET 0)` and the update by
+/// `id = ANY (…)`, so that each lookup probes the indexes: a plain join
+/// with `unnest` lets the planner pick a hash join over whole tables, which
+/// a prepared statement's generic plan then keeps as they grow.
 async fn look_up_debts(
     pool: &PgPool,
-    lookups: Vec<DebtLookup>,
-) -> Result<Vec<Result<DebtLookupOutcome, StoreError>>, StoreError> {
-    let n = lookups.len();
-    let (mut ids, mut clients, mut ats, mut ats_us, mut traces, mut purposes, mut events) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for lookup in &lookups {
-        ids.push(lookup.consent_id.to_string());
-        clients.push(lookup.client_id.as_str());
-        ats.push(lookup.at.unix_timestamp());
-        ats_us.push(unix_micros(lookup.at));
-        traces.push(lookup.trace_id.as_str());
-        // Purpose names are single words, so a comma joins them safely.
-        let granted: Vec<&str> = lookup.purposes.iter().map(|p| p.as_str()).collect();
-        purposes.push(granted.join(","));
-        // The id of the archive event, should this lookup consume its consent.
-        events.push(new_event_id());
+    calls: Vec<LookupCall>,
+) -> Result<Vec<Result<Option<DebtLookupOutcome>, StoreError>>, StoreError> {
+    let n = calls.len();
+    let mut columns = LookupColumns::with_capacity(n);
+    for call in &calls {
+        columns.push(call);
     }
     let rows = sqlx::query(
         "WITH r AS ( \
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[]) \
-             WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_event, r_i) \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
+             $7::text[], $9::bytea[], $10::bigint[]) \
+             WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_event, \
+               r_hash, r_generation, r_i) \
+         ), v AS ( \
+           SELECT r.*, r.r_hash IS NOT NULL AND (a.hash IS NOT NULL OR cl.id IS NULL) AS r_revoked \
+           FROM r \
+           LEFT JOIN LATERAL (SELECT hash FROM access_tokens WHERE r.r_hash IS NOT NULL \
+                                AND hash = r.r_hash AND revoked OFFSET 0) a ON TRUE \
+           LEFT JOIN LATERAL (SELECT id FROM clients WHERE r.r_hash IS NOT NULL AND id = r.r_client \
+                                AND NOT disabled AND token_generation = r.r_generation OFFSET 0) cl ON TRUE \
          ), c AS ( \
-           SELECT r.r_i, r.r_client, r.r_at, r.r_at_us, r.r_trace, r.r_purposes, r.r_event, k.* \
-           FROM r CROSS JOIN LATERAL (SELECT * FROM consents WHERE id = r.r_consent OFFSET 0) AS k \
+           SELECT v.r_i, v.r_client, v.r_at, v.r_at_us, v.r_trace, v.r_purposes, v.r_event, k.* \
+           FROM v CROSS JOIN LATERAL (SELECT * FROM consents WHERE id = v.r_consent OFFSET 0) AS k \
+           WHERE NOT v.r_revoked \
          ), ok AS ( \
            SELECT * FROM c WHERE client_id = r_client AND status = 'active' AND expires_at > r_at \
              AND purpose = ANY (string_to_array(r_purposes, ',')) \
@@ -163,57 +167,120 @@ async fn look_up_debts(
              client_consent_id, created_at_us) \
            SELECT r_event, $8, client_id, id, purpose, client_consent_id, r_at_us \
            FROM served WHERE duration_days = 0 \
-         ) SELECT c.*, s.r_i IS NOT NULL AS served, \
+         ) SELECT v.r_i AS o_i, v.r_revoked AS o_revoked, c.*, s.r_i IS NOT NULL AS served, \
              l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
-           FROM c LEFT JOIN served s ON s.r_i = c.r_i \
+           FROM v LEFT JOIN c ON c.r_i = v.r_i LEFT JOIN served s ON s.r_i = c.r_i \
              LEFT JOIN LATERAL (SELECT * FROM debt_loans WHERE nin = c.nin AND s.r_i IS NOT NULL OFFSET 0) AS l ON TRUE \
-           ORDER BY c.r_i, l.creditor_name, l.creditor_org, l.id",
+           ORDER BY v.r_i, l.creditor_name, l.creditor_org, l.id",
     )
-    .bind(&ids)
-    .bind(&clients)
-    .bind(&ats)
-    .bind(&ats_us)
-    .bind(&traces)
-    .bind(&purposes)
-    .bind(&events)
+    .bind(&columns.ids)
+    .bind(&columns.clients)
+    .bind(&columns.ats)
+    .bind(&columns.ats_us)
+    .bind(&columns.traces)
+    .bind(&columns.purposes)
+    .bind(&columns.events)
     .bind(ConsentEventType::Archived.as_str())
+    .bind(&columns.hashes)
+    .bind(&columns.generations)
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
 
     let mut rows = rows.iter().peekable();
     let mut outcomes = Vec::with_capacity(n);
-    for (ordinal, lookup) in (1_i64..).zip(&lookups) {
+    for (ordinal, call) in (1_i64..).zip(&calls) {
         let mut own = Vec::new();
-        while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>("r_i").ok() == Some(ordinal)) {
+        while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>("o_i").ok() == Some(ordinal)) {
             own.push(row);
         }
-        outcomes.push(lookup_outcome(lookup, &own));
+        outcomes.push(lookup_outcome(&call.lookup, &own));
     }
     Ok(outcomes)
 }
 
-/// One lookup's outcome from its rows: one per loan if served, else one.
-fn lookup_outcome(lookup: &DebtLookup, rows: &[&PgRow]) -> Result<DebtLookupOutcome, StoreError> {
+/// Lookup calls column by column, as `unnest` takes them.
+struct LookupColumns<'a> {
+    ids: Vec<String>,
+    clients: Vec<&'a str>,
+    ats: Vec<i64>,
+    ats_us: Vec<i64>,
+    traces: Vec<&'a str>,
+    purposes: Vec<String>,
+    events: Vec<String>,
+    hashes: Vec<Option<&'a [u8]>>,
+    generations: Vec<Option<i64>>,
+}
+
+impl<'a> LookupColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(n),
+            clients: Vec::with_capacity(n),
+            ats: Vec::with_capacity(n),
+            ats_us: Vec::with_capacity(n),
+            traces: Vec::with_capacity(n),
+            purposes: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            generations: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, call: &'a LookupCall) {
+        let lookup = &call.lookup;
+        self.ids.push(lookup.consent_id.to_string());
+        self.clients.push(lookup.client_id.as_str());
+        self.ats.push(lookup.at.unix_timestamp());
+        self.ats_us.push(unix_micros(lookup.at));
+        self.traces.push(lookup.trace_id.as_str());
+        // Purpose names are single words, so a comma joins them safely.
+        let granted: Vec<&str> = lookup.purposes.iter().map(|p| p.as_str()).collect();
+        self.purposes.push(granted.join(","));
+        // The id of the archive event, should this lookup consume its consent.
+        self.events.push(new_event_id());
+        self.hashes
+            .push(call.token.as_ref().map(|t| t.hash.as_slice()));
+        self.generations
+            .push(call.token.as_ref().map(|t| t.generation));
+    }
+}
+
+/// One lookup's outcome from its rows (one per loan if served, else one):
+/// None if its token was refused.
+fn lookup_outcome(
+    lookup: &DebtLookup,
+    rows: &[&PgRow],
+) -> Result<Option<DebtLookupOutcome>, StoreError> {
     let Some(first) = rows.first() else {
-        return Ok(DebtLookupOutcome::Refused(
-            DebtLookupRefusal::NoUsableConsent,
-        ));
+        return Err(StoreError::Corrupt("a debt lookup without its row".into()));
     };
+    if first.try_get::<bool, _>("o_revoked").map_err(unavailable)? {
+        return Ok(None);
+    }
+    if first
+        .try_get::<Option<String>, _>("id")
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Ok(Some(DebtLookupOutcome::Refused(
+            DebtLookupRefusal::NoUsableConsent,
+        )));
+    }
     let consent = Consent::try_from(consent_row(first)?)?;
     if first.try_get::<bool, _>("served").map_err(unavailable)? {
         let loans = joined_loans(rows.iter().copied(), &consent.nin)?;
-        return Ok(DebtLookupOutcome::Served { consent, loans });
+        return Ok(Some(DebtLookupOutcome::Served { consent, loans }));
     }
     // Not served: judge names the refusal. A consent that judge finds
     // usable is a single-use one that another lookup consumed first (in
     // this batch, or in a statement that committed first).
-    Ok(DebtLookupOutcome::Refused(
+    Ok(Some(DebtLookupOutcome::Refused(
         match lookup.judge(Some(consent)) {
             Ok(_) => DebtLookupRefusal::NoUsableConsent,
             Err(refusal) => refusal,
         },
-    ))
+    )))
 }
 
 /// A new consent and its `SAMTYKKE_OPPRETTET` event.

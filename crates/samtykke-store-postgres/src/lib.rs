@@ -30,7 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 
-use crate::batched::{Batches, NewConsent, SealedTokenCheck};
+use crate::batched::{Batches, LookupCall, NewConsent, SealedTokenCheck};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -548,11 +548,7 @@ impl Store for PostgresStore {
     ) -> Result<bool, StoreError> {
         self.batches
             .sealed_token_revoked
-            .run(SealedTokenCheck {
-                hash: token.hash.as_bytes().to_vec(),
-                client_id: token.client_id.as_str().to_owned(),
-                generation,
-            })
+            .run(sealed_token_check(token, generation))
             .await
     }
 
@@ -601,7 +597,27 @@ impl Store for PostgresStore {
         // A batched statement (see `batched::look_up_debts`): one round
         // trip and one commit shared by the lookups waiting at the same
         // time, single-use consumption included.
-        self.batches.debt_lookup.run(lookup.clone()).await?
+        let call = LookupCall {
+            lookup: lookup.clone(),
+            token: None,
+        };
+        let outcome = self.batches.debt_lookup.run(call).await??;
+        outcome.ok_or_else(|| StoreError::Corrupt("a lookup without a token was refused".into()))
+    }
+
+    async fn look_up_debt_with_sealed_token(
+        &self,
+        token: &AccessTokenRecord,
+        generation: i64,
+        lookup: &DebtLookup,
+    ) -> Result<Option<DebtLookupOutcome>, StoreError> {
+        // The token's check rides in the lookup's batched statement: one
+        // round trip for both.
+        let call = LookupCall {
+            lookup: lookup.clone(),
+            token: Some(sealed_token_check(token, generation)),
+        };
+        self.batches.debt_lookup.run(call).await?
     }
     async fn revoke_consent(
         &self,
@@ -1156,5 +1172,14 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// What checks a sealed token's revocation state in a batch.
+fn sealed_token_check(token: &AccessTokenRecord, generation: i64) -> SealedTokenCheck {
+    SealedTokenCheck {
+        hash: token.hash.as_bytes().to_vec(),
+        client_id: token.client_id.as_str().to_owned(),
+        generation,
     }
 }

@@ -4,6 +4,7 @@ use axum::http::{header, HeaderMap};
 use samtykke_core::store::StoreError;
 use samtykke_core::token::AccessTokenRecord;
 
+use crate::access_token::Resolved;
 use crate::AppState;
 
 /// Why a request carries no usable token.
@@ -21,6 +22,25 @@ pub async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<AccessTokenRecord, BearerError> {
+    let record = authenticate_unchecked(state, headers)
+        .await?
+        .checked(state)
+        .await
+        .map_err(BearerError::Store)?;
+    if record.is_active(state.clock.now()) {
+        Ok(record)
+    } else {
+        Err(BearerError::Invalid)
+    }
+}
+
+/// The request's unexpired access token, leaving a sealed token's
+/// revocation check to the caller (see [`Resolved`]): a stored token that
+/// is revoked is refused here already.
+pub(crate) async fn authenticate_unchecked(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Resolved, BearerError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(BearerError::Missing);
     };
@@ -30,12 +50,12 @@ pub async fn authenticate(
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 512 {
         return Err(BearerError::Invalid);
     }
-    let record = crate::access_token::resolve(state, token)
+    let resolved = crate::access_token::resolve_unchecked(state, token)
         .await
         .map_err(BearerError::Store)?
         .ok_or(BearerError::Invalid)?;
-    if record.is_active(state.clock.now()) {
-        Ok(record)
+    if resolved.record().is_active(state.clock.now()) {
+        Ok(resolved)
     } else {
         Err(BearerError::Invalid)
     }

@@ -11,10 +11,11 @@ use samtykke_core::domain::ApiAudience;
 use samtykke_core::store::RevokeOutcome;
 use samtykke_core::token::AccessTokenRecord;
 
-use super::bearer::authenticate;
+use super::bearer::authenticate_unchecked;
 use super::dto::{ApiErrorBody, ConsentMetadata, ConsentStatusDTO, DebtInformation, LoanItem};
 use super::error::{ApiError, ApiErrorKind};
 use super::trace::TraceId;
+use crate::access_token::Resolved;
 use crate::AppState;
 
 /// One request's context: its trace id and the time it is judged at.
@@ -31,39 +32,64 @@ impl Call<'_> {
 
     /// A live token for the debt audience.
     async fn debt_token(&self, headers: &HeaderMap) -> Result<AccessTokenRecord, ApiError> {
-        let token = authenticate(self.state, headers)
+        let resolved = self.debt_token_unchecked(headers).await?;
+        self.live(resolved).await
+    }
+
+    /// The token's record once its revocation state is checked; a revoked
+    /// token is refused (401). Error paths that end before the debt lookup
+    /// check the token here, so that it is refused as revoked first.
+    async fn live(&self, token: Resolved) -> Result<AccessTokenRecord, ApiError> {
+        let record = token
+            .checked(self.state)
+            .await
+            .map_err(|e| ApiError::from_store(e, self.trace, self.now))?;
+        if record.revoked {
+            return Err(self.error(ApiErrorKind::InvalidToken));
+        }
+        Ok(record)
+    }
+
+    /// An unexpired token for the debt audience whose revocation check, if
+    /// it is sealed, is left to the debt lookup (one store step for both).
+    async fn debt_token_unchecked(&self, headers: &HeaderMap) -> Result<Resolved, ApiError> {
+        let resolved = authenticate_unchecked(self.state, headers)
             .await
             .map_err(|e| ApiError::from_bearer(e, self.trace, self.now))?;
-        if token.audience != ApiAudience::Debt {
-            return Err(self.error(ApiErrorKind::InsufficientScope));
+        if resolved.record().audience == ApiAudience::Debt {
+            return Ok(resolved);
         }
-        Ok(token)
+        // A revoked token is refused as such, whatever it was issued for.
+        self.live(resolved).await?;
+        Err(self.error(ApiErrorKind::InsufficientScope))
     }
 
     /// Judges the consent, reads the debt and records the use in one
     /// atomic store step (consuming a single-use consent), so that what is
     /// logged is what is sent.
-    async fn fetch_debt(
-        &self,
-        token: &AccessTokenRecord,
-        id: ConsentId,
-    ) -> Result<Response, ApiError> {
-        if token.consent_id.is_some_and(|bound| bound != id) {
+    async fn fetch_debt(&self, token: &Resolved, id: ConsentId) -> Result<Response, ApiError> {
+        let record = token.record();
+        if record.consent_id.is_some_and(|bound| bound != id) {
             return Err(self.error(ApiErrorKind::InvalidConsent));
         }
         let lookup = DebtLookup {
             consent_id: id,
-            client_id: token.client_id.clone(),
-            purposes: token.scopes.iter().filter_map(|s| s.purpose()).collect(),
+            client_id: record.client_id.clone(),
+            purposes: record.scopes.iter().filter_map(|s| s.purpose()).collect(),
             at: self.now,
             trace_id: self.trace.to_owned(),
         };
-        let outcome = self
-            .state
-            .store
-            .look_up_debt(&lookup)
-            .await
-            .map_err(|e| ApiError::from_store(e, self.trace, self.now))?;
+        let store = &self.state.store;
+        let outcome = match token {
+            Resolved::Checked(_) => store.look_up_debt(&lookup).await.map(Some),
+            Resolved::Sealed { record, generation } => {
+                store
+                    .look_up_debt_with_sealed_token(record, *generation, &lookup)
+                    .await
+            }
+        }
+        .map_err(|e| ApiError::from_store(e, self.trace, self.now))?
+        .ok_or_else(|| self.error(ApiErrorKind::InvalidToken))?;
         let (consent, debt) = match outcome {
             DebtLookupOutcome::Served { consent, loans } => (consent, loans),
             DebtLookupOutcome::Refused(DebtLookupRefusal::NoUsableConsent) => {
@@ -95,7 +121,7 @@ impl Call<'_> {
             numberOfCreditorsAnswered: creditors_answered,
             numberOfcreditorsMissing: 0,
         };
-        tracing::info!(client_id = %token.client_id, consent_id = %id, trace_id = self.trace, "debt fetched");
+        tracing::info!(client_id = %record.client_id, consent_id = %id, trace_id = self.trace, "debt fetched");
         Ok(with_trace(Json(body).into_response(), self.trace))
     }
 }
@@ -143,9 +169,11 @@ pub async fn get_debt_by_consent(
     let call = call(&state, &trace);
     into_response(
         async {
-            let token = call.debt_token(&headers).await?;
-            let id =
-                ConsentId::parse(&id).ok_or_else(|| call.error(ApiErrorKind::InvalidConsent))?;
+            let token = call.debt_token_unchecked(&headers).await?;
+            let Some(id) = ConsentId::parse(&id) else {
+                call.live(token).await?;
+                return Err(call.error(ApiErrorKind::InvalidConsent));
+            };
             call.fetch_debt(&token, id).await
         }
         .await,
@@ -170,16 +198,19 @@ pub async fn get_debt_of_bound_consent(
     let call = call(&state, &trace);
     into_response(
         async {
+            // Only stored tokens are bound, so checking costs nothing more.
             let token = call.debt_token(&headers).await?;
             let id = token.consent_id.ok_or_else(|| {
                 call.error(ApiErrorKind::BadRequest(
                     "this access token is not bound to a consent; use GET /v1/debt/{id}".into(),
                 ))
             })?;
-            call.fetch_debt(&token, id).await.map_err(|e| match e.kind {
-                ApiErrorKind::InvalidConsent => call.error(ApiErrorKind::NoValidConsent),
-                _ => e,
-            })
+            call.fetch_debt(&Resolved::Checked(token), id)
+                .await
+                .map_err(|e| match e.kind {
+                    ApiErrorKind::InvalidConsent => call.error(ApiErrorKind::NoValidConsent),
+                    _ => e,
+                })
         }
         .await,
     )

@@ -66,6 +66,16 @@ engine_tests! {
         let revoked = app.get_bearer(&path, &token).await;
         assert_eq!(revoked.headers()["www-authenticate"], "Bearer realm=\"samtykke\", error=\"invalid_token\"");
         assert_api_error(revoked, 401, "invalid_token").await;
+        // The token is refused first, whatever else is wrong with the call.
+        assert_api_error(app.get_bearer("/v1/debt/not-a-consent-id", &token).await, 401, "invalid_token").await;
+        assert_api_error(app.get_bearer(&format!("/v1/debt/{}", uuid::Uuid::new_v4()), &token).await, 401, "invalid_token").await;
+        assert_api_error(app.get_bearer("/v1/debt", &token).await, 401, "invalid_token").await;
+        let agreement_token = app.sandbox_token("/v1/consent/agreement", "consent.create").await;
+        app.post_form("/oauth2/revoke", (&client, &secret), &[("token", &agreement_token)]).await;
+        assert_api_error(app.get_bearer(&path, &agreement_token).await, 401, "invalid_token").await;
+        // Nothing was logged for the refused calls.
+        let consent_id = samtykke_core::consent::ConsentId::parse(&id).unwrap();
+        assert!(app.store.consent_usage(&consent_id).await.unwrap().is_empty());
         let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
         app.clock.advance(time::Duration::hours(1));
         assert_api_error(app.get_bearer(&path, &token).await, 401, "invalid_token").await;
@@ -253,6 +263,7 @@ engine_tests! {
             cases.push((uuid::Uuid::new_v4().to_string(), presentation.clone(), Expect::Refused(403, "invalid consent")));
             let served = cases[0].0.clone();
             cases.push((served, revoked.clone(), Expect::Refused(401, "invalid_token")));
+            cases.push((uuid::Uuid::new_v4().to_string(), revoked.clone(), Expect::Refused(401, "invalid_token")));
         }
         let requests: Vec<_> = cases.iter().enumerate().map(|(k, (id, token, _))| {
             let request = app.http.get(app.url(&format!("/v1/debt/{id}"))).bearer_auth(token).header("x-trace-id", format!("many-{k}"));
