@@ -21,6 +21,16 @@ use crate::grant::authorization_code::AuthorizationCodeRecord;
 use crate::keys::SigningKey;
 use crate::token::{AccessTokenRecord, TokenHash};
 
+/// A claimed authorization code (see [`Store::claim_authorization_code`]).
+#[derive(Debug, Clone)]
+pub struct CodeClaim {
+    /// The code as it was before the claim.
+    pub code: AuthorizationCodeRecord,
+    pub consent: Consent,
+    /// Whether this call marked the code used.
+    pub claimed: bool,
+}
+
 /// What [`Store::insert_consent`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsentInsert {
@@ -111,7 +121,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_access_token(&self, token: &AccessTokenRecord) -> Result<(), StoreError>;
     /// Whether a sealed token (see [`crate::token`]) of the client's token
     /// `generation` no longer counts: it was revoked, or its client is gone,
-    /// disabled, or has been disabled since (a later generation).
+    /// disabled, or has been disabled since (a later generation), or it is
+    /// bound to a consent whose tokens are revoked (the consent was
+    /// revoked, or its code replayed) or that is gone.
     async fn sealed_token_revoked(
         &self,
         token: &AccessTokenRecord,
@@ -227,17 +239,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(AuthorizationCodeRecord, Consent)>, StoreError>;
-    /// Redeems a code once, atomically: marks it used and stores the access
-    /// token in one transaction. If it was already used, nothing is stored
-    /// and every token bound to the code's consent is revoked (RFC 6749
-    /// §4.1.2); returns false.
-    async fn redeem_authorization_code(
+    /// Claims a code for `client_id`, in one atomic step: marks it used if
+    /// it is unused and was issued to that client, and returns the code as
+    /// it was before (so `used` tells a replay), its consent, and whether
+    /// this call claimed it. Of concurrent claims at most one succeeds.
+    /// Another client's code, or a used one, is left as it is. A claimed
+    /// code is used up even if the redemption then fails its checks.
+    async fn claim_authorization_code(
         &self,
         hash: &TokenHash,
-        token: &AccessTokenRecord,
+        client_id: &ClientId,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-    /// Revokes every access token bound to the consent; returns how many.
+    ) -> Result<Option<CodeClaim>, StoreError>;
+    /// Revokes every access token bound to the consent: the stored ones are
+    /// marked, and the consent's mark makes its sealed ones no longer count
+    /// (see [`Store::sealed_token_revoked`]); returns how many stored
+    /// tokens were marked.
     async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError>;
     /// Deletes flows, login sessions and codes whose time is up, and access
     /// tokens expired for more than a day; returns how many rows.

@@ -1,13 +1,16 @@
 //! Access tokens, in two kinds:
 //!
-//! * **Stored** (authorization-code grant): 256 random bits; the database
-//!   keeps only their SHA-256, so a copy of the database yields no usable
-//!   token.
-//! * **Sealed** (client-credentials grant): the claims themselves, under an
+//! * **Sealed** (what both grants issue): the claims themselves, under an
 //!   HMAC-SHA256 with a server key shared by every process (`sc1.` +
 //!   base64url(claims) + `.` + base64url(MAC)). Issuing one writes nothing;
 //!   the database keeps only what revokes it (a revoked-token row under the
-//!   same SHA-256, or the client's own state), and every use checks that.
+//!   same SHA-256, the client's own state, and for a token bound to a
+//!   consent, the consent's `tokens_revoked` mark), and every use checks
+//!   that.
+//! * **Stored**: 256 random bits; the database keeps only their SHA-256, so
+//!   a copy of the database yields no usable token. Authorization-code
+//!   tokens were stored before they were sealed; those still valid at an
+//!   upgrade keep working until they expire.
 
 use std::fmt;
 
@@ -69,6 +72,9 @@ struct SealedClaims {
     g: i64,
     /// 128 random bits, so that no two tokens are equal.
     j: String,
+    /// The consent an authorization-code token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
 }
 
 fn token_mac(key: &[u8], payload: &str) -> Hmac<Sha256> {
@@ -80,30 +86,37 @@ fn token_mac(key: &[u8], payload: &str) -> Hmac<Sha256> {
     mac
 }
 
-/// Seals a client-credentials token: the token and the record it stands for
-/// (never stored; `hash` is where a revocation would be recorded).
-pub fn seal(
-    key: &[u8],
-    client_id: &ClientId,
-    generation: i64,
-    audience: ApiAudience,
-    scopes: ScopeSet,
-    issued_at: OffsetDateTime,
-    expires_at: OffsetDateTime,
-) -> (AccessToken, AccessTokenRecord) {
+/// What a sealed token stands for: everything of its record but the hash
+/// and the revocation state.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub client_id: ClientId,
+    pub audience: ApiAudience,
+    pub scopes: ScopeSet,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    /// The consent an authorization-code token is bound to.
+    pub consent_id: Option<ConsentId>,
+}
+
+/// Seals a token: the token and the record it stands for (never stored;
+/// `hash` is where a revocation would be recorded). `generation` is the
+/// client's token generation at issue.
+pub fn seal(key: &[u8], grant: TokenGrant, generation: i64) -> (AccessToken, AccessTokenRecord) {
     // The jti only has to be unique (it keeps two tokens minted in the same
     // second apart); the thread's CSPRNG, seeded from the OS, saves a
     // system call per token.
     let mut jti = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut jti);
     let claims = SealedClaims {
-        c: client_id.as_str().to_owned(),
-        a: audience.as_key().to_owned(),
-        s: scopes.to_string(),
-        iat: issued_at.unix_timestamp(),
-        exp: expires_at.unix_timestamp(),
+        c: grant.client_id.as_str().to_owned(),
+        a: grant.audience.as_key().to_owned(),
+        s: grant.scopes.to_string(),
+        iat: grant.issued_at.unix_timestamp(),
+        exp: grant.expires_at.unix_timestamp(),
         g: generation,
         j: URL_SAFE_NO_PAD.encode(jti),
+        k: grant.consent_id.map(|id| id.to_string()),
     };
     // Serializing plain strings and integers cannot fail.
     let json = serde_json::to_vec(&claims).unwrap_or_default();
@@ -115,13 +128,13 @@ pub fn seal(
     ));
     let record = AccessTokenRecord {
         hash: token.hash(),
-        client_id: client_id.clone(),
-        audience,
-        scopes,
-        issued_at: OffsetDateTime::from_unix_timestamp(claims.iat).unwrap_or(issued_at),
-        expires_at: OffsetDateTime::from_unix_timestamp(claims.exp).unwrap_or(expires_at),
+        client_id: grant.client_id,
+        audience: grant.audience,
+        scopes: grant.scopes,
+        issued_at: OffsetDateTime::from_unix_timestamp(claims.iat).unwrap_or(grant.issued_at),
+        expires_at: OffsetDateTime::from_unix_timestamp(claims.exp).unwrap_or(grant.expires_at),
         revoked: false,
-        consent_id: None,
+        consent_id: grant.consent_id,
     };
     (token, record)
 }
@@ -145,7 +158,10 @@ pub fn unseal(key: &[u8], token: &AccessToken) -> Option<(AccessTokenRecord, i64
         issued_at: OffsetDateTime::from_unix_timestamp(claims.iat).ok()?,
         expires_at: OffsetDateTime::from_unix_timestamp(claims.exp).ok()?,
         revoked: false,
-        consent_id: None,
+        consent_id: match claims.k {
+            Some(id) => Some(ConsentId::parse(&id)?),
+            None => None,
+        },
     };
     Some((record, claims.g))
 }
@@ -215,12 +231,15 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         seal(
             key,
-            &ClientId::parse("bank-1").unwrap(),
+            TokenGrant {
+                client_id: ClientId::parse("bank-1").unwrap(),
+                audience: ApiAudience::Debt,
+                scopes: ScopeSet::parse("debt.unsecured.presentation").unwrap(),
+                issued_at: now,
+                expires_at: now + time::Duration::seconds(300),
+                consent_id: None,
+            },
             7,
-            ApiAudience::Debt,
-            ScopeSet::parse("debt.unsecured.presentation").unwrap(),
-            now,
-            now + time::Duration::seconds(300),
         )
     }
 

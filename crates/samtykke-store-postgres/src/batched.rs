@@ -51,17 +51,19 @@ impl Batches {
     }
 }
 
-/// A sealed token to check: its hash, client and the client's token
-/// generation it was issued in.
+/// A sealed token to check: its hash, client, the client's token
+/// generation it was issued in, and the consent it is bound to.
 #[derive(Debug)]
 pub(crate) struct SealedTokenCheck {
     pub(crate) hash: Vec<u8>,
     pub(crate) client_id: String,
     pub(crate) generation: i64,
+    pub(crate) consent_id: Option<String>,
 }
 
 /// For each token, whether it no longer counts: revoked, or its client is
-/// gone, disabled or of a later generation.
+/// gone, disabled or of a later generation, or it is bound to a consent
+/// that is gone or whose tokens are revoked.
 async fn sealed_tokens_revoked(
     pool: &PgPool,
     checks: Vec<SealedTokenCheck>,
@@ -69,25 +71,31 @@ async fn sealed_tokens_revoked(
     let mut hashes = Vec::with_capacity(checks.len());
     let mut clients = Vec::with_capacity(checks.len());
     let mut generations = Vec::with_capacity(checks.len());
+    let mut consents = Vec::with_capacity(checks.len());
     for check in checks {
         hashes.push(check.hash);
         clients.push(check.client_id);
         generations.push(check.generation);
+        consents.push(check.consent_id);
     }
     // Each token probes the two primary keys (LATERAL … OFFSET 0 keeps the
     // planner from scanning whole tables for a hashed join or subplan,
     // which is what it picks for correlated EXISTS over `unnest`).
     sqlx::query_scalar(
-        "SELECT a.hash IS NOT NULL OR c.id IS NULL \
-         FROM unnest($1::bytea[], $2::text[], $3::bigint[]) WITH ORDINALITY AS t(hash, client_id, generation, i) \
+        "SELECT a.hash IS NOT NULL OR c.id IS NULL OR (t.consent_id IS NOT NULL AND b.id IS NULL) \
+         FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[]) \
+           WITH ORDINALITY AS t(hash, client_id, generation, consent_id, i) \
          LEFT JOIN LATERAL (SELECT hash FROM access_tokens WHERE hash = t.hash AND revoked OFFSET 0) a ON TRUE \
          LEFT JOIN LATERAL (SELECT id FROM clients WHERE id = t.client_id AND NOT disabled \
                               AND token_generation = t.generation OFFSET 0) c ON TRUE \
+         LEFT JOIN LATERAL (SELECT id FROM consents WHERE t.consent_id IS NOT NULL AND id = t.consent_id \
+                              AND NOT tokens_revoked OFFSET 0) b ON TRUE \
          ORDER BY t.i",
     )
     .bind(hashes)
     .bind(clients)
     .bind(generations)
+    .bind(consents)
     .fetch_all(pool)
     .await
     .map_err(unavailable)
@@ -130,16 +138,19 @@ async fn look_up_debts(
     let rows = sqlx::query(
         "WITH r AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
-             $7::text[], $9::bytea[], $10::bigint[]) \
+             $7::text[], $9::bytea[], $10::bigint[], $11::text[]) \
              WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_event, \
-               r_hash, r_generation, r_i) \
+               r_hash, r_generation, r_bound, r_i) \
          ), v AS ( \
-           SELECT r.*, r.r_hash IS NOT NULL AND (a.hash IS NOT NULL OR cl.id IS NULL) AS r_revoked \
+           SELECT r.*, r.r_hash IS NOT NULL AND (a.hash IS NOT NULL OR cl.id IS NULL \
+             OR (r.r_bound IS NOT NULL AND b.id IS NULL)) AS r_revoked \
            FROM r \
            LEFT JOIN LATERAL (SELECT hash FROM access_tokens WHERE r.r_hash IS NOT NULL \
                                 AND hash = r.r_hash AND revoked OFFSET 0) a ON TRUE \
            LEFT JOIN LATERAL (SELECT id FROM clients WHERE r.r_hash IS NOT NULL AND id = r.r_client \
                                 AND NOT disabled AND token_generation = r.r_generation OFFSET 0) cl ON TRUE \
+           LEFT JOIN LATERAL (SELECT id FROM consents WHERE r.r_bound IS NOT NULL AND id = r.r_bound \
+                                AND NOT tokens_revoked OFFSET 0) b ON TRUE \
          ), c AS ( \
            SELECT v.r_i, v.r_client, v.r_at, v.r_at_us, v.r_trace, v.r_purposes, v.r_event, k.* \
            FROM v CROSS JOIN LATERAL (SELECT * FROM consents WHERE id = v.r_consent OFFSET 0) AS k \
@@ -183,6 +194,7 @@ async fn look_up_debts(
     .bind(ConsentEventType::Archived.as_str())
     .bind(&columns.hashes)
     .bind(&columns.generations)
+    .bind(&columns.bound)
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
@@ -210,6 +222,7 @@ struct LookupColumns<'a> {
     events: Vec<String>,
     hashes: Vec<Option<&'a [u8]>>,
     generations: Vec<Option<i64>>,
+    bound: Vec<Option<&'a str>>,
 }
 
 impl<'a> LookupColumns<'a> {
@@ -224,6 +237,7 @@ impl<'a> LookupColumns<'a> {
             events: Vec::with_capacity(n),
             hashes: Vec::with_capacity(n),
             generations: Vec::with_capacity(n),
+            bound: Vec::with_capacity(n),
         }
     }
 
@@ -243,6 +257,8 @@ impl<'a> LookupColumns<'a> {
             .push(call.token.as_ref().map(|t| t.hash.as_slice()));
         self.generations
             .push(call.token.as_ref().map(|t| t.generation));
+        self.bound
+            .push(call.token.as_ref().and_then(|t| t.consent_id.as_deref()));
     }
 }
 

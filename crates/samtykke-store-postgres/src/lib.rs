@@ -22,8 +22,9 @@ use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
-    AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow, LoanRow,
-    LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
+    AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow, ConsentInsert, ConsentRow,
+    LoanRow, LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
+    UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -628,7 +629,7 @@ impl Store for PostgresStore {
     ) -> Result<RevokeOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let revoked = sqlx::query(
-            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2 \
+            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, tokens_revoked = TRUE \
              WHERE id = $3 AND client_id = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
         )
         .bind(by.as_str())
@@ -976,55 +977,44 @@ impl Store for PostgresStore {
             .transpose()
     }
 
-    async fn redeem_authorization_code(
+    async fn claim_authorization_code(
         &self,
         hash: &TokenHash,
-        token: &AccessTokenRecord,
+        client_id: &ClientId,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let t = AccessTokenRow::from(token);
-        // One statement: the code is claimed and, only then, the token
-        // stored. A concurrent claim waits on the code's row and then finds
-        // it used.
-        let claimed: i64 = sqlx::query_scalar(
+    ) -> Result<Option<CodeClaim>, StoreError> {
+        // One statement: the code and its consent as they were, and the
+        // claim. A concurrent claim waits on the code's row and then finds
+        // it used, so `claimed` is true for one of them only.
+        let row = sqlx::query(
             "WITH claimed AS ( \
-               UPDATE authorization_codes SET used_at = $1 WHERE hash = $2 AND used_at IS NULL RETURNING consent_id \
-             ), t AS ( \
-               INSERT INTO access_tokens (hash, client_id, audience, scopes, issued_at, expires_at, revoked, consent_id) \
-               SELECT $3::bytea, $4::text, $5::text, $6::text, $7::bigint, $8::bigint, $9::boolean, $10::text FROM claimed \
-             ) SELECT count(*) FROM claimed",
+               UPDATE authorization_codes SET used_at = $2 \
+               WHERE hash = $1 AND used_at IS NULL AND client_id = $3 RETURNING hash \
+             ) SELECT c.*, k.hash, k.client_id AS code_client_id, k.redirect_uri, k.consent_id, \
+               k.scopes, k.nonce, k.code_challenge, k.issued_at, k.expires_at AS code_expires_at, k.used_at, \
+               EXISTS (SELECT 1 FROM claimed) AS claimed \
+             FROM authorization_codes k JOIN consents c ON c.id = k.consent_id WHERE k.hash = $1",
         )
+        .bind(hash.as_bytes())
         .bind(now.unix_timestamp())
-        .bind(hash.as_bytes())
-        .bind(&t.hash)
-        .bind(&t.client_id)
-        .bind(&t.audience)
-        .bind(&t.scopes)
-        .bind(t.issued_at)
-        .bind(t.expires_at)
-        .bind(t.revoked)
-        .bind(&t.consent_id)
-        .fetch_one(&self.pool)
+        .bind(client_id.as_str())
+        .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        if claimed == 1 {
-            return Ok(true);
-        }
-        // A replay: what the first redemption issued is revoked.
-        sqlx::query(
-            "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = \
-             (SELECT consent_id FROM authorization_codes WHERE hash = $1)",
-        )
-        .bind(hash.as_bytes())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(false)
+        row.map(|row| {
+            Ok(CodeClaim {
+                code: code_from_row(&row)?,
+                consent: Consent::try_from(consent_row(&row)?)?,
+                claimed: row.try_get("claimed").map_err(unavailable)?,
+            })
+        })
+        .transpose()
     }
 
     async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = $1 AND NOT revoked",
+            "WITH marked AS (UPDATE consents SET tokens_revoked = TRUE WHERE id = $1) \
+             UPDATE access_tokens SET revoked = TRUE WHERE consent_id = $1 AND NOT revoked",
         )
         .bind(consent_id.to_string())
         .execute(&self.pool)
@@ -1181,5 +1171,6 @@ fn sealed_token_check(token: &AccessTokenRecord, generation: i64) -> SealedToken
         hash: token.hash.as_bytes().to_vec(),
         client_id: token.client_id.as_str().to_owned(),
         generation,
+        consent_id: token.consent_id.map(|id| id.to_string()),
     }
 }

@@ -27,8 +27,9 @@ use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
-    AuthorizationCodeRow, ClientRow, ConsentEventRow, ConsentInsert, ConsentRow, LoanRow,
-    LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
+    AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow, ConsentInsert, ConsentRow,
+    LoanRow, LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
+    UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -541,8 +542,14 @@ impl Store for SqliteStore {
             query_opt(
                 c,
                 "SELECT EXISTS (SELECT 1 FROM access_tokens WHERE hash = ?1 AND revoked) \
-                 OR NOT EXISTS (SELECT 1 FROM clients WHERE id = ?2 AND NOT disabled AND token_generation = ?3)",
-                params![token.hash.as_bytes(), token.client_id.as_str(), generation],
+                 OR NOT EXISTS (SELECT 1 FROM clients WHERE id = ?2 AND NOT disabled AND token_generation = ?3) \
+                 OR (?4 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM consents WHERE id = ?4 AND NOT tokens_revoked))",
+                params![
+                    token.hash.as_bytes(),
+                    token.client_id.as_str(),
+                    generation,
+                    token.consent_id.map(|id| id.to_string())
+                ],
                 |r| r.get::<_, bool>(0),
             )
             .map(|revoked| revoked.unwrap_or(true))
@@ -653,7 +660,7 @@ impl Store for SqliteStore {
                 let t = now.unix_timestamp();
                 let revoked = query_opt(
                     c,
-                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ? \
+                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, tokens_revoked = TRUE \
                      WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
                     params![by.as_str(), t, id, client_id, t],
                     consent_row,
@@ -952,41 +959,64 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn redeem_authorization_code(
+    async fn claim_authorization_code(
         &self,
         hash: &TokenHash,
-        token: &AccessTokenRecord,
+        client_id: &ClientId,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        let hash = hash.as_bytes().to_vec();
-        let token = token.clone();
-        self.db
+    ) -> Result<Option<CodeClaim>, StoreError> {
+        let (hash, client_id) = (hash.as_bytes().to_vec(), client_id.as_str().to_owned());
+        let found = self
+            .db
             .write(move |c| {
-                let claimed = query_opt(
+                let Some(code) = query_opt(
                     c,
-                    "UPDATE authorization_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL RETURNING consent_id",
-                    params![now.unix_timestamp(), hash],
-                    |r| r.get::<_, String>(0),
-                )?;
-                if claimed.is_some() {
-                    insert_token(c, &token)?;
-                    return Ok(true);
-                }
-                execute(
-                    c,
-                    "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = \
-                     (SELECT consent_id FROM authorization_codes WHERE hash = ?)",
+                    "SELECT * FROM authorization_codes WHERE hash = ?",
                     [&hash],
-                )?;
-                Ok(false)
+                    code_row,
+                )?
+                else {
+                    return Ok(None);
+                };
+                let Some(consent) = query_opt(
+                    c,
+                    "SELECT * FROM consents WHERE id = ?",
+                    [&code.consent_id],
+                    consent_row,
+                )?
+                else {
+                    return Ok(None);
+                };
+                let claimed = code.used_at.is_none()
+                    && code.client_id == client_id
+                    && execute(
+                        c,
+                        "UPDATE authorization_codes SET used_at = ? WHERE hash = ? AND used_at IS NULL",
+                        params![now.unix_timestamp(), hash],
+                    )? == 1;
+                Ok(Some((code, consent, claimed)))
             })
-            .await
+            .await?;
+        found
+            .map(|(code, consent, claimed)| {
+                Ok(CodeClaim {
+                    code: AuthorizationCodeRecord::try_from(code)?,
+                    consent: Consent::try_from(consent)?,
+                    claimed,
+                })
+            })
+            .transpose()
     }
 
     async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError> {
         let id = consent_id.to_string();
         self.db
             .write(move |c| {
+                execute(
+                    c,
+                    "UPDATE consents SET tokens_revoked = TRUE WHERE id = ?",
+                    [&id],
+                )?;
                 Ok(execute(
                     c,
                     "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ? AND NOT revoked",

@@ -13,7 +13,7 @@ use crate::domain::{ApiAudience, Client, ClientId, ScopeSet};
 use crate::error::{OAuthError, OAuthErrorCode};
 use crate::flow::AuthFlow;
 use crate::opaque::OpaqueToken;
-use crate::token::{AccessToken, AccessTokenRecord, TokenHash};
+use crate::token::{AccessToken, AccessTokenRecord, TokenGrant, TokenHash};
 
 /// How long a code can be redeemed (RFC 6749 §4.1.2 recommends ≤ 10 min;
 /// FAPI and our contract: 60 s).
@@ -129,27 +129,28 @@ fn is_code_verifier(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// The access token for a redeemed code: bound to the consent, for the debt
-/// API, and never outliving the consent.
+/// The access token for a redeemed code: sealed under `key` like a
+/// client-credentials token (see [`crate::token`]), so that issuing it
+/// writes nothing; bound to the consent, for the debt API, and never
+/// outliving the consent. `client` is the redeeming client (its token
+/// generation goes into the seal).
 pub fn mint(
     code: &AuthorizationCodeRecord,
     consent: &Consent,
+    key: &[u8],
+    client: &Client,
     now: OffsetDateTime,
     lifetime: Duration,
 ) -> (AccessToken, AccessTokenRecord) {
-    let token = AccessToken::generate();
-    let expires_at = (now + lifetime).min(consent.expires_at);
-    let record = AccessTokenRecord {
-        hash: token.hash(),
+    let grant = TokenGrant {
         client_id: code.client_id.clone(),
         audience: ApiAudience::Debt,
         scopes: code.scopes.clone(),
         issued_at: now,
-        expires_at,
-        revoked: false,
+        expires_at: (now + lifetime).min(consent.expires_at),
         consent_id: Some(code.consent_id),
     };
-    (token, record)
+    crate::token::seal(key, grant, client.token_generation)
 }
 
 #[cfg(test)]

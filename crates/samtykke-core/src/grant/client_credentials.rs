@@ -77,15 +77,15 @@ impl ClientCredentialsGrant {
         now: OffsetDateTime,
         lifetime: Duration,
     ) -> (AccessToken, AccessTokenRecord) {
-        crate::token::seal(
-            key,
-            &client.id,
-            client.token_generation,
-            self.audience,
-            self.scopes,
-            now,
-            now + lifetime,
-        )
+        let grant = crate::token::TokenGrant {
+            client_id: client.id.clone(),
+            audience: self.audience,
+            scopes: self.scopes,
+            issued_at: now,
+            expires_at: now + lifetime,
+            consent_id: None,
+        };
+        crate::token::seal(key, grant, client.token_generation)
     }
 }
 

@@ -198,19 +198,17 @@ pub async fn get_debt_of_bound_consent(
     let call = call(&state, &trace);
     into_response(
         async {
-            // Only stored tokens are bound, so checking costs nothing more.
-            let token = call.debt_token(&headers).await?;
-            let id = token.consent_id.ok_or_else(|| {
-                call.error(ApiErrorKind::BadRequest(
+            let token = call.debt_token_unchecked(&headers).await?;
+            let Some(id) = token.record().consent_id else {
+                call.live(token).await?;
+                return Err(call.error(ApiErrorKind::BadRequest(
                     "this access token is not bound to a consent; use GET /v1/debt/{id}".into(),
-                ))
-            })?;
-            call.fetch_debt(&Resolved::Checked(token), id)
-                .await
-                .map_err(|e| match e.kind {
-                    ApiErrorKind::InvalidConsent => call.error(ApiErrorKind::NoValidConsent),
-                    _ => e,
-                })
+                )));
+            };
+            call.fetch_debt(&token, id).await.map_err(|e| match e.kind {
+                ApiErrorKind::InvalidConsent => call.error(ApiErrorKind::NoValidConsent),
+                _ => e,
+            })
         }
         .await,
     )

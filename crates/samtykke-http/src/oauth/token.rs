@@ -12,6 +12,7 @@ use samtykke_core::grant::authorization_code::{self, CodeRedemptionRequest};
 use samtykke_core::grant::client_credentials::{self, ClientCredentialsRequest};
 use samtykke_core::id_token::{IdTokenClaims, IdTokenSubject};
 use samtykke_core::opaque::OpaqueToken;
+use samtykke_core::store::CodeClaim;
 use samtykke_core::{OAuthError, OAuthErrorCode};
 use serde::Serialize;
 
@@ -94,9 +95,12 @@ fn invalid_grant(description: &'static str) -> OAuthErrorResponse {
     OAuthError::new(OAuthErrorCode::InvalidGrant, description).into()
 }
 
-/// The authorization-code grant (RFC 6749 §4.1.3): checks the code's
-/// bindings, redeems it once, and answers with a token bound to the consent
-/// and, for `openid`, an ID token. A replayed code revokes what it issued.
+/// The authorization-code grant (RFC 6749 §4.1.3): claims the code for
+/// the client (one store step), checks its bindings, and answers with a
+/// sealed token bound to the consent and, for `openid`, an ID token. A code
+/// is used up by its client's first redemption, even one that fails its
+/// checks (a wrong PKCE verifier or redirect URI); a replayed code revokes
+/// what it issued.
 async fn redeem_code(
     state: &AppState,
     client: &Client,
@@ -106,12 +110,21 @@ async fn redeem_code(
     let code = OpaqueToken::from_presented(presented)
         .ok_or_else(|| invalid_grant("the code is invalid, expired or already used"))?;
     let now = state.clock.now();
-    let (record, consent) = state
+    let CodeClaim {
+        code: record,
+        consent,
+        claimed,
+    } = state
         .store
-        .find_authorization_code(&code.hash())
+        .claim_authorization_code(&code.hash(), &client.id, now)
         .await?
         .ok_or_else(|| invalid_grant("the code is invalid, expired or already used"))?;
-    if record.used {
+    let request = CodeRedemptionRequest {
+        redirect_uri: form.get("redirect_uri"),
+        code_verifier: form.get("code_verifier"),
+    };
+    if record.client_id == client.id && !claimed {
+        // Used before, or by a concurrent redemption that claimed it first.
         let revoked = state
             .store
             .revoke_consent_tokens(&record.consent_id)
@@ -121,10 +134,6 @@ async fn redeem_code(
             "the code is invalid, expired or already used",
         ));
     }
-    let request = CodeRedemptionRequest {
-        redirect_uri: form.get("redirect_uri"),
-        code_verifier: form.get("code_verifier"),
-    };
     authorization_code::check(&record, client, &request, now)
         .inspect_err(|e| tracing::info!(client_id = %client.id, reason = %e.description, "code redemption refused"))?;
     if consent.status_at(now) != ConsentStatus::Active {
@@ -132,18 +141,15 @@ async fn redeem_code(
             "the consent behind the code is no longer active",
         ));
     }
-    let (token, token_record) =
-        authorization_code::mint(&record, &consent, now, state.settings.access_token_ttl);
-    if !state
-        .store
-        .redeem_authorization_code(&record.hash, &token_record, now)
-        .await?
-    {
-        tracing::warn!(client_id = %client.id, consent_id = %record.consent_id, "authorization code raced a replay; its tokens are revoked");
-        return Err(invalid_grant(
-            "the code is invalid, expired or already used",
-        ));
-    }
+    let key = &state.secrets().await?.access_token_key;
+    let (token, token_record) = authorization_code::mint(
+        &record,
+        &consent,
+        key,
+        client,
+        now,
+        state.settings.access_token_ttl,
+    );
     let id_token = if record.scopes.contains(Scope::OpenId) {
         let secrets = state.secrets().await?;
         let signer = state.id_token_signer().await?;

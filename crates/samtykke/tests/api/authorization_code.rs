@@ -139,6 +139,7 @@ engine_tests! {
         let expires_in = body["expires_in"].as_i64().unwrap();
         assert!((590..=599).contains(&expires_in), "a token never outlives its 10-minute consent: {expires_in}");
         let token = body["access_token"].as_str().unwrap();
+        assert!(token.starts_with("sc1."), "a sealed token: issuing it stores nothing");
         assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 200);
         assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 403, "single use");
         let userinfo = app.get_bearer("/userinfo", token).await;
@@ -158,6 +159,24 @@ engine_tests! {
         assert_oauth_error(redeem(&app, &code, &[]).await, 400, "invalid_grant").await;
     }
 
+    async fn a_code_token_revoked_or_of_a_disabled_client_no_longer_counts(app) {
+        let (client, secret) = app.sandbox_auth();
+        let code = code_for(&app, &[]).await;
+        let body: serde_json::Value = redeem(&app, &code, &[]).await.json().await.unwrap();
+        let revoked = body["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(app.post_form("/oauth2/revoke", (&client, &secret), &[("token", &revoked)]).await.status(), 200);
+        assert!(!introspect_active(&app, &revoked).await);
+        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", &revoked).await, 401, "invalid_token").await;
+
+        let code = code_for(&app, &[]).await;
+        let body: serde_json::Value = redeem(&app, &code, &[]).await.json().await.unwrap();
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        let id = samtykke_core::domain::ClientId::parse(&client).unwrap();
+        app.store.set_client_disabled(&id, true).await.unwrap();
+        app.store.set_client_disabled(&id, false).await.unwrap();
+        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", &token).await, 401, "invalid_token").await;
+    }
+
     async fn fifty_parallel_redemptions_of_one_code_give_exactly_one_token(app) {
         let code = code_for(&app, &[]).await;
         let attempts = (0..50).map(|_| redeem(&app, &code, &[]));
@@ -173,13 +192,20 @@ engine_tests! {
             .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", "http://127.0.0.1:9999/callback")])
             .send().await.unwrap();
         assert_oauth_error(foreign, 400, "invalid_grant").await;
-        assert_oauth_error(redeem(&app, &code, &[("redirect_uri", "")]).await, 400, "invalid_grant").await;
-        assert_oauth_error(redeem(&app, &code, &[("redirect_uri", "http://127.0.0.1:9999/callback/")]).await, 400, "invalid_grant").await;
         assert_oauth_error(redeem(&app, &code, &[("code", "not-a-code")]).await, 400, "invalid_grant").await;
         assert_oauth_error(redeem(&app, &code, &[("code", "")]).await, 400, "invalid_request").await;
         assert_oauth_error(redeem(&app, &code, &[("client_id", "someone-else")]).await, 400, "invalid_request").await;
-        // None of that used the code up.
+        // Another client's attempt and malformed requests do not use the code up.
         assert_eq!(redeem(&app, &code, &[]).await.status(), 200);
+
+        // Its own client's redemption with a wrong redirect URI does: the
+        // right one afterwards is a replay.
+        for wrong in ["", "http://127.0.0.1:9999/callback/"] {
+            let code = code_for(&app, &[]).await;
+            assert_oauth_error(redeem(&app, &code, &[("redirect_uri", wrong)]).await, 400, "invalid_grant").await;
+            let body = assert_oauth_error(redeem(&app, &code, &[]).await, 400, "invalid_grant").await;
+            assert_eq!(body["error_description"], "the code is invalid, expired or already used", "{body}");
+        }
 
         let late = code_for(&app, &[]).await;
         app.clock.advance(time::Duration::seconds(61));
@@ -191,10 +217,15 @@ engine_tests! {
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         let pkce = [("code_challenge", challenge), ("code_challenge_method", "S256")];
         let code = code_for(&app, &pkce).await;
-        assert_oauth_error(redeem(&app, &code, &[]).await, 400, "invalid_grant").await;
-        assert_oauth_error(redeem(&app, &code, &[("code_verifier", "wrong-wrong-wrong-wrong-wrong-wrong-wrong-wrong")]).await, 400, "invalid_grant").await;
-        assert_oauth_error(redeem(&app, &code, &[("code_verifier", "short")]).await, 400, "invalid_grant").await;
         assert_eq!(redeem(&app, &code, &[("code_verifier", verifier)]).await.status(), 200);
+        // A missing, wrong or malformed verifier is refused and uses the
+        // code up (RFC 7636 §4.6): the right verifier afterwards is refused.
+        for wrong in [None, Some("wrong-wrong-wrong-wrong-wrong-wrong-wrong-wrong"), Some("short")] {
+            let code = code_for(&app, &pkce).await;
+            let attempt: Vec<(&str, &str)> = wrong.map(|w| ("code_verifier", w)).into_iter().collect();
+            assert_oauth_error(redeem(&app, &code, &attempt).await, 400, "invalid_grant").await;
+            assert_oauth_error(redeem(&app, &code, &[("code_verifier", verifier)]).await, 400, "invalid_grant").await;
+        }
 
         let plain_code = code_for(&app, &[]).await;
         assert_oauth_error(redeem(&app, &plain_code, &[("code_verifier", verifier)]).await, 400, "invalid_grant").await;

@@ -34,7 +34,11 @@ pub(crate) async fn single_use_consent(app: &TestApp) -> (String, String) {
     (id, token)
 }
 
-async fn assert_api_error(response: reqwest::Response, status: u16, error: &str) -> Value {
+pub(crate) async fn assert_api_error(
+    response: reqwest::Response,
+    status: u16,
+    error: &str,
+) -> Value {
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], error, "{body}");
