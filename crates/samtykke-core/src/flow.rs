@@ -125,14 +125,64 @@ impl FlowSealKey {
     /// The sealing key derived from a server secret (HMAC-SHA256 of a
     /// fixed label, so that this key is never the secret itself).
     pub fn derive(secret: &[u8]) -> Self {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret)
-            .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
+        let mut mac = keyed_hmac(secret);
         mac.update(b"samtykke flow seal v1");
         let bytes = mac.finalize().into_bytes();
         // A 32-byte key always fits ChaCha20-Poly1305.
         let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes)
             .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 takes 32-byte keys"));
         Self(LessSafeKey::new(key))
+    }
+}
+
+impl FlowSealKey {
+    /// `fields` as JSON, sealed: `prefix` + base64url(nonce ‖ ciphertext ‖
+    /// tag), with a fresh random nonce each time. `aad` names what it is.
+    fn seal(&self, prefix: &str, aad: &'static [u8], fields: &impl Serialize) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let mut data = serde_json::to_vec(fields).unwrap_or_default();
+        // Sealing fails only for inputs over 256 GiB.
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut data,
+            )
+            .unwrap_or_else(|_| unreachable!("far below the AEAD's size limit"));
+        let mut out = Vec::with_capacity(NONCE_LEN + data.len() + tag.as_ref().len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&data);
+        out.extend_from_slice(tag.as_ref());
+        format!("{prefix}{}", URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Opens what [`FlowSealKey::seal`] sealed with the same prefix and
+    /// associated data; None for anything else (tampered, truncated,
+    /// another key, another kind of value).
+    fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+        aad: &'static [u8],
+        value: &str,
+    ) -> Option<T> {
+        // Far more than any sealed value needs; bounds the work on garbage.
+        if value.len() > 8192 {
+            return None;
+        }
+        let body = value.strip_prefix(prefix)?;
+        let mut bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
+        if bytes.len() < NONCE_LEN {
+            return None;
+        }
+        let mut sealed = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(aad), &mut sealed)
+            .ok()?;
+        serde_json::from_slice(plain).ok()
     }
 }
 
@@ -185,45 +235,14 @@ impl AuthFlow {
             t: self.created_at.unix_timestamp(),
             e: self.expires_at.unix_timestamp(),
         };
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let mut data = serde_json::to_vec(&fields).unwrap_or_default();
-        // Sealing fails only for inputs over 256 GiB.
-        let tag = key
-            .0
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(SEALED_FLOW_AAD),
-                &mut data,
-            )
-            .unwrap_or_else(|_| unreachable!("a flow is far below the AEAD's size limit"));
-        let mut out = Vec::with_capacity(NONCE_LEN + data.len() + tag.as_ref().len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&data);
-        out.extend_from_slice(tag.as_ref());
-        format!("{SEALED_FLOW_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+        key.seal(SEALED_FLOW_PREFIX, SEALED_FLOW_AAD, &fields)
     }
 
     /// Opens a sealed flow value; None for anything this server did not seal
     /// (tampered, truncated, another key) or that does not hold a flow.
     /// Expiry and the browser binding are checked by [`AuthFlow::admit`].
     pub fn unseal(key: &FlowSealKey, value: &str) -> Option<AuthFlow> {
-        // Far more than any flow needs; bounds the work on garbage.
-        if value.len() > 8192 {
-            return None;
-        }
-        let body = value.strip_prefix(SEALED_FLOW_PREFIX)?;
-        let mut bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
-        if bytes.len() < NONCE_LEN {
-            return None;
-        }
-        let mut sealed = bytes.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
-        let plain = key
-            .0
-            .open_in_place(nonce, Aad::from(SEALED_FLOW_AAD), &mut sealed)
-            .ok()?;
-        let f: SealedFlow = serde_json::from_slice(plain).ok()?;
+        let f: SealedFlow = key.open(SEALED_FLOW_PREFIX, SEALED_FLOW_AAD, value)?;
         let browser_hash = URL_SAFE_NO_PAD.decode(&f.b).ok()?;
         Some(AuthFlow {
             id: f.i,
@@ -275,10 +294,14 @@ pub fn csrf_valid(key: &[u8], flow_id: &str, browser: &OpaqueToken, presented: &
     }
 }
 
+/// HMAC-SHA256 under `key`. HMAC takes keys of any length, so the
+/// fallback is never used.
+fn keyed_hmac(key: &[u8]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()))
+}
+
 fn csrf_mac(key: &[u8], flow_id: &str, browser: &OpaqueToken) -> Hmac<Sha256> {
-    // HMAC takes keys of any length; the fallback is never used.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key)
-        .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
+    let mut mac = keyed_hmac(key);
     mac.update(b"csrf\0");
     mac.update(flow_id.as_bytes());
     mac.update(b"\0");
@@ -331,13 +354,33 @@ impl AuthFlow {
 pub struct LoginSession {
     pub browser_hash: TokenHash,
     pub nin: Nin,
+    /// When the individual identified, to the microsecond: a logout ends
+    /// the sessions begun up to its own time.
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
 
+/// What every sealed login session starts with: the format and its version.
+pub const SEALED_SESSION_PREFIX: &str = "s1.";
+
+/// Associated data of every sealed login session.
+const SEALED_SESSION_AAD: &[u8] = b"samtykke login session";
+
+/// The sealed fields of a login session (it travels in a cookie).
+#[derive(Serialize, Deserialize)]
+struct SealedSession {
+    b: String,
+    u: String,
+    /// Unix microseconds, as is `e`.
+    t: i64,
+    e: i64,
+}
+
 impl LoginSession {
     pub fn new(browser: &OpaqueToken, nin: Nin, now: OffsetDateTime) -> Self {
-        let now = now.replace_nanosecond(0).unwrap_or(now);
+        let now = now
+            .replace_nanosecond(now.microsecond() * 1000)
+            .unwrap_or(now);
         Self {
             browser_hash: browser.hash(),
             nin,
@@ -348,6 +391,46 @@ impl LoginSession {
 
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
         now < self.expires_at
+    }
+
+    /// Whether this session may carry `flow` to a consent at `now`: the
+    /// same browser, the individual the flow identified, and not expired.
+    /// (Whether a logout ended it is for the store to tell.)
+    pub fn vouches_for(&self, flow: &AuthFlow, now: OffsetDateTime) -> bool {
+        self.browser_hash == flow.browser_hash
+            && flow.nin.as_ref() == Some(&self.nin)
+            && self.is_active(now)
+    }
+
+    /// The session as a sealed cookie value (`s1.` + base64url(nonce ‖
+    /// ciphertext ‖ tag)): the browser can neither read the number in it
+    /// nor change it. Nothing of it is stored.
+    pub fn seal(&self, key: &FlowSealKey) -> String {
+        let fields = SealedSession {
+            b: URL_SAFE_NO_PAD.encode(self.browser_hash.as_bytes()),
+            u: self.nin.as_str().to_owned(),
+            t: crate::store::unix_micros(self.created_at),
+            e: crate::store::unix_micros(self.expires_at),
+        };
+        key.seal(SEALED_SESSION_PREFIX, SEALED_SESSION_AAD, &fields)
+    }
+
+    /// Opens a sealed session; None for anything this server did not seal
+    /// as a session. Expiry is the caller's to check.
+    pub fn unseal(key: &FlowSealKey, value: &str) -> Option<LoginSession> {
+        let f: SealedSession = key.open(SEALED_SESSION_PREFIX, SEALED_SESSION_AAD, value)?;
+        let browser_hash = URL_SAFE_NO_PAD.decode(&f.b).ok()?;
+        Some(LoginSession {
+            browser_hash: TokenHash::from_bytes(&browser_hash)?,
+            nin: Nin::parse(&f.u, NinPolicy::AllowSynthetic).ok()?,
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.t) * 1000).ok()?,
+            expires_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.e) * 1000).ok()?,
+        })
+    }
+
+    /// When the session began, in Unix microseconds (as stores compare it).
+    pub fn created_at_micros(&self) -> i64 {
+        crate::store::unix_micros(self.created_at)
     }
 }
 
@@ -468,5 +551,58 @@ mod tests {
         );
         assert_eq!(AuthFlow::unseal(&key, "f1."), None);
         assert_eq!(AuthFlow::unseal(&key, &"A".repeat(10_000)), None);
+    }
+
+    #[test]
+    fn a_sealed_login_session_opens_whole_and_vouches_only_for_its_browser_individual_and_time() {
+        let now =
+            OffsetDateTime::UNIX_EPOCH + Duration::days(1) + Duration::microseconds(1_234_567);
+        let browser = OpaqueToken::generate();
+        let nin = Nin::parse("14842249091", NinPolicy::AllowSynthetic).unwrap();
+        let key = FlowSealKey::derive(b"secret");
+        let session = LoginSession::new(&browser, nin.clone(), now + Duration::nanoseconds(999));
+        assert_eq!(session.created_at, now, "kept to the microsecond");
+        let sealed = session.seal(&key);
+        assert!(sealed.starts_with(SEALED_SESSION_PREFIX));
+        assert!(!sealed.contains("14842249091"));
+        assert_eq!(LoginSession::unseal(&key, &sealed), Some(session.clone()));
+        assert_eq!(session.created_at_micros(), 86_401_234_567);
+        for i in SEALED_SESSION_PREFIX.len()..sealed.len() {
+            let mut tampered = sealed.clone().into_bytes();
+            tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(tampered).unwrap();
+            assert_eq!(LoginSession::unseal(&key, &tampered), None, "position {i}");
+        }
+        assert_eq!(
+            LoginSession::unseal(&FlowSealKey::derive(b"other"), &sealed),
+            None
+        );
+        // A flow never opens as a session, nor a session as a flow.
+        let flow = start(&request(), &browser, "en", now).identified(nin.clone());
+        let as_session = flow
+            .seal(&key)
+            .replacen(SEALED_FLOW_PREFIX, SEALED_SESSION_PREFIX, 1);
+        assert_eq!(LoginSession::unseal(&key, &as_session), None);
+        let as_flow = sealed.replacen(SEALED_SESSION_PREFIX, SEALED_FLOW_PREFIX, 1);
+        assert_eq!(AuthFlow::unseal(&key, &as_flow), None);
+
+        assert!(session.vouches_for(&flow, now));
+        assert!(
+            !session.vouches_for(&flow, now + LOGIN_SESSION_LIFETIME),
+            "expired"
+        );
+        let other = Nin::parse("29868099311", NinPolicy::AllowSynthetic).unwrap();
+        let someone_else = start(&request(), &browser, "en", now).identified(other);
+        assert!(
+            !session.vouches_for(&someone_else, now),
+            "another individual"
+        );
+        let elsewhere = start(&request(), &OpaqueToken::generate(), "en", now).identified(nin);
+        assert!(!session.vouches_for(&elsewhere, now), "another browser");
+        let unidentified = start(&request(), &browser, "en", now);
+        assert!(
+            !session.vouches_for(&unidentified, now),
+            "not identified yet"
+        );
     }
 }

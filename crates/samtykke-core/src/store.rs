@@ -202,38 +202,35 @@ pub trait Store: Send + Sync + 'static {
 
     // --- authorization-code flow ------------------------------------------
 
-    // A flow's state travels sealed with the browser (see `flow`); the
-    // store keeps only which flows have finished, until they expire.
+    // A flow's state, and the browser's login session, travel sealed with
+    // the browser (see `flow`); the store keeps only which flows have
+    // finished, until they expire, and which browsers logged out when.
 
-    /// Records (or replaces) the browser's login session for `flow`, unless
-    /// the flow has finished. False, and nothing written, if it has.
-    async fn record_login(
-        &self,
-        flow: &AuthFlow,
-        session: &LoginSession,
-    ) -> Result<bool, StoreError>;
     /// Finishes a flow that is not finished (denied, cancelled, failed).
     /// True if this call finished it.
     async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError>;
     /// The consent decision, atomically and once: finishes the flow and
     /// inserts the consent (with its `SAMTYKKE_OPPRETTET` event) and the
     /// authorization code. False, and nothing written, if the flow had
-    /// finished, or if the browser's login session (`flow.browser_hash`) is
-    /// gone, expired at the consent's creation, or no longer the consent's
-    /// individual (a logout, or another login in the same browser).
+    /// finished, or if a logout of the browser has ended `session` (the
+    /// login session the browser presented, which the caller has checked
+    /// with [`LoginSession::vouches_for`]).
     async fn accept_auth_flow(
         &self,
         flow: &AuthFlow,
         consent: &Consent,
         code: &AuthorizationCodeRecord,
+        session: &LoginSession,
     ) -> Result<bool, StoreError>;
-    async fn find_login_session(
-        &self,
-        browser_hash: &TokenHash,
-    ) -> Result<Option<LoginSession>, StoreError>;
-    /// Ends the browser's login session (its unfinished flows can no longer
-    /// be accepted: see [`Store::accept_auth_flow`]).
-    async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError>;
+    /// Ends `session` and every earlier login session of its browser (a
+    /// logout): its flows waiting at the consent step can no longer be
+    /// accepted, and its sealed session cookie no longer counts anywhere.
+    /// Sessions are compared by when they began, so no clock but the one
+    /// that stamped them matters. The record is kept until such sessions
+    /// would have expired.
+    async fn end_login_sessions(&self, session: &LoginSession) -> Result<(), StoreError>;
+    /// Whether a logout has ended `session`.
+    async fn login_session_ended(&self, session: &LoginSession) -> Result<bool, StoreError>;
     /// A code with the consent it was issued for, in one read.
     async fn find_authorization_code(
         &self,
@@ -256,8 +253,9 @@ pub trait Store: Send + Sync + 'static {
     /// (see [`Store::sealed_token_revoked`]); returns how many stored
     /// tokens were marked.
     async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError>;
-    /// Deletes flows, login sessions and codes whose time is up, and access
-    /// tokens expired for more than a day; returns how many rows.
+    /// Deletes finished-flow marks, logout records and codes whose time is
+    /// up, and access tokens expired for more than a day; returns how many
+    /// rows.
     async fn purge_expired_flow_state(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 
     // --- server secrets ----------------------------------------------------
@@ -671,36 +669,22 @@ fn token_hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {
     TokenHash::from_bytes(bytes).ok_or_else(|| corrupt("hash"))
 }
 
-/// A login session as the SQL engines keep it.
-#[derive(Debug, Clone)]
-pub struct LoginSessionRow {
-    pub browser_hash: Vec<u8>,
-    pub nin: String,
-    pub created_at: i64,
-    pub expires_at: i64,
+/// A logout as the SQL engines record it (see
+/// [`Store::end_login_sessions`]): the browser's sessions begun up to
+/// `upto_micros` (Unix microseconds) are ended; the record is kept until
+/// `kept_until` (Unix seconds), when every such session has expired anyway.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginSessionEnd {
+    pub upto_micros: i64,
+    pub kept_until: i64,
 }
 
-impl From<&LoginSession> for LoginSessionRow {
-    fn from(s: &LoginSession) -> Self {
+impl LoginSessionEnd {
+    pub fn of(session: &LoginSession) -> Self {
         Self {
-            browser_hash: s.browser_hash.as_bytes().to_vec(),
-            nin: s.nin.as_str().to_owned(),
-            created_at: s.created_at.unix_timestamp(),
-            expires_at: s.expires_at.unix_timestamp(),
+            upto_micros: session.created_at_micros(),
+            kept_until: session.expires_at.unix_timestamp() + 1,
         }
-    }
-}
-
-impl TryFrom<LoginSessionRow> for LoginSession {
-    type Error = StoreError;
-
-    fn try_from(r: LoginSessionRow) -> Result<Self, StoreError> {
-        Ok(LoginSession {
-            browser_hash: token_hash(&r.browser_hash)?,
-            nin: parse_nin(&r.nin)?,
-            created_at: timestamp(r.created_at)?,
-            expires_at: timestamp(r.expires_at)?,
-        })
     }
 }
 

@@ -23,7 +23,7 @@ use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
     AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
+    LoanRow, LoginSessionEnd, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
     UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
@@ -839,30 +839,6 @@ impl Store for PostgresStore {
         loans_of(&self.pool, nin).await
     }
 
-    async fn record_login(
-        &self,
-        flow: &AuthFlow,
-        session: &LoginSession,
-    ) -> Result<bool, StoreError> {
-        let row = LoginSessionRow::from(session);
-        // One statement: the session is written only for an unfinished flow.
-        let recorded = sqlx::query(
-            "INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) \
-             SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM finished_flows WHERE id = $5) \
-             ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
-             created_at = excluded.created_at, expires_at = excluded.expires_at",
-        )
-        .bind(&row.browser_hash)
-        .bind(&row.nin)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(&flow.id)
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(recorded.rows_affected() == 1)
-    }
-
     async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO finished_flows (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
@@ -880,19 +856,20 @@ impl Store for PostgresStore {
         flow: &AuthFlow,
         consent: &Consent,
         code: &AuthorizationCodeRecord,
+        session: &LoginSession,
     ) -> Result<bool, StoreError> {
         let row = ConsentRow::from(consent);
         let event = new_event_row(&row, ConsentEventType::Created, consent.created_at);
         let c = AuthorizationCodeRow::from(code);
-        // One statement: the flow is finished if the browser's login session
-        // is still this individual's, and only then are the consent, its
+        // One statement: the flow is finished if no logout of the browser
+        // has ended the login session, and only then are the consent, its
         // pending event and the code written. A consent id collision fails
         // the whole statement (a unique violation: a conflict).
         let query = sqlx::query(
             "WITH moved AS ( \
                INSERT INTO finished_flows (id, expires_at) \
-               SELECT $1::text, $29::bigint FROM login_sessions \
-               WHERE browser_hash = $30 AND nin = $4 AND expires_at > $9 \
+               SELECT $1::text, $29::bigint WHERE NOT EXISTS ( \
+                 SELECT 1 FROM ended_logins WHERE browser_hash = $30 AND ended_at_us >= $31) \
                ON CONFLICT (id) DO NOTHING RETURNING id \
              ), c AS ( \
                INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
@@ -922,7 +899,8 @@ impl Store for PostgresStore {
             .bind(c.expires_at)
             .bind(c.used_at)
             .bind(flow.expires_at.unix_timestamp())
-            .bind(flow.browser_hash.as_bytes())
+            .bind(session.browser_hash.as_bytes())
+            .bind(session.created_at_micros())
             .fetch_one(&self.pool)
             .await
             .and_then(|r| r.try_get(0))
@@ -930,34 +908,32 @@ impl Store for PostgresStore {
         Ok(moved == 1)
     }
 
-    async fn find_login_session(
-        &self,
-        browser_hash: &TokenHash,
-    ) -> Result<Option<LoginSession>, StoreError> {
-        let row = sqlx::query("SELECT * FROM login_sessions WHERE browser_hash = $1")
-            .bind(browser_hash.as_bytes())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.map(|row| -> Result<LoginSession, StoreError> {
-            LoginSession::try_from(LoginSessionRow {
-                browser_hash: row.try_get("browser_hash").map_err(unavailable)?,
-                nin: row.try_get("nin").map_err(unavailable)?,
-                created_at: row.try_get("created_at").map_err(unavailable)?,
-                expires_at: row.try_get("expires_at").map_err(unavailable)?,
-            })
-        })
-        .transpose()
+    async fn end_login_sessions(&self, session: &LoginSession) -> Result<(), StoreError> {
+        let ended = LoginSessionEnd::of(session);
+        sqlx::query(
+            "INSERT INTO ended_logins (browser_hash, ended_at_us, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (browser_hash) DO UPDATE SET \
+             ended_at_us = GREATEST(ended_logins.ended_at_us, excluded.ended_at_us), \
+             expires_at = GREATEST(ended_logins.expires_at, excluded.expires_at)",
+        )
+        .bind(session.browser_hash.as_bytes())
+        .bind(ended.upto_micros)
+        .bind(ended.kept_until)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
-    async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM login_sessions WHERE browser_hash = $1")
-            .bind(browser_hash.as_bytes())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-        Ok(deleted > 0)
+    async fn login_session_ended(&self, session: &LoginSession) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM ended_logins WHERE browser_hash = $1 AND ended_at_us >= $2)",
+        )
+        .bind(session.browser_hash.as_bytes())
+        .bind(session.created_at_micros())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)
     }
 
     async fn find_authorization_code(
@@ -1028,7 +1004,7 @@ impl Store for PostgresStore {
         let mut total = 0;
         for sql in [
             "DELETE FROM finished_flows WHERE expires_at < $1",
-            "DELETE FROM login_sessions WHERE expires_at < $1",
+            "DELETE FROM ended_logins WHERE expires_at < $1",
             // Kept a while after expiry, so that a late replay is still
             // recognised as a replay.
             "DELETE FROM authorization_codes WHERE expires_at < $1 - 3600",

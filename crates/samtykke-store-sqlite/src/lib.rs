@@ -28,7 +28,7 @@ use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
     AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionRow, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
+    LoanRow, LoginSessionEnd, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
     UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
@@ -250,15 +250,6 @@ fn loan_row(r: &Row<'_>) -> rusqlite::Result<LoanRow> {
     })
 }
 
-fn login_session_row(r: &Row<'_>) -> rusqlite::Result<LoginSessionRow> {
-    Ok(LoginSessionRow {
-        browser_hash: r.get("browser_hash")?,
-        nin: r.get("nin")?,
-        created_at: r.get("created_at")?,
-        expires_at: r.get("expires_at")?,
-    })
-}
-
 /// Runs `sql` with `params`, answering the number of changed rows.
 fn execute(
     conn: &Connection,
@@ -304,17 +295,6 @@ fn loans_of(conn: &Connection, nin: &Nin) -> Result<Vec<LoanRow>, StoreError> {
     )
 }
 
-/// True if the flow `flow_id` has finished.
-fn flow_finished(conn: &Connection, flow_id: &str) -> Result<bool, StoreError> {
-    Ok(query_opt(
-        conn,
-        "SELECT 1 FROM finished_flows WHERE id = ?",
-        [flow_id],
-        |_| Ok(()),
-    )?
-    .is_some())
-}
-
 /// Marks the flow `flow_id` finished until `expires_at`; false if it
 /// already was.
 fn finish_flow(conn: &Connection, flow_id: &str, expires_at: i64) -> Result<bool, StoreError> {
@@ -325,17 +305,16 @@ fn finish_flow(conn: &Connection, flow_id: &str, expires_at: i64) -> Result<bool
     )? == 1)
 }
 
-/// Upserts the browser's login session.
-fn upsert_login_session(conn: &Connection, session: &LoginSession) -> Result<(), StoreError> {
-    let row = LoginSessionRow::from(session);
-    execute(
+/// Whether a logout of the browser has ended the session it began at
+/// `began` (Unix microseconds).
+fn session_ended(conn: &Connection, browser_hash: &[u8], began: i64) -> Result<bool, StoreError> {
+    Ok(query_opt(
         conn,
-        "INSERT INTO login_sessions (browser_hash, nin, created_at, expires_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (browser_hash) DO UPDATE SET nin = excluded.nin, \
-         created_at = excluded.created_at, expires_at = excluded.expires_at",
-        params![row.browser_hash, row.nin, row.created_at, row.expires_at],
-    )?;
-    Ok(())
+        "SELECT 1 FROM ended_logins WHERE browser_hash = ? AND ended_at_us >= ?",
+        params![browser_hash, began],
+        |_| Ok(()),
+    )?
+    .is_some())
 }
 
 /// Inserts a consent row; false if it collided (same id or same
@@ -819,24 +798,6 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn record_login(
-        &self,
-        flow: &AuthFlow,
-        session: &LoginSession,
-    ) -> Result<bool, StoreError> {
-        let flow_id = flow.id.clone();
-        let session = session.clone();
-        self.db
-            .write(move |c| {
-                if flow_finished(c, &flow_id)? {
-                    return Ok(false);
-                }
-                upsert_login_session(c, &session)?;
-                Ok(true)
-            })
-            .await
-    }
-
     async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError> {
         let flow_id = flow.id.clone();
         let expires_at = flow.expires_at.unix_timestamp();
@@ -850,24 +811,21 @@ impl Store for SqliteStore {
         flow: &AuthFlow,
         consent: &Consent,
         code: &AuthorizationCodeRecord,
+        session: &LoginSession,
     ) -> Result<bool, StoreError> {
         let flow_id = flow.id.clone();
         let expires_at = flow.expires_at.unix_timestamp();
-        let browser_hash = flow.browser_hash.as_bytes().to_vec();
+        let browser_hash = session.browser_hash.as_bytes().to_vec();
+        let session_began = session.created_at_micros();
         let row = ConsentRow::from(consent);
         let created_at = consent.created_at;
         let code = AuthorizationCodeRow::from(code);
         self.db
             .write(move |c| {
-                // The browser's login session must still be this individual's.
-                let logged_in = query_opt(
-                    c,
-                    "SELECT 1 FROM login_sessions WHERE browser_hash = ? AND nin = ? AND expires_at > ?",
-                    params![browser_hash, row.nin, row.created_at],
-                    |_| Ok(()),
-                )?
-                .is_some();
-                if !logged_in || !finish_flow(c, &flow_id, expires_at)? {
+                // No logout of the browser may have ended the session.
+                if session_ended(c, &browser_hash, session_began)?
+                    || !finish_flow(c, &flow_id, expires_at)?
+                {
                     return Ok(false);
                 }
                 if !insert_consent_row(c, &row)? {
@@ -896,35 +854,28 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn find_login_session(
-        &self,
-        browser_hash: &TokenHash,
-    ) -> Result<Option<LoginSession>, StoreError> {
-        self.db
-            .read(|c| {
-                query_opt(
-                    c,
-                    "SELECT * FROM login_sessions WHERE browser_hash = ?",
-                    [browser_hash.as_bytes()],
-                    login_session_row,
-                )
-            })?
-            .map(LoginSession::try_from)
-            .transpose()
-    }
-
-    async fn delete_login_session(&self, browser_hash: &TokenHash) -> Result<bool, StoreError> {
-        let hash = browser_hash.as_bytes().to_vec();
+    async fn end_login_sessions(&self, session: &LoginSession) -> Result<(), StoreError> {
+        let hash = session.browser_hash.as_bytes().to_vec();
+        let ended = LoginSessionEnd::of(session);
         self.db
             .write(move |c| {
-                let deleted = execute(
+                execute(
                     c,
-                    "DELETE FROM login_sessions WHERE browser_hash = ?",
-                    [&hash],
+                    "INSERT INTO ended_logins (browser_hash, ended_at_us, expires_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (browser_hash) DO UPDATE SET \
+                     ended_at_us = max(ended_at_us, excluded.ended_at_us), \
+                     expires_at = max(expires_at, excluded.expires_at)",
+                    params![hash, ended.upto_micros, ended.kept_until],
                 )?;
-                Ok(deleted > 0)
+                Ok(())
             })
             .await
+    }
+
+    async fn login_session_ended(&self, session: &LoginSession) -> Result<bool, StoreError> {
+        let began = session.created_at_micros();
+        self.db
+            .read(|c| session_ended(c, session.browser_hash.as_bytes(), began))
     }
 
     async fn find_authorization_code(
@@ -1033,7 +984,7 @@ impl Store for SqliteStore {
                 let mut total = 0;
                 for sql in [
                     "DELETE FROM finished_flows WHERE expires_at < ?",
-                    "DELETE FROM login_sessions WHERE expires_at < ?",
+                    "DELETE FROM ended_logins WHERE expires_at < ?",
                     // Kept a while after expiry, so that a late replay is
                     // still recognised as a replay.
                     "DELETE FROM authorization_codes WHERE expires_at < ? - 3600",

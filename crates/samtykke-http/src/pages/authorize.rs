@@ -13,8 +13,8 @@ use samtykke_core::flow;
 use samtykke_core::opaque::OpaqueToken;
 
 use super::{
-    browser_cookie, error_page, error_redirect, negotiate, see_other, set_browser_cookie,
-    texts_for, Texts,
+    browser_cookie, browser_session, error_page, error_redirect, negotiate, see_other,
+    set_browser_cookie, texts_for, Texts,
 };
 use crate::AppState;
 
@@ -105,17 +105,30 @@ pub async fn get_authorize(
     let existing = browser_cookie(&state, &headers);
     let browser = existing.clone().unwrap_or_else(OpaqueToken::generate);
     let now = state.clock.now();
-    let session = match &existing {
+    let secrets = match state.secrets().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "server secrets unavailable");
+            return fail(AuthorizeErrorCode::ServerError, "");
+        }
+    };
+    // The browser's sealed login session, unless it has expired or a
+    // logout ended it (one read, only for a browser that presents one).
+    let presented = match &existing {
         Some(b) if request.prompt != Prompt::Login => {
-            match state.store.find_login_session(&b.hash()).await {
-                Ok(s) => s.filter(|s| s.is_active(now)),
-                Err(e) => {
-                    tracing::error!(error = %e, "login session lookup failed");
-                    return fail(AuthorizeErrorCode::ServerError, "");
-                }
-            }
+            browser_session(&state, &headers, b, &secrets.flow_key).filter(|s| s.is_active(now))
         }
         _ => None,
+    };
+    let session = match presented {
+        Some(s) => match state.store.login_session_ended(&s).await {
+            Ok(ended) => (!ended).then_some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "login session check failed");
+                return fail(AuthorizeErrorCode::ServerError, "");
+            }
+        },
+        None => None,
     };
     if request.prompt == Prompt::None {
         // Every authorization creates a new consent, which needs the
@@ -133,13 +146,6 @@ pub async fn get_authorize(
     }
 
     // The flow's state travels sealed in the page URLs; nothing is stored.
-    let secrets = match state.secrets().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "server secrets unavailable");
-            return fail(AuthorizeErrorCode::ServerError, "");
-        }
-    };
     let flow = flow::start(&request, &browser, locale, now);
     let issuer = &state.settings.issuer;
     let next = match session {

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::login::{admit, admit_form, client_and_csrf, Admitted, FlowQuery};
 use super::{
-    error_page, error_redirect, field, html_page, origin_of, render, see_other, with_query, Texts,
+    browser_session, error_page, error_redirect, field, html_page, origin_of, render, see_other,
+    with_query, Texts,
 };
 use crate::AppState;
 
@@ -87,11 +88,15 @@ pub async fn post_consent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (Admitted { flow, t, .. }, form) =
-        match admit_form(&state, &headers, &body, FlowStage::Consent).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
+    let (
+        Admitted {
+            flow, t, browser, ..
+        },
+        form,
+    ) = match admit_form(&state, &headers, &body, FlowStage::Consent).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
     let redirect_error = |code: AuthorizeErrorCode, description: &str| {
         error_redirect(
             &state,
@@ -137,8 +142,22 @@ pub async fn post_consent(
         None,
         now,
     );
+    // The browser's login session must still be this individual's (not
+    // replaced by another login, not expired); the store checks that no
+    // logout ended it.
+    let session = match state.secrets().await {
+        Ok(secrets) => browser_session(&state, &headers, &browser, &secrets.flow_key),
+        Err(_) => return redirect_error(AuthorizeErrorCode::ServerError, ""),
+    };
+    let Some(session) = session.filter(|s| s.vouches_for(&flow, now)) else {
+        return error_page(&state, t, StatusCode::BAD_REQUEST, t.flow_finished);
+    };
     let (code, record) = authorization_code::issue(&flow, &consent, now);
-    match state.store.accept_auth_flow(&flow, &consent, &record).await {
+    match state
+        .store
+        .accept_auth_flow(&flow, &consent, &record, &session)
+        .await
+    {
         Ok(true) => {
             state.metrics.consent_created(&consent);
             tracing::info!(client_id = %client.id, consent_id = %consent.id, "consent given; code issued");

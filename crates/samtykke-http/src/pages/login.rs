@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     browser_cookie, error_page, error_redirect, field, html_page, origin_of, page_form, render,
-    see_other, texts_for, Texts, NB,
+    see_other, set_session_cookie, texts_for, Texts, NB,
 };
 use crate::identity::{IdentityProvider, LoginFailure, LoginStart};
 use crate::AppState;
@@ -284,32 +284,25 @@ pub async fn post_login(
     };
     match identity.complete(&form, state.nin_policy()).await {
         Ok(nin) => {
+            // Identifying writes nothing: the login session travels sealed
+            // in its own cookie, bound to this browser.
             let session = LoginSession::new(&admitted.browser, nin.clone(), state.clock.now());
             let secrets = match state.secrets().await {
                 Ok(s) => s,
                 Err(_) => return redirect_error(AuthorizeErrorCode::ServerError, ""),
             };
             let next = flow.identified(nin).seal(&secrets.flow_key);
-            match state.store.record_login(flow, &session).await {
-                Ok(true) => {
-                    tracing::info!(provider = identity.name(), "individual identified");
-                    see_other(&format!(
-                        "{}/oauth2/consent?flow={next}",
-                        state.settings.issuer
-                    ))
-                }
-                Ok(false) => error_page(
-                    &state,
-                    admitted.t,
-                    StatusCode::BAD_REQUEST,
-                    admitted.t.flow_finished,
-                ),
-                Err(e) => {
-                    tracing::error!(error = %e, "could not record the login");
-                    let _ = state.store.end_auth_flow(flow).await;
-                    redirect_error(AuthorizeErrorCode::ServerError, "")
-                }
-            }
+            tracing::info!(provider = identity.name(), "individual identified");
+            let mut response = see_other(&format!(
+                "{}/oauth2/consent?flow={next}",
+                state.settings.issuer
+            ));
+            set_session_cookie(
+                &state,
+                response.headers_mut(),
+                Some(&session.seal(&secrets.flow_key)),
+            );
+            response
         }
         Err(LoginFailure::Cancelled) => match state.store.end_auth_flow(flow).await {
             Ok(true) => redirect_error(AuthorizeErrorCode::LoginCancelled, ""),

@@ -11,8 +11,8 @@ use samtykke_core::domain::ClientId;
 use samtykke_core::id_token;
 
 use super::{
-    browser_cookie, error_page, message_page, negotiate, page_form, see_other, set_browser_cookie,
-    texts_for, with_query,
+    browser_cookie, browser_session, error_page, message_page, negotiate, page_form, see_other,
+    set_browser_cookie, set_session_cookie, texts_for, with_query,
 };
 use crate::AppState;
 
@@ -67,12 +67,24 @@ pub async fn logout(
         }
     }
 
+    // A logout is recorded only for a browser that presents a login
+    // session this server sealed for it: garbage cookies write nothing.
     if let Some(browser) = browser_cookie(&state, &headers) {
-        if let Err(e) = state.store.delete_login_session(&browser.hash()).await {
-            tracing::error!(error = %e, "could not end the login session");
-            return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail);
+        let session = match state.secrets().await {
+            Ok(secrets) => browser_session(&state, &headers, &browser, &secrets.flow_key),
+            Err(e) => {
+                tracing::error!(error = %e, "server secrets unavailable");
+                return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail);
+            }
+        };
+        if let Some(session) = session {
+            let ended = state.store.end_login_sessions(&session).await;
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "could not end the login session");
+                return error_page(&state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail);
+            }
+            tracing::info!("login session ended");
         }
-        tracing::info!("login session ended");
     }
     let mut response = match target {
         Some(uri) => {
@@ -90,5 +102,6 @@ pub async fn logout(
         ),
     };
     set_browser_cookie(&state, response.headers_mut(), None);
+    set_session_cookie(&state, response.headers_mut(), None);
     response
 }

@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::Environment;
 use samtykke_core::authorize::AuthorizeErrorCode;
+use samtykke_core::flow::{self, FlowSealKey, LoginSession};
 use samtykke_core::opaque::OpaqueToken;
 use serde::Serialize;
 
@@ -200,9 +201,18 @@ pub(crate) fn cookie_name(state: &AppState) -> &'static str {
     }
 }
 
-/// The browser's cookie value, if it carries a well-formed one.
-pub(crate) fn browser_cookie(state: &AppState, headers: &HeaderMap) -> Option<OpaqueToken> {
-    let name = cookie_name(state);
+/// The cookie that carries the browser's login session, sealed (see
+/// [`LoginSession::seal`]). `__Host-` prefixed when the issuer is https.
+pub(crate) fn session_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.issuer.starts_with("https://") {
+        "__Host-samtykke-session"
+    } else {
+        "samtykke_session"
+    }
+}
+
+/// The value of the request's cookie `name`.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -210,14 +220,60 @@ pub(crate) fn browser_cookie(state: &AppState, headers: &HeaderMap) -> Option<Op
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| OpaqueToken::from_presented(v))
+        .map(|(_, v)| v)
 }
 
-/// `Set-Cookie` for the browser cookie (`max_age` 0 clears it).
+/// The browser's cookie value, if it carries a well-formed one.
+pub(crate) fn browser_cookie(state: &AppState, headers: &HeaderMap) -> Option<OpaqueToken> {
+    cookie(headers, cookie_name(state)).and_then(OpaqueToken::from_presented)
+}
+
+/// The login session the browser presents, if its cookie holds one this
+/// server sealed for this very browser cookie. Expiry, and whether a logout
+/// ended it, are the caller's to check.
+pub(crate) fn browser_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    browser: &OpaqueToken,
+    key: &FlowSealKey,
+) -> Option<LoginSession> {
+    let session = LoginSession::unseal(key, cookie(headers, session_cookie_name(state))?)?;
+    (session.browser_hash == browser.hash()).then_some(session)
+}
+
+/// `Set-Cookie` for the browser cookie (`None` clears it).
 pub(crate) fn set_browser_cookie(
     state: &AppState,
     headers: &mut HeaderMap,
     value: Option<&OpaqueToken>,
+) {
+    set_cookie(
+        state,
+        headers,
+        cookie_name(state),
+        value.map(|v| (v.expose(), None)),
+    );
+}
+
+/// `Set-Cookie` for the sealed login session (`None` clears it); it lasts
+/// as long as the session.
+pub(crate) fn set_session_cookie(state: &AppState, headers: &mut HeaderMap, sealed: Option<&str>) {
+    let lifetime = flow::LOGIN_SESSION_LIFETIME.whole_seconds();
+    set_cookie(
+        state,
+        headers,
+        session_cookie_name(state),
+        sealed.map(|v| (v, Some(lifetime))),
+    );
+}
+
+/// `Set-Cookie` for `name`: the value and its `Max-Age` (none: a browser
+/// session cookie), or `None` to clear it.
+fn set_cookie(
+    state: &AppState,
+    headers: &mut HeaderMap,
+    name: &str,
+    value: Option<(&str, Option<i64>)>,
 ) {
     let secure = if state.settings.issuer.starts_with("https://") {
         "; Secure"
@@ -225,15 +281,11 @@ pub(crate) fn set_browser_cookie(
         ""
     };
     let cookie = match value {
-        Some(v) => format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
-            cookie_name(state),
-            v.expose()
-        ),
-        None => format!(
-            "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
-            cookie_name(state)
-        ),
+        Some((v, None)) => format!("{name}={v}; Path=/; HttpOnly; SameSite=Lax{secure}"),
+        Some((v, Some(max_age))) => {
+            format!("{name}={v}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+        }
+        None => format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}"),
     };
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, v);

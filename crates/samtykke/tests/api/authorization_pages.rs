@@ -211,8 +211,12 @@ engine_tests! {
         // login page's form.
         let deny = owner.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "deny")]).send().await.unwrap();
         assert_error_page(deny, 400).await;
+        // Its login page's form still identifies (identifying writes
+        // nothing), but what it leads to cannot be decided again.
         let login_again = owner.post(app.url("/oauth2/login")).form(&[("flow", login_flow.as_str()), ("csrf", login_csrf.as_str()), ("nin", NIN), ("action", "login")]).send().await.unwrap();
-        assert_error_page(login_again, 400).await;
+        let (again_flow, again_csrf, _) = open_page(&owner, &location(&login_again)).await;
+        let again = owner.post(app.url("/oauth2/consent")).form(&[("flow", again_flow.as_str()), ("csrf", again_csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
+        assert_error_page(again, 400).await;
     }
 
     async fn sealed_flow_values_refuse_tampering_expiry_and_a_changed_or_ended_login(app) {
@@ -240,18 +244,36 @@ engine_tests! {
         let stale = owner.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
         assert_error_page(stale, 400).await;
 
-        // A logout (here from a client that only carries the cookie) ends
-        // the flows at the consent step of that browser.
+        // A logout (here from another client carrying the browser's
+        // cookies) ends the flows at the consent step of that browser, and
+        // the sealed session cookie no longer counts anywhere.
+        let first_cookie = |r: &reqwest::Response| r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
         let b = browser();
         let start = b.get(auth_url(&app, &[])).send().await.unwrap();
-        let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let cookie = first_cookie(&start);
         let (flow, csrf, _) = open_page(&b, &location(&start)).await;
         let login = b.post(app.url("/oauth2/login")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", NIN), ("action", "login")]).send().await.unwrap();
+        let cookies = format!("{cookie}; {}", first_cookie(&login));
         let (flow, csrf, _) = open_page(&b, &location(&login)).await;
-        let logout = reqwest::Client::new().get(app.url("/oauth2/sessions/logout")).header("cookie", &cookie).send().await.unwrap();
+        let sso = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let before = sso.get(auth_url(&app, &[])).header("cookie", &cookies).send().await.unwrap();
+        assert!(location(&before).contains("/oauth2/consent"), "the copied cookies are a live session");
+        let logout = reqwest::Client::new().get(app.url("/oauth2/sessions/logout")).header("cookie", &cookies).send().await.unwrap();
         assert_eq!(logout.status(), 200);
         let ended = b.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
         assert_error_page(ended, 400).await;
+        let after = sso.get(auth_url(&app, &[])).header("cookie", &cookies).send().await.unwrap();
+        assert!(location(&after).contains("/oauth2/login"), "the ended session skips nothing");
+        // Logging in again in that browser (later: the test clock stands
+        // still otherwise) starts a new session.
+        app.clock.advance(time::Duration::seconds(1));
+        let again = b.get(auth_url(&app, &[])).send().await.unwrap();
+        assert!(location(&again).contains("/oauth2/login"));
+        let (flow, csrf, _) = open_page(&b, &location(&again)).await;
+        let login = b.post(app.url("/oauth2/login")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", NIN), ("action", "login")]).send().await.unwrap();
+        let (flow, csrf, _) = open_page(&b, &location(&login)).await;
+        let accepted = b.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]).send().await.unwrap();
+        assert!(query_of(&location(&accepted)).contains_key("code"));
 
         // A flow value expires with the flow (15 minutes).
         let b = browser();
