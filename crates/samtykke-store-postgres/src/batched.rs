@@ -6,7 +6,9 @@
 
 use samtykke_core::consent::{Consent, ConsentEventType};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
-use samtykke_core::store::{new_event_id, unix_micros, ConsentEventRow, ConsentRow, StoreError};
+use samtykke_core::store::{
+    new_event_id, unix_micros, AuthorizationCodeRow, ConsentEventRow, ConsentRow, StoreError,
+};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
@@ -24,6 +26,7 @@ pub(crate) struct Batches {
     pub(crate) sealed_token_revoked: Batcher<SealedTokenCheck, bool>,
     pub(crate) debt_lookup: Batcher<LookupCall, Result<Option<DebtLookupOutcome>, StoreError>>,
     pub(crate) consent_insert: Batcher<NewConsent, bool>,
+    pub(crate) flow_accept: Batcher<FlowAccept, bool>,
 }
 
 impl Batches {
@@ -43,10 +46,16 @@ impl Batches {
             let pool = p.clone();
             async move { insert_consents(&pool, consents).await }
         });
+        let p = pool.clone();
+        let flow_accept = Batcher::start(WORKERS, MAX_BATCH, move |accepts| {
+            let pool = p.clone();
+            async move { accept_flows(&pool, accepts).await }
+        });
         Self {
             sealed_token_revoked,
             debt_lookup,
             consent_insert,
+            flow_accept,
         }
     }
 }
@@ -397,5 +406,138 @@ impl<'a> ConsentColumns<'a> {
         self.event_id.push(&new.event.event_id);
         self.event_type.push(&new.event.event_type);
         self.event_at_us.push(new.event.created_at_us);
+    }
+}
+
+/// A consent decision to write (see `Store::accept_auth_flow`): the flow to
+/// finish, the login session that must not have been ended by a logout,
+/// the new consent with its event, and its code.
+#[derive(Debug)]
+pub(crate) struct FlowAccept {
+    pub(crate) flow_id: String,
+    pub(crate) flow_expires_at: i64,
+    pub(crate) browser_hash: Vec<u8>,
+    pub(crate) session_began_us: i64,
+    pub(crate) consent: NewConsent,
+    pub(crate) code: AuthorizationCodeRow,
+}
+
+/// Consent decisions in one statement and one commit; for each, whether
+/// it was accepted. A decision is accepted if no logout has ended its
+/// login session (`live`) and its flow was not finished before: the
+/// finished-flow mark is inserted with `ON CONFLICT DO NOTHING`, which
+/// also lets only one of concurrent statements finish a flow, and of a
+/// flow decided twice in one batch only the first is attempted (`once`).
+/// Only then are the consent, its pending event and its code inserted.
+/// A consent id collision fails the whole statement.
+async fn accept_flows(pool: &PgPool, accepts: Vec<FlowAccept>) -> Result<Vec<bool>, StoreError> {
+    let mut consents = ConsentColumns::default();
+    let mut flow = FlowColumns::default();
+    for a in &accepts {
+        consents.push(&a.consent);
+        flow.push(a);
+    }
+    let accepted: Vec<i64> = sqlx::query_scalar(
+        "WITH n AS ( \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+             $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
+             $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bytea[], $19::bigint[], \
+             $20::bytea[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bigint[], $26::bigint[]) \
+             WITH ORDINALITY AS n(id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+             created_at, expires_at, status, revoked_by, ended_at, event_id, event_type, event_at_us, \
+             flow_id, flow_expires_at, browser_hash, session_began_us, code_hash, redirect_uri, scopes, \
+             nonce, code_challenge, code_issued_at, code_expires_at, i) \
+         ), once AS ( \
+           SELECT DISTINCT ON (flow_id) * FROM n ORDER BY flow_id, i \
+         ), live AS ( \
+           SELECT * FROM once WHERE NOT EXISTS (SELECT 1 FROM ended_logins e \
+             WHERE e.browser_hash = once.browser_hash AND e.ended_at_us >= once.session_began_us) \
+         ), moved AS ( \
+           INSERT INTO finished_flows (id, expires_at) \
+           SELECT flow_id, flow_expires_at FROM live ORDER BY i \
+           ON CONFLICT (id) DO NOTHING RETURNING id \
+         ), won AS ( \
+           SELECT live.* FROM live JOIN moved ON moved.id = live.flow_id \
+         ), c AS ( \
+           INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+             created_at, expires_at, status, revoked_by, ended_at) \
+           SELECT id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
+             created_at, expires_at, status, revoked_by, ended_at FROM won ORDER BY i \
+         ), e AS ( \
+           INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
+             client_consent_id, created_at_us) \
+           SELECT event_id, event_type, client_id, id, purpose, client_consent_id, event_at_us \
+           FROM won ORDER BY i \
+         ), k AS ( \
+           INSERT INTO authorization_codes (hash, client_id, redirect_uri, consent_id, scopes, nonce, \
+             code_challenge, issued_at, expires_at, used_at) \
+           SELECT code_hash, client_id, redirect_uri, id, scopes, nonce, code_challenge, code_issued_at, \
+             code_expires_at, NULL FROM won ORDER BY i \
+         ) SELECT i FROM won",
+    )
+    .bind(consents.id)
+    .bind(consents.client_id)
+    .bind(consents.nin)
+    .bind(consents.purpose)
+    .bind(consents.kind)
+    .bind(consents.duration_days)
+    .bind(consents.client_consent_id)
+    .bind(consents.created_at)
+    .bind(consents.expires_at)
+    .bind(consents.status)
+    .bind(consents.revoked_by)
+    .bind(consents.ended_at)
+    .bind(consents.event_id)
+    .bind(consents.event_type)
+    .bind(consents.event_at_us)
+    .bind(flow.flow_id)
+    .bind(flow.flow_expires_at)
+    .bind(flow.browser_hash)
+    .bind(flow.session_began_us)
+    .bind(flow.code_hash)
+    .bind(flow.redirect_uri)
+    .bind(flow.scopes)
+    .bind(flow.nonce)
+    .bind(flow.code_challenge)
+    .bind(flow.code_issued_at)
+    .bind(flow.code_expires_at)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    Ok((1_i64..)
+        .take(accepts.len())
+        .map(|i| accepted.contains(&i))
+        .collect())
+}
+
+/// The flow and code columns of consent decisions, as `unnest` takes them.
+#[derive(Default)]
+struct FlowColumns<'a> {
+    flow_id: Vec<&'a str>,
+    flow_expires_at: Vec<i64>,
+    browser_hash: Vec<&'a [u8]>,
+    session_began_us: Vec<i64>,
+    code_hash: Vec<&'a [u8]>,
+    redirect_uri: Vec<&'a str>,
+    scopes: Vec<&'a str>,
+    nonce: Vec<Option<&'a str>>,
+    code_challenge: Vec<Option<&'a str>>,
+    code_issued_at: Vec<i64>,
+    code_expires_at: Vec<i64>,
+}
+
+impl<'a> FlowColumns<'a> {
+    fn push(&mut self, a: &'a FlowAccept) {
+        self.flow_id.push(&a.flow_id);
+        self.flow_expires_at.push(a.flow_expires_at);
+        self.browser_hash.push(&a.browser_hash);
+        self.session_began_us.push(a.session_began_us);
+        self.code_hash.push(&a.code.hash);
+        self.redirect_uri.push(&a.code.redirect_uri);
+        self.scopes.push(&a.code.scopes);
+        self.nonce.push(a.code.nonce.as_deref());
+        self.code_challenge.push(a.code.code_challenge.as_deref());
+        self.code_issued_at.push(a.code.issued_at);
+        self.code_expires_at.push(a.code.expires_at);
     }
 }

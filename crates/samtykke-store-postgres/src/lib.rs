@@ -31,7 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 
-use crate::batched::{Batches, LookupCall, NewConsent, SealedTokenCheck};
+use crate::batched::{Batches, FlowAccept, LookupCall, NewConsent, SealedTokenCheck};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -132,37 +132,6 @@ async fn insert_event(conn: &mut PgConnection, e: &ConsentEventRow) -> Result<()
     .await
     .map_err(unavailable)?;
     Ok(())
-}
-
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// Binds a new consent's twelve columns and then its pending event's six
-/// (all but the consent id), in the order the consent-writing statement of
-/// `accept_auth_flow` numbers its parameters.
-fn bind_consent_with_event<'q>(
-    query: PgQuery<'q>,
-    row: &'q ConsentRow,
-    event: &'q ConsentEventRow,
-) -> PgQuery<'q> {
-    query
-        .bind(&row.id)
-        .bind(&row.client_id)
-        .bind(&row.nin)
-        .bind(&row.purpose)
-        .bind(&row.kind)
-        .bind(row.duration_days)
-        .bind(&row.client_consent_id)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(&row.status)
-        .bind(&row.revoked_by)
-        .bind(row.ended_at)
-        .bind(&event.event_id)
-        .bind(&event.event_type)
-        .bind(&event.client_id)
-        .bind(&event.purpose)
-        .bind(&event.client_consent_id)
-        .bind(event.created_at_us)
 }
 
 /// Feed order = commit order. A sequence taken by each writer would let a
@@ -860,52 +829,25 @@ impl Store for PostgresStore {
     ) -> Result<bool, StoreError> {
         let row = ConsentRow::from(consent);
         let event = new_event_row(&row, ConsentEventType::Created, consent.created_at);
-        let c = AuthorizationCodeRow::from(code);
-        // One statement: the flow is finished if no logout of the browser
-        // has ended the login session, and only then are the consent, its
-        // pending event and the code written. A consent id collision fails
-        // the whole statement (a unique violation: a conflict).
-        let query = sqlx::query(
-            "WITH moved AS ( \
-               INSERT INTO finished_flows (id, expires_at) \
-               SELECT $1::text, $29::bigint WHERE NOT EXISTS ( \
-                 SELECT 1 FROM ended_logins WHERE browser_hash = $30 AND ended_at_us >= $31) \
-               ON CONFLICT (id) DO NOTHING RETURNING id \
-             ), c AS ( \
-               INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-                 created_at, expires_at, status, revoked_by, ended_at) \
-               SELECT $2::text, $3::text, $4::text, $5::text, $6::text, $7::bigint, $8::text, $9::bigint, \
-                 $10::bigint, $11::text, $12::text, $13::bigint FROM moved RETURNING id \
-             ), e AS ( \
-               INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
-                 client_consent_id, created_at_us) \
-               SELECT $14::text, $15::text, $16::text, c.id, $17::text, $18::text, $19::bigint FROM c \
-             ), k AS ( \
-               INSERT INTO authorization_codes (hash, client_id, redirect_uri, consent_id, scopes, nonce, \
-                 code_challenge, issued_at, expires_at, used_at) \
-               SELECT $20::bytea, $21::text, $22::text, c.id, $23::text, $24::text, $25::text, $26::bigint, \
-                 $27::bigint, $28::bigint FROM c \
-             ) SELECT count(*) FROM moved",
-        )
-        .bind(&flow.id);
-        let moved: i64 = bind_consent_with_event(query, &row, &event)
-            .bind(&c.hash)
-            .bind(&c.client_id)
-            .bind(&c.redirect_uri)
-            .bind(&c.scopes)
-            .bind(&c.nonce)
-            .bind(&c.code_challenge)
-            .bind(c.issued_at)
-            .bind(c.expires_at)
-            .bind(c.used_at)
-            .bind(flow.expires_at.unix_timestamp())
-            .bind(session.browser_hash.as_bytes())
-            .bind(session.created_at_micros())
-            .fetch_one(&self.pool)
+        // A batched statement (see `batched::accept_flows`): the flow is
+        // finished if no logout of the browser has ended the login session,
+        // and only then are the consent, its pending event and the code
+        // written, in one round trip and one commit shared with the
+        // decisions waiting at the same time.
+        self.batches
+            .flow_accept
+            .run(FlowAccept {
+                flow_id: flow.id.clone(),
+                flow_expires_at: flow.expires_at.unix_timestamp(),
+                browser_hash: session.browser_hash.as_bytes().to_vec(),
+                session_began_us: session.created_at_micros(),
+                consent: NewConsent {
+                    consent: row,
+                    event,
+                },
+                code: AuthorizationCodeRow::from(code),
+            })
             .await
-            .and_then(|r| r.try_get(0))
-            .map_err(unavailable)?;
-        Ok(moved == 1)
     }
 
     async fn end_login_sessions(&self, session: &LoginSession) -> Result<(), StoreError> {

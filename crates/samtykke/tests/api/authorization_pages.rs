@@ -219,6 +219,41 @@ engine_tests! {
         assert_error_page(again, 400).await;
     }
 
+    async fn concurrent_decisions_each_finish_their_own_flow_once(app) {
+        // Sent all at once, so that on PostgreSQL they share batched
+        // statements: each flow gets exactly one code, whoever else is in
+        // the batch, and each code redeems.
+        let mut posts = Vec::new();
+        for _ in 0..8 {
+            let (b, _, flow, consent_url) = at_consent_page(&app).await;
+            let csrf = hidden(&b.get(&consent_url).send().await.unwrap().text().await.unwrap(), "csrf");
+            for _ in 0..3 {
+                let post = b.post(app.url("/oauth2/consent")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")]);
+                posts.push(post);
+            }
+        }
+        let answers = futures::future::join_all(posts.into_iter().map(|p| p.send())).await;
+        let mut codes = Vec::new();
+        for (k, per_flow) in answers.chunks(3).enumerate() {
+            let mut won = 0;
+            for answer in per_flow {
+                let answer = answer.as_ref().unwrap();
+                match answer.status().as_u16() {
+                    303 => {
+                        won += 1;
+                        codes.push(query_of(&location(answer))["code"].clone());
+                    }
+                    400 => {}
+                    other => panic!("flow {k}: {other}"),
+                }
+            }
+            assert_eq!(won, 1, "flow {k}: exactly one decision counts");
+        }
+        for code in &codes {
+            assert_eq!(crate::helpers::redeem(&app, code, &[]).await.status(), 200);
+        }
+    }
+
     async fn sealed_flow_values_refuse_tampering_expiry_and_a_changed_or_ended_login(app) {
         // Tampering anywhere in the sealed value (not only its prefix).
         let (owner, _, flow, _) = at_consent_page(&app).await;
