@@ -15,8 +15,12 @@ use sqlx::Row;
 use crate::batch::Batcher;
 use crate::{consent_row, joined_loans, unavailable};
 
-/// Workers per batcher: batches of one kind in flight at once.
-const WORKERS: usize = 4;
+/// Workers per batcher: batches of one kind in flight at once. Fewer
+/// workers make fuller batches; on the 2-core benchmark machine 2 did
+/// 15–30% better than 4 (fewer statements for the same work) and about as
+/// well as 1, which would leave a kind's requests waiting for one commit at
+/// a time (BENCHMARKS.md, stop 13).
+const WORKERS: usize = 2;
 /// Inputs per batch at most.
 const MAX_BATCH: usize = 64;
 
