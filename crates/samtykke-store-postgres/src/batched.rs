@@ -138,7 +138,11 @@ pub(crate) struct LookupCall {
 /// and loans are read through `LATERAL (… OFFSET 0)` and the update by
 /// `id = ANY (…)`, so that each lookup probes the indexes: a plain join
 /// with `unnest` lets the planner pick a hash join over whole tables, which
-/// a prepared statement's generic plan then keeps as they grow.
+/// a prepared statement's generic plan then keeps as they grow. The
+/// update's status check is written `(status || '') = 'active'` so that it
+/// does not match the partial index `consents_active_by_expiry`: given the
+/// plain `status = 'active'`, the planner AND-ed a scan of that whole index
+/// (every active consent) with the primary-key probe, once per batch.
 async fn look_up_debts(
     pool: &PgPool,
     calls: Vec<LookupCall>,
@@ -176,7 +180,7 @@ async fn look_up_debts(
          ), used AS ( \
            UPDATE consents SET status = 'consumed', \
              ended_at = (SELECT o.r_at FROM once o WHERE o.id = consents.id) \
-           WHERE id = ANY (ARRAY(SELECT id FROM once)) AND status = 'active' AND duration_days = 0 \
+           WHERE id = ANY (ARRAY(SELECT id FROM once)) AND (status || '') = 'active' AND duration_days = 0 \
              AND expires_at > (SELECT o.r_at FROM once o WHERE o.id = consents.id) \
            RETURNING id \
          ), served AS ( \
