@@ -195,7 +195,9 @@ async fn look_up_debts(
              client_consent_id, created_at_us) \
            SELECT r_event, $8, client_id, id, purpose, client_consent_id, r_at_us \
            FROM served WHERE duration_days = 0 \
-         ) SELECT v.r_i AS o_i, v.r_revoked AS o_revoked, c.*, s.r_i IS NOT NULL AS served, \
+         ) SELECT v.r_i AS o_i, v.r_revoked AS o_revoked, c.id, c.client_id, c.nin, c.purpose, c.kind, \
+             c.duration_days, c.client_consent_id, c.created_at, c.expires_at, c.status, c.revoked_by, \
+             c.ended_at, s.r_i IS NOT NULL AS served, \
              l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
            FROM v LEFT JOIN c ON c.r_i = v.r_i LEFT JOIN served s ON s.r_i = c.r_i \
              LEFT JOIN LATERAL (SELECT * FROM debt_loans WHERE nin = c.nin AND s.r_i IS NOT NULL OFFSET 0) AS l ON TRUE \
