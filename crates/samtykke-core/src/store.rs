@@ -231,11 +231,6 @@ pub trait Store: Send + Sync + 'static {
     async fn end_login_sessions(&self, session: &LoginSession) -> Result<(), StoreError>;
     /// Whether a logout has ended `session`.
     async fn login_session_ended(&self, session: &LoginSession) -> Result<bool, StoreError>;
-    /// A code with the consent it was issued for, in one read.
-    async fn find_authorization_code(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<(AuthorizationCodeRecord, Consent)>, StoreError>;
     /// Claims a code for `client_id`, in one atomic step: marks it used if
     /// it is unused and was issued to that client, and returns the code as
     /// it was before (so `used` tells a replay), its consent, and whether

@@ -64,6 +64,33 @@ impl Batches {
     }
 }
 
+/// The probes that tell whether a sealed token no longer counts, joined to
+/// a row `r` with `r_hash` (null: no token to check), `r_client`,
+/// `r_generation` and `r_bound` (the consent it is bound to, if any); see
+/// `Store::sealed_token_revoked`. Each probes a primary key (`LATERAL …
+/// OFFSET 0` keeps the planner from scanning whole tables for a hashed join
+/// or subplan, which is what it picks for correlated `EXISTS` over
+/// `unnest`). Shared by the standalone check and the debt lookup, so that
+/// the rule is written once; [`token_refused!`] is the verdict.
+macro_rules! token_probes {
+    () => {
+        "LEFT JOIN LATERAL (SELECT hash FROM access_tokens WHERE r.r_hash IS NOT NULL \
+           AND hash = r.r_hash AND revoked OFFSET 0) a ON TRUE \
+         LEFT JOIN LATERAL (SELECT id FROM clients WHERE r.r_hash IS NOT NULL AND id = r.r_client \
+           AND NOT disabled AND token_generation = r.r_generation OFFSET 0) cl ON TRUE \
+         LEFT JOIN LATERAL (SELECT id FROM consents WHERE r.r_bound IS NOT NULL AND id = r.r_bound \
+           AND NOT tokens_revoked OFFSET 0) b ON TRUE "
+    };
+}
+
+/// Whether the token of [`token_probes!`]'s row no longer counts.
+macro_rules! token_refused {
+    () => {
+        "(r.r_hash IS NOT NULL AND (a.hash IS NOT NULL OR cl.id IS NULL \
+           OR (r.r_bound IS NOT NULL AND b.id IS NULL)))"
+    };
+}
+
 /// A sealed token to check: its hash, client, the client's token
 /// generation it was issued in, and the consent it is bound to.
 #[derive(Debug)]
@@ -91,20 +118,14 @@ async fn sealed_tokens_revoked(
         generations.push(check.generation);
         consents.push(check.consent_id);
     }
-    // Each token probes the two primary keys (LATERAL … OFFSET 0 keeps the
-    // planner from scanning whole tables for a hashed join or subplan,
-    // which is what it picks for correlated EXISTS over `unnest`).
-    sqlx::query_scalar(
-        "SELECT a.hash IS NOT NULL OR c.id IS NULL OR (t.consent_id IS NOT NULL AND b.id IS NULL) \
-         FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[]) \
-           WITH ORDINALITY AS t(hash, client_id, generation, consent_id, i) \
-         LEFT JOIN LATERAL (SELECT hash FROM access_tokens WHERE hash = t.hash AND revoked OFFSET 0) a ON TRUE \
-         LEFT JOIN LATERAL (SELECT id FROM clients WHERE id = t.client_id AND NOT disabled \
-                              AND token_generation = t.generation OFFSET 0) c ON TRUE \
-         LEFT JOIN LATERAL (SELECT id FROM consents WHERE t.consent_id IS NOT NULL AND id = t.consent_id \
-                              AND NOT tokens_revoked OFFSET 0) b ON TRUE \
-         ORDER BY t.i",
-    )
+    sqlx::query_scalar(concat!(
+        "SELECT ",
+        token_refused!(),
+        " FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[]) \
+           WITH ORDINALITY AS r(r_hash, r_client, r_generation, r_bound, r_i) ",
+        token_probes!(),
+        "ORDER BY r.r_i"
+    ))
     .bind(hashes)
     .bind(clients)
     .bind(generations)
@@ -152,23 +173,18 @@ async fn look_up_debts(
     for call in &calls {
         columns.push(call);
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query(concat!(
         "WITH r AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
              $7::text[], $9::bytea[], $10::bigint[], $11::text[]) \
              WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_event, \
                r_hash, r_generation, r_bound, r_i) \
          ), v AS ( \
-           SELECT r.*, r.r_hash IS NOT NULL AND (a.hash IS NOT NULL OR cl.id IS NULL \
-             OR (r.r_bound IS NOT NULL AND b.id IS NULL)) AS r_revoked \
-           FROM r \
-           LEFT JOIN LATERAL (SELECT hash FROM access_tokens WHERE r.r_hash IS NOT NULL \
-                                AND hash = r.r_hash AND revoked OFFSET 0) a ON TRUE \
-           LEFT JOIN LATERAL (SELECT id FROM clients WHERE r.r_hash IS NOT NULL AND id = r.r_client \
-                                AND NOT disabled AND token_generation = r.r_generation OFFSET 0) cl ON TRUE \
-           LEFT JOIN LATERAL (SELECT id FROM consents WHERE r.r_bound IS NOT NULL AND id = r.r_bound \
-                                AND NOT tokens_revoked OFFSET 0) b ON TRUE \
-         ), c AS ( \
+           SELECT r.*, ",
+        token_refused!(),
+        " AS r_revoked FROM r ",
+        token_probes!(),
+        "         ), c AS ( \
            SELECT v.r_i, v.r_client, v.r_at, v.r_at_us, v.r_trace, v.r_purposes, v.r_event, k.* \
            FROM v CROSS JOIN LATERAL (SELECT * FROM consents WHERE id = v.r_consent OFFSET 0) AS k \
            WHERE NOT v.r_revoked \
@@ -201,8 +217,8 @@ async fn look_up_debts(
              l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
            FROM v LEFT JOIN c ON c.r_i = v.r_i LEFT JOIN served s ON s.r_i = c.r_i \
              LEFT JOIN LATERAL (SELECT * FROM debt_loans WHERE nin = c.nin AND s.r_i IS NOT NULL OFFSET 0) AS l ON TRUE \
-           ORDER BY v.r_i, l.creditor_name, l.creditor_org, l.id",
-    )
+           ORDER BY v.r_i, l.creditor_name, l.creditor_org, l.id"
+    ))
     .bind(&columns.ids)
     .bind(&columns.clients)
     .bind(&columns.ats)

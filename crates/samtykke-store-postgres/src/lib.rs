@@ -878,23 +878,6 @@ impl Store for PostgresStore {
         .map_err(unavailable)
     }
 
-    async fn find_authorization_code(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<(AuthorizationCodeRecord, Consent)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT c.*, k.hash, k.client_id AS code_client_id, k.redirect_uri, k.consent_id, \
-             k.scopes, k.nonce, k.code_challenge, k.issued_at, k.expires_at AS code_expires_at, k.used_at \
-             FROM authorization_codes k JOIN consents c ON c.id = k.consent_id WHERE k.hash = $1",
-        )
-        .bind(hash.as_bytes())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        row.map(|row| Ok((code_from_row(&row)?, Consent::try_from(consent_row(&row)?)?)))
-            .transpose()
-    }
-
     async fn claim_authorization_code(
         &self,
         hash: &TokenHash,

@@ -878,38 +878,6 @@ impl Store for SqliteStore {
             .read(|c| session_ended(c, session.browser_hash.as_bytes(), began))
     }
 
-    async fn find_authorization_code(
-        &self,
-        hash: &TokenHash,
-    ) -> Result<Option<(AuthorizationCodeRecord, Consent)>, StoreError> {
-        let found = self.db.read(|c| {
-            let Some(code) = query_opt(
-                c,
-                "SELECT * FROM authorization_codes WHERE hash = ?",
-                [hash.as_bytes()],
-                code_row,
-            )?
-            else {
-                return Ok(None);
-            };
-            let consent = query_opt(
-                c,
-                "SELECT * FROM consents WHERE id = ?",
-                [&code.consent_id],
-                consent_row,
-            )?;
-            Ok(consent.map(|consent| (code, consent)))
-        })?;
-        found
-            .map(|(code, consent)| {
-                Ok((
-                    AuthorizationCodeRecord::try_from(code)?,
-                    Consent::try_from(consent)?,
-                ))
-            })
-            .transpose()
-    }
-
     async fn claim_authorization_code(
         &self,
         hash: &TokenHash,

@@ -254,7 +254,8 @@ engine_tests! {
         assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 401);
 
         let unused = code_for(&app, &[]).await;
-        let consent = app.store.find_authorization_code(&samtykke_core::opaque::OpaqueToken::from_presented(&unused).unwrap().hash()).await.unwrap().unwrap().0.consent_id;
+        // The newest event is the creation of the consent behind `unused`.
+        let consent = app.store.consent_events(&app.sandbox.client_id, 0, 1000).await.unwrap().last().unwrap().consent_id;
         let deleted = app.http.delete(app.url(&format!("/v1/debt/{consent}"))).bearer_auth(&cc).send().await.unwrap();
         assert_eq!(deleted.status(), 204);
         assert_oauth_error(redeem(&app, &unused, &[]).await, 400, "invalid_grant").await;
