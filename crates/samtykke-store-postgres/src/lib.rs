@@ -28,7 +28,7 @@ use samtykke_core::store::{
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use crate::batched::{Batches, FlowAccept, LookupCall, NewConsent, SealedTokenCheck};
@@ -65,7 +65,16 @@ impl PostgresStore {
     /// migrator holds an advisory lock, so processes starting together are safe).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|_| StoreError::Unavailable("bad PostgreSQL URL".into()))?;
+            .map_err(|_| StoreError::Unavailable("bad PostgreSQL URL".into()))?
+            // Every statement on the hot paths is written so that its one
+            // generic plan probes the indexes whatever the parameters (see
+            // `batched`). Left to choose, PostgreSQL plans a statement anew
+            // for every execution while its custom plans look cheaper, which
+            // for a batch of one lookup costs three times the execution
+            // (BENCHMARKS.md, stop 14). The janitor's range deletes, whose
+            // best plan does depend on the cut-off, opt back in to custom
+            // plans ([`begin_custom_planned`]).
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let max = std::env::var("SAMTYKKE_PG_POOL_SIZE")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -255,6 +264,21 @@ fn debt_entry(row: &PgRow, nin: &Nin) -> Result<DebtEntry, StoreError> {
         account_id: row.try_get("account_id").map_err(unavailable)?,
         loan_json: row.try_get("loan_json").map_err(unavailable)?,
     })
+}
+
+/// A transaction whose statements are planned for their own parameter
+/// values, for the janitor's range deletes: the sessions plan every other
+/// statement once, generically (see [`PostgresStore::connect`]), and the
+/// generic plan of `expires_at < $1` assumes that a third of the table
+/// matches and is costed for that (on a million rows in random order, a
+/// bitmap scan), where the cut-off usually matches a few rows of an index.
+async fn begin_custom_planned(pool: &PgPool) -> Result<Transaction<'_, Postgres>, StoreError> {
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(tx)
 }
 
 /// The loans of `nin` from rows with `debt_loans`' loan columns LEFT
@@ -662,7 +686,7 @@ impl Store for PostgresStore {
     }
 
     async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let mut tx = begin_custom_planned(&self.pool).await?;
         let rows = sqlx::query(
             "UPDATE consents SET status = 'expired', ended_at = expires_at \
              WHERE id IN (SELECT id FROM consents WHERE status = 'active' AND expires_at <= $1 \
@@ -762,11 +786,13 @@ impl Store for PostgresStore {
         // Events nobody has read yet are published first, so that pending
         // events never pile up and age out by the same rule.
         self.publish_pending_events().await?;
+        let mut tx = begin_custom_planned(&self.pool).await?;
         let done = sqlx::query("DELETE FROM consent_events WHERE created_at_us < $1")
             .bind(unix_micros(before))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(done.rows_affected())
     }
 
@@ -927,6 +953,7 @@ impl Store for PostgresStore {
     async fn purge_expired_flow_state(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let t = now.unix_timestamp();
         let mut total = 0;
+        let mut tx = begin_custom_planned(&self.pool).await?;
         for sql in [
             "DELETE FROM finished_flows WHERE expires_at < $1",
             "DELETE FROM ended_logins WHERE expires_at < $1",
@@ -937,11 +964,12 @@ impl Store for PostgresStore {
         ] {
             total += sqlx::query(sql)
                 .bind(t)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?
                 .rows_affected();
         }
+        tx.commit().await.map_err(unavailable)?;
         Ok(total)
     }
 
