@@ -27,7 +27,7 @@ command -v perf >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -q
 
 out="$root/bench/profile-out"; mkdir -p "$out"
 work="$(mktemp -d)"; schema=""; pid=""
-pg_base="${SAMTYKKE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+. "$root/bench/postgres-url.sh"
 cleanup() {
   [ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; }
   [ -n "$schema" ] && psql "$pg_base" -qtAc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true

@@ -27,7 +27,7 @@ scenarios=healthz,token,agreement,debt,feed,flow
 use_wrk=1
 build=1
 write=1
-pg_base="${SAMTYKKE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+. "$root/bench/postgres-url.sh"
 # PostgreSQL shares this machine's cores with the servers and the load
 # generator: a pool of 6 connections per process did better here than the
 # default 16 (docs/operations.md). Set SAMTYKKE_PG_POOL_SIZE to override.

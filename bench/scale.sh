@@ -37,7 +37,7 @@ warmup=2
 connections=64
 threads=2
 write=1
-pg_base="${SAMTYKKE_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+. "$root/bench/postgres-url.sh"
 
 while [ $# -gt 0 ]; do
   case "$1" in
