@@ -153,14 +153,25 @@ enum LogFilter {
 }
 
 fn log_filter(default_level: &str) -> LogFilter {
-    let candidates = ["SAMTYKKE_LOG", "RUST_LOG"]
+    let configured = ["SAMTYKKE_LOG", "RUST_LOG"]
         .into_iter()
-        .filter_map(|name| std::env::var(name).ok())
+        .filter_map(|name| std::env::var(name).ok());
+    first_log_filter(configured, default_level)
+}
+
+/// The first of `configured` (empty ones skipped), then `default_level`,
+/// that parses.
+fn first_log_filter(configured: impl Iterator<Item = String>, default_level: &str) -> LogFilter {
+    let candidates = configured
         .filter(|directives| !directives.trim().is_empty())
         .chain(std::iter::once(default_level.to_owned()));
     for directives in candidates {
-        if let Ok(targets) = directives.parse::<Targets>() {
-            return LogFilter::Targets(targets);
+        // Span directives are written in brackets (`target[span{field}]=level`);
+        // `Targets` would take the brackets as part of a target's name.
+        if !directives.contains('[') {
+            if let Ok(targets) = directives.parse::<Targets>() {
+                return LogFilter::Targets(targets);
+            }
         }
         if let Ok(env) = EnvFilter::try_new(&directives) {
             return LogFilter::Env(env);
@@ -273,4 +284,45 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::level_filters::LevelFilter;
+
+    use super::*;
+
+    fn pick(configured: &[&str]) -> LogFilter {
+        first_log_filter(configured.iter().map(|s| s.to_string()), "info,sqlx=warn")
+    }
+
+    #[test]
+    fn levels_by_target_become_a_targets_filter_with_the_same_meaning() {
+        let LogFilter::Targets(targets) = pick(&["debug,sqlx=warn,tower_http=trace"]) else {
+            panic!("levels by target should be a Targets filter");
+        };
+        assert!(targets.would_enable("samtykke_http::api", &tracing::Level::DEBUG));
+        assert!(!targets.would_enable("samtykke_http::api", &tracing::Level::TRACE));
+        assert!(!targets.would_enable("sqlx::query", &tracing::Level::INFO));
+        assert!(targets.would_enable("sqlx::query", &tracing::Level::WARN));
+        assert!(targets.would_enable("tower_http::trace", &tracing::Level::TRACE));
+    }
+
+    #[test]
+    fn span_directives_go_to_env_filter() {
+        assert!(matches!(pick(&["info,[request]=debug"]), LogFilter::Env(_)));
+    }
+
+    #[test]
+    fn empty_and_unparsable_values_fall_through_to_the_next_then_the_default() {
+        let LogFilter::Targets(targets) = pick(&["  ", "warn"]) else {
+            panic!("the second value should be used");
+        };
+        assert_eq!(targets.default_level(), Some(LevelFilter::WARN));
+        let LogFilter::Targets(targets) = pick(&["sqlx=loud", ""]) else {
+            panic!("the default should be used");
+        };
+        assert_eq!(targets.default_level(), Some(LevelFilter::INFO));
+        assert!(!targets.would_enable("sqlx::query", &tracing::Level::INFO));
+    }
 }
