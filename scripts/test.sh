@@ -15,13 +15,14 @@ pg_url="${SAMTYKKE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
 drop_test_schemas() {
   command -v psql >/dev/null 2>&1 || return 0
-  psql "$pg_url" -qtA >/dev/null 2>&1 <<'SQL' || true
-DO $$ DECLARE s text; BEGIN
-  FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'samtykke_test_%' LOOP
-    EXECUTE 'DROP SCHEMA ' || quote_ident(s) || ' CASCADE';
-  END LOOP;
-END $$;
-SQL
+  # One schema per statement: dropping them all in one transaction needs a
+  # lock per table and index of every schema, more than PostgreSQL's lock
+  # table holds after a full run (about 110 schemas).
+  local schema
+  for schema in $(psql "$pg_url" -qtAc \
+      "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'samtykke\_test\_%'" 2>/dev/null); do
+    psql "$pg_url" -qtAc "DROP SCHEMA \"$schema\" CASCADE" >/dev/null 2>&1 || true
+  done
 }
 
 install_browser() {
