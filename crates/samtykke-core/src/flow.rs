@@ -423,8 +423,8 @@ impl LoginSession {
         Some(LoginSession {
             browser_hash: TokenHash::from_bytes(&browser_hash)?,
             nin: Nin::parse(&f.u, NinPolicy::AllowSynthetic).ok()?,
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.t) * 1000).ok()?,
-            expires_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(f.e) * 1000).ok()?,
+            created_at: crate::store::from_unix_micros(f.t).ok()?,
+            expires_at: crate::store::from_unix_micros(f.e).ok()?,
         })
     }
 

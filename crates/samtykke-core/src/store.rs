@@ -539,7 +539,8 @@ pub fn unix_micros(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
-fn from_unix_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
+/// The inverse of [`unix_micros`].
+pub(crate) fn from_unix_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .map_err(|_| corrupt("timestamp"))
 }
