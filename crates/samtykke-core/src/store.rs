@@ -545,21 +545,52 @@ pub(crate) fn from_unix_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|_| corrupt("timestamp"))
 }
 
+/// A consent event's columns as a feed read gets them, borrowed from the
+/// engine's row: the page is decoded without copying each text column into
+/// a `String` first. The client is the reader, known before the read.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsentEventColumns<'r> {
+    pub sequence_nr: i64,
+    pub event_id: &'r str,
+    pub event_type: &'r str,
+    pub consent_id: &'r str,
+    pub purpose: &'r str,
+    pub client_consent_id: Option<&'r str>,
+    /// Microseconds since the Unix epoch.
+    pub created_at_us: i64,
+}
+
+impl ConsentEventColumns<'_> {
+    /// The event of `client_id` these columns describe.
+    pub fn into_event(self, client_id: ClientId) -> Result<ConsentEvent, StoreError> {
+        Ok(ConsentEvent {
+            sequence_nr: self.sequence_nr,
+            event_id: uuid::Uuid::try_parse(self.event_id).map_err(|_| corrupt("event id"))?,
+            event_type: ConsentEventType::parse(self.event_type)
+                .ok_or_else(|| corrupt("event type"))?,
+            client_id,
+            consent_id: parse_consent_id(self.consent_id)?,
+            purpose: parse_purpose(self.purpose)?,
+            client_consent_id: self.client_consent_id.map(str::to_owned),
+            timestamp: from_unix_micros(self.created_at_us)?,
+        })
+    }
+}
+
 impl TryFrom<ConsentEventRow> for ConsentEvent {
     type Error = StoreError;
 
     fn try_from(r: ConsentEventRow) -> Result<Self, StoreError> {
-        Ok(ConsentEvent {
+        ConsentEventColumns {
             sequence_nr: r.sequence_nr,
-            event_id: uuid::Uuid::try_parse(&r.event_id).map_err(|_| corrupt("event id"))?,
-            event_type: ConsentEventType::parse(&r.event_type)
-                .ok_or_else(|| corrupt("event type"))?,
-            client_id: ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?,
-            consent_id: parse_consent_id(&r.consent_id)?,
-            purpose: parse_purpose(&r.purpose)?,
-            client_consent_id: r.client_consent_id,
-            timestamp: from_unix_micros(r.created_at_us)?,
-        })
+            event_id: &r.event_id,
+            event_type: &r.event_type,
+            consent_id: &r.consent_id,
+            purpose: &r.purpose,
+            client_consent_id: r.client_consent_id.as_deref(),
+            created_at_us: r.created_at_us,
+        }
+        .into_event(ClientId::parse(&r.client_id).map_err(|_| corrupt("client id"))?)
     }
 }
 
