@@ -9,11 +9,13 @@
 //! request from the rows of its own ordinal.
 //!
 //! Nothing waits for a batch to fill: a worker starts as soon as one input
-//! is there, so a lone request costs one queue hop more than before, and
-//! under load the inputs that arrive while the workers are busy form the
-//! next batches. A request is answered only after its batch's statement has
-//! returned, i.e. after a write has committed; if the statement fails, every
-//! request of the batch gets the error.
+//! is there, after letting the tasks that are ready to run go first (one
+//! yield to the scheduler, no timer), so a lone request costs one queue hop
+//! and one yield more than before, and under load the inputs that arrive
+//! while the workers are busy form the next batches. A request is answered
+//! only after its batch's statement has returned, i.e. after a write has
+//! committed; if the statement fails, every request of the batch gets the
+//! error.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +61,18 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         let mut inbox = inbox.lock().await;
                         if inbox.recv_many(&mut batch, max_batch).await == 0 {
                             return;
+                        }
+                        // Before the batch starts, the tasks that are
+                        // ready to run go first (one yield, no timer): the
+                        // requests being handled at this moment queue their
+                        // inputs too and share this batch's fixed cost
+                        // instead of starting another.
+                        tokio::task::yield_now().await;
+                        while batch.len() < max_batch {
+                            match inbox.try_recv() {
+                                Ok(input) => batch.push(input),
+                                Err(_) => break,
+                            }
                         }
                     }
                     let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.drain(..).unzip();
