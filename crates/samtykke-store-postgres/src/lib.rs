@@ -236,7 +236,8 @@ macro_rules! page_event_columns {
 
 /// The event of `client_id` in a feed page's row: `pending`, then
 /// [`page_event_columns`], read by position and borrowed from the row
-/// (a page is 100 or more rows; names and copies cost ≈ 10% of it).
+/// (a page has up to 1,000 rows; looking up names and copying text cost
+/// ≈ 10% of the server's work on it).
 fn page_event(row: &PgRow, client_id: &ClientId) -> Result<ConsentEvent, StoreError> {
     ConsentEventColumns {
         sequence_nr: row.try_get(1).map_err(unavailable)?,
