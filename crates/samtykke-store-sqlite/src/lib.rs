@@ -66,11 +66,15 @@ impl SqliteStore {
             .filter(|n| *n > 0)
             .unwrap_or(8);
         {
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            // Another process opening the same file at this moment may hold
+            // it locked while it switches it to WAL, and SQLite does not wait
+            // for that lock: retried like the migrations.
+            let pool = retried("opening the database", || {
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options.clone())
+            })
+            .await?;
             migrate(&pool).await?;
             pool.close().await;
         }
@@ -83,16 +87,27 @@ impl SqliteStore {
 /// may both try to apply the same migration; the loser retries and then finds
 /// it applied.
 async fn migrate(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
+    retried("migration", || MIGRATOR.run(pool)).await
+}
+
+/// `step`, tried up to six times, 50, 100, … 250 ms apart, while it fails:
+/// for the moments when another process opening the same file holds it.
+async fn retried<T, E, F, Fut>(what: &str, step: F) -> Result<T, StoreError>
+where
+    E: std::fmt::Display,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut attempt = 0;
     loop {
-        match MIGRATOR.run(pool).await {
-            Ok(()) => return Ok(()),
+        match step().await {
+            Ok(done) => return Ok(done),
             Err(e) if attempt < 5 => {
                 attempt += 1;
-                tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                tracing::debug!(error = %e, attempt, "{what} raced another process; retrying");
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
             }
-            Err(e) => return Err(StoreError::Unavailable(format!("migration failed: {e}"))),
+            Err(e) => return Err(StoreError::Unavailable(format!("{what} failed: {e}"))),
         }
     }
 }
