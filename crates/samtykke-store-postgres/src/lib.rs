@@ -31,7 +31,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
-use crate::batched::{Batches, FlowAccept, LookupCall, NewConsent, SealedTokenCheck};
+use crate::batched::{
+    page_range, Batches, FlowAccept, LookupCall, NewConsent, PageRead, SealedTokenCheck,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -226,29 +228,37 @@ fn consent_row(row: &PgRow) -> Result<ConsentRow, StoreError> {
     })
 }
 
-/// The event columns a feed page selects, in the order [`page_event`] reads
-/// them (after the leading `pending` flag).
-macro_rules! page_event_columns {
-    () => {
-        "sequence_nr, event_id, event_type, consent_id, purpose, client_consent_id, created_at_us"
-    };
+/// The event in a feed page's row: its `packed` column (migration
+/// `20261125000010_packed_feed_entries.sql`), one value in place of seven,
+/// borrowed from the row.
+fn page_event(row: &PgRow, client_id: &ClientId) -> Result<ConsentEvent, StoreError> {
+    let packed: &str = row.try_get(0).map_err(unavailable)?;
+    unpack_event(packed)?.into_event(client_id.clone())
 }
 
-/// The event of `client_id` in a feed page's row: `pending`, then
-/// [`page_event_columns`], read by position and borrowed from the row
-/// (a page has up to 1,000 rows; looking up names and copying text cost
-/// ≈ 10% of the server's work on it).
-fn page_event(row: &PgRow, client_id: &ClientId) -> Result<ConsentEvent, StoreError> {
-    ConsentEventColumns {
-        sequence_nr: row.try_get(1).map_err(unavailable)?,
-        event_id: row.try_get(2).map_err(unavailable)?,
-        event_type: row.try_get(3).map_err(unavailable)?,
-        consent_id: row.try_get(4).map_err(unavailable)?,
-        purpose: row.try_get(5).map_err(unavailable)?,
-        client_consent_id: row.try_get(6).map_err(unavailable)?,
-        created_at_us: row.try_get(7).map_err(unavailable)?,
-    }
-    .into_event(client_id.clone())
+/// The columns of an event as its `packed` column holds them, separated by
+/// single spaces: `sequence_nr event_id event_type consent_id purpose
+/// created_at_us`, then ` client_consent_id` if it is not NULL. Only that
+/// last field may itself hold spaces (or be empty).
+fn unpack_event(packed: &str) -> Result<ConsentEventColumns<'_>, StoreError> {
+    let corrupt = || StoreError::Corrupt("packed feed event".into());
+    let mut fields = packed.splitn(7, ' ');
+    let mut next = || fields.next().ok_or_else(corrupt);
+    let sequence_nr = next()?.parse().map_err(|_| corrupt())?;
+    let event_id = next()?;
+    let event_type = next()?;
+    let consent_id = next()?;
+    let purpose = next()?;
+    let created_at_us = next()?.parse().map_err(|_| corrupt())?;
+    Ok(ConsentEventColumns {
+        sequence_nr,
+        event_id,
+        event_type,
+        consent_id,
+        purpose,
+        client_consent_id: fields.next(),
+        created_at_us,
+    })
 }
 
 /// The person's loans, by creditor.
@@ -729,48 +739,26 @@ impl Store for PostgresStore {
         from: i64,
         limit: u32,
     ) -> Result<Vec<ConsentEvent>, StoreError> {
-        // Usually one statement: the page, and in the same snapshot whether
-        // any committed event still waits for its number. If none does,
-        // every event committed before this read is in the page's table.
-        // That answer rides in one trailer row (no sequence number), not in
-        // a column of every event: each sent value costs PostgreSQL a call
-        // of its send function, and a NULL costs none.
-        let rows = sqlx::query(concat!(
-            "(SELECT NULL::boolean AS pending, ",
-            page_event_columns!(),
-            " FROM consent_events WHERE client_id = $1 AND sequence_nr >= $2 \
-               ORDER BY sequence_nr LIMIT $3) \
-             UNION ALL SELECT EXISTS (SELECT 1 FROM consent_events_pending), \
-               NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-        ))
-        .bind(client_id.as_str())
-        .bind(from)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let mut events = Vec::with_capacity(rows.len());
-        let mut pending = false;
-        for row in &rows {
-            if row
-                .try_get::<Option<i64>, _>(1)
-                .map_err(unavailable)?
-                .is_some()
-            {
-                events.push(page_event(row, client_id)?);
-            } else {
-                pending = row.try_get(0).map_err(unavailable)?;
-            }
-        }
-        if !pending {
-            return Ok(events);
+        // Usually one statement, shared with the other pages being read
+        // (crate::batched::read_pages): the page, and in the same snapshot
+        // whether any committed event still waits for its number. If none
+        // does, every event committed before this read is in the page's
+        // table.
+        let read = PageRead {
+            client_id: client_id.as_str().to_owned(),
+            from,
+            limit: i64::from(limit),
+        };
+        if let Some(page) = self.batches.feed_page.run(read).await? {
+            return page
+                .iter()
+                .map(|packed| unpack_event(packed)?.into_event(client_id.clone()))
+                .collect();
         }
         self.publish_events().await?;
         sqlx::query(concat!(
-            "SELECT false AS pending, ",
-            page_event_columns!(),
-            " FROM consent_events WHERE client_id = $1 AND sequence_nr >= $2 \
-             ORDER BY sequence_nr LIMIT $3"
+            "SELECT packed FROM consent_events WHERE ",
+            page_range!("$1", "$2", "$3")
         ))
         .bind(client_id.as_str())
         .bind(from)
@@ -788,8 +776,14 @@ impl Store for PostgresStore {
         client_id: &ClientId,
     ) -> Result<Option<(i64, i64)>, StoreError> {
         self.publish_pending_events().await?;
+        // The client is matched by `>=` and `<=` and the order names both
+        // columns of `consent_events_by_client`, so that no generic plan can
+        // walk the primary key instead (see [`page_range`]).
         let row = sqlx::query(
-            "SELECT MIN(sequence_nr) AS first, MAX(sequence_nr) AS last FROM consent_events WHERE client_id = $1",
+            "SELECT (SELECT sequence_nr FROM consent_events WHERE client_id >= $1 AND client_id <= $1 \
+                     ORDER BY client_id, sequence_nr LIMIT 1) AS first, \
+                    (SELECT sequence_nr FROM consent_events WHERE client_id >= $1 AND client_id <= $1 \
+                     ORDER BY client_id DESC, sequence_nr DESC LIMIT 1) AS last",
         )
         .bind(client_id.as_str())
         .fetch_one(&self.pool)
@@ -1119,5 +1113,48 @@ fn sealed_token_check(token: &AccessTokenRecord, generation: i64) -> SealedToken
         client_id: token.client_id.as_str().to_owned(),
         generation,
         consent_id: token.consent_id.map(|id| id.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpack_event;
+
+    const EVENT: &str = "42 0b8f5e4a-7f6e-4a43-9d4f-1c2b3a4d5e6f SAMTYKKE_OPPRETTET \
+                         9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f DEBT_INFORMATION 1764000000123456";
+
+    #[test]
+    fn unpacks_an_event_without_a_client_consent_id() {
+        let e = unpack_event(EVENT).unwrap();
+        assert_eq!(e.sequence_nr, 42);
+        assert_eq!(e.event_id, "0b8f5e4a-7f6e-4a43-9d4f-1c2b3a4d5e6f");
+        assert_eq!(e.event_type, "SAMTYKKE_OPPRETTET");
+        assert_eq!(e.consent_id, "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f");
+        assert_eq!(e.purpose, "DEBT_INFORMATION");
+        assert_eq!(e.created_at_us, 1_764_000_000_123_456);
+        assert_eq!(e.client_consent_id, None);
+    }
+
+    #[test]
+    fn keeps_spaces_and_emptiness_of_the_client_consent_id() {
+        let with = format!("{EVENT} case 17  of 2026");
+        assert_eq!(
+            unpack_event(&with).unwrap().client_consent_id,
+            Some("case 17  of 2026")
+        );
+        let empty = format!("{EVENT} ");
+        assert_eq!(unpack_event(&empty).unwrap().client_consent_id, Some(""));
+    }
+
+    #[test]
+    fn refuses_a_truncated_or_malformed_event() {
+        for bad in [
+            "",
+            "42",
+            "x 0b8f SAMTYKKE_OPPRETTET c p 1",
+            "42 a b c d not-a-number",
+        ] {
+            assert!(unpack_event(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -92,6 +92,21 @@ engine_tests! {
         assert!(mine[0]["sequenceNr"].as_i64() < mine[1]["sequenceNr"].as_i64());
     }
 
+    async fn the_feed_returns_a_client_consent_id_with_spaces_exactly_as_registered(app) {
+        // The PostgreSQL feed reads an event packed into one space-separated
+        // column; only its last field, this id, may hold spaces.
+        let ccid = " sak 17  av 2026 – Ærlig ";
+        let registered: Value = app.register(body(ccid)).await.json().await.unwrap();
+        assert_eq!(registered["client_consent_id"], ccid);
+        let feed_token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        let feed: Value = app.get_bearer("/feed/v1/consent?fromSequenceNr=1&limit=100", &feed_token).await.json().await.unwrap();
+        let events = feed["result"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{feed}");
+        assert_eq!(events[0]["consentId"], registered["consent"]["id"], "{feed}");
+        assert_eq!(events[0]["samtykkeOpprettetEvent"]["externalConsentId"], ccid);
+        assert_eq!(events[0]["samtykkeOpprettetEvent"]["scope"], "debt.unsecured.presentation");
+    }
+
     async fn registering_the_same_client_consent_id_again_is_idempotent_and_other_data_conflicts(app) {
         let first: Value = app.register(body("dup-1")).await.json().await.unwrap();
         let again = app.register(body("dup-1")).await;
