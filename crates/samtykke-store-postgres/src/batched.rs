@@ -248,7 +248,8 @@ async fn look_up_debts(
     let mut outcomes = Vec::with_capacity(n);
     for (ordinal, call) in (1_i64..).zip(&calls) {
         let mut own = Vec::new();
-        while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>("o_i").ok() == Some(ordinal)) {
+        // `o_i` is the first column.
+        while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>(0).ok() == Some(ordinal)) {
             own.push(row);
         }
         outcomes.push(lookup_outcome(&call.lookup, &own));
@@ -320,7 +321,7 @@ fn lookup_outcome(
         return Ok(None);
     }
     if first
-        .try_get::<Option<String>, _>("id")
+        .try_get::<Option<&str>, _>("id")
         .map_err(unavailable)?
         .is_none()
     {

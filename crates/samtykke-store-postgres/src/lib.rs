@@ -311,8 +311,9 @@ fn joined_loans<'r>(
 ) -> Result<Vec<DebtEntry>, StoreError> {
     let mut loans = Vec::with_capacity(rows.len());
     for row in rows {
+        // Borrowed: the test for NULL copies nothing.
         if row
-            .try_get::<Option<String>, _>("loan_json")
+            .try_get::<Option<&str>, _>("loan_json")
             .map_err(unavailable)?
             .is_some()
         {
