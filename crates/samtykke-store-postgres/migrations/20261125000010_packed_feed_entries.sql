@@ -1,8 +1,7 @@
 -- A feed page reads each event as one value instead of seven. PostgreSQL
 -- calls a send function for every value it returns, and the server decodes
--- every value; at 100 events a page that was about a third of PostgreSQL's
--- CPU for the page and a large part of the server's (BENCHMARKS.md, stop
--- 16). `packed` is computed by PostgreSQL from the event's own columns
+-- every value; for a 100-event page that was about a tenth of PostgreSQL's
+-- CPU (BENCHMARKS.md, stop 16). `packed` is computed by PostgreSQL from the event's own columns
 -- whenever a row is written, so no writer has to keep it in step, and an
 -- event never changes once it has its number. The fields are separated by
 -- one space and none of them holds a space except the last, the client's

@@ -1,8 +1,8 @@
 //! The hot statements that run in cross-request batches (see [`crate::batch`]):
 //! the sealed-token revocation check of every API call, the debt lookup,
-//! the agreement registration, the consent decision and the feed page. Each takes its inputs as arrays and keeps
-//! them apart by ordinal, so a batch decides exactly what the same inputs
-//! would decide one by one.
+//! the agreement registration, the consent decision and the feed page. Each
+//! takes its inputs as arrays and keeps them apart by ordinal, so a batch
+//! decides exactly what the same inputs would decide one by one.
 
 use samtykke_core::consent::{Consent, ConsentEventType};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};

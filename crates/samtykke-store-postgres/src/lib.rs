@@ -228,11 +228,9 @@ fn consent_row(row: &PgRow) -> Result<ConsentRow, StoreError> {
     })
 }
 
-/// The event in a feed page's row: its `packed` column (migration
-/// `20261125000010_packed_feed_entries.sql`), one value in place of seven,
-/// borrowed from the row.
-fn page_event(row: &PgRow, client_id: &ClientId) -> Result<ConsentEvent, StoreError> {
-    let packed: &str = row.try_get(0).map_err(unavailable)?;
+/// The event of `client_id` that its `packed` column holds (migration
+/// `20261125000010_packed_feed_entries.sql`): one value in place of seven.
+fn packed_event(packed: &str, client_id: &ClientId) -> Result<ConsentEvent, StoreError> {
     unpack_event(packed)?.into_event(client_id.clone())
 }
 
@@ -753,7 +751,7 @@ impl Store for PostgresStore {
         if let Some(page) = self.batches.feed_page.run(read).await? {
             return page
                 .iter()
-                .map(|packed| unpack_event(packed)?.into_event(client_id.clone()))
+                .map(|packed| packed_event(packed, client_id))
                 .collect();
         }
         self.publish_events().await?;
@@ -768,7 +766,7 @@ impl Store for PostgresStore {
         .await
         .map_err(unavailable)?
         .iter()
-        .map(|row| page_event(row, client_id))
+        .map(|row| packed_event(row.try_get(0).map_err(unavailable)?, client_id))
         .collect()
     }
 
