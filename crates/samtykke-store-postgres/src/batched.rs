@@ -13,7 +13,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
 use crate::batch::Batcher;
-use crate::{consent_row, joined_loans, unavailable};
+use crate::{consent_row, packed_loans, unavailable};
 
 /// Workers per batcher: batches of one kind in flight at once. Fewer
 /// workers make fuller batches; on the 2-core benchmark machine 2 did
@@ -162,14 +162,17 @@ pub(crate) struct LookupCall {
 /// only the first of its lookups in the batch (`once`) attempts, and which
 /// of concurrent statements only one wins (the update waits on the row and
 /// checks `status` again). Exactly the served lookups (`served`) get their
-/// usage record, a consumed consent its `SAMTYKKE_ARKIVERT` event, and only
-/// their loans are joined in. Every lookup has at least one row, carrying
-/// its ordinal (`o_i`) and whether its token was refused; the consent's
-/// columns are null if there is no such consent. Tokens, clients, consents
-/// and loans are read through `LATERAL (… OFFSET 0)` and the update by
-/// `id = ANY (…)`, so that each lookup probes the indexes: a plain join
-/// with `unnest` lets the planner pick a hash join over whole tables, which
-/// a prepared statement's generic plan then keeps as they grow. The
+/// usage record, a consumed consent its `SAMTYKKE_ARKIVERT` event, and
+/// their loans. Every lookup has exactly one row, in order, carrying its
+/// ordinal (`o_i`), whether its token was refused, the consent's columns
+/// (null if there is no such consent) and, if served, its loans as one flat
+/// array read by [`packed_loans`] (rather than a row per loan, each with
+/// the consent's columns again). Tokens, clients and consents are read
+/// through `LATERAL (… OFFSET 0)`, loans by a subquery per served lookup,
+/// and the update by `id = ANY (…)`, so that each lookup probes the
+/// indexes: a plain join with `unnest` lets the planner pick a hash join
+/// over whole tables, which a prepared statement's generic plan then keeps
+/// as they grow. The
 /// update's status check is written `(status || '') = 'active'` so that it
 /// does not match the partial index `consents_active_by_expiry`: given the
 /// plain `status = 'active'`, the planner AND-ed a scan of that whole index
@@ -224,10 +227,12 @@ async fn look_up_debts(
          ) SELECT v.r_i AS o_i, v.r_revoked AS o_revoked, c.id, c.client_id, c.nin, c.purpose, c.kind, \
              c.duration_days, c.client_consent_id, c.created_at, c.expires_at, c.status, c.revoked_by, \
              c.ended_at, s.r_i IS NOT NULL AS served, \
-             l.creditor_org, l.creditor_name, l.provider_id, l.account_id, l.loan_json \
+             CASE WHEN s.r_i IS NOT NULL THEN ARRAY( \
+               SELECT unnest(ARRAY[l.creditor_org, l.creditor_name, l.provider_id, l.account_id, \
+                 l.loan_json]) FROM debt_loans l WHERE l.nin = c.nin \
+               ORDER BY l.creditor_name, l.creditor_org, l.id) END AS loans \
            FROM v LEFT JOIN c ON c.r_i = v.r_i LEFT JOIN served s ON s.r_i = c.r_i \
-             LEFT JOIN LATERAL (SELECT * FROM debt_loans WHERE nin = c.nin AND s.r_i IS NOT NULL OFFSET 0) AS l ON TRUE \
-           ORDER BY v.r_i, l.creditor_name, l.creditor_org, l.id"
+           ORDER BY v.r_i"
     ))
     .bind(&columns.ids)
     .bind(&columns.clients)
@@ -244,17 +249,23 @@ async fn look_up_debts(
     .await
     .map_err(unavailable)?;
 
-    let mut rows = rows.iter().peekable();
-    let mut outcomes = Vec::with_capacity(n);
-    for (ordinal, call) in (1_i64..).zip(&calls) {
-        let mut own = Vec::new();
-        // `o_i` is the first column.
-        while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>(0).ok() == Some(ordinal)) {
-            own.push(row);
-        }
-        outcomes.push(lookup_outcome(&call.lookup, &own));
+    if rows.len() != n {
+        return Err(StoreError::Corrupt(format!(
+            "{} rows for a batch of {n} debt lookups",
+            rows.len()
+        )));
     }
-    Ok(outcomes)
+    Ok((1_i64..)
+        .zip(&calls)
+        .zip(&rows)
+        .map(|((ordinal, call), row)| {
+            // `o_i` is the first column.
+            if row.try_get::<i64, _>(0).map_err(unavailable)? != ordinal {
+                return Err(StoreError::Corrupt("debt lookup rows out of order".into()));
+            }
+            lookup_outcome(&call.lookup, row)
+        })
+        .collect())
 }
 
 /// Lookup calls column by column, as `unnest` takes them.
@@ -308,15 +319,11 @@ impl<'a> LookupColumns<'a> {
     }
 }
 
-/// One lookup's outcome from its rows (one per loan if served, else one):
-/// None if its token was refused.
+/// One lookup's outcome from its row: None if its token was refused.
 fn lookup_outcome(
     lookup: &DebtLookup,
-    rows: &[&PgRow],
+    first: &PgRow,
 ) -> Result<Option<DebtLookupOutcome>, StoreError> {
-    let Some(first) = rows.first() else {
-        return Err(StoreError::Corrupt("a debt lookup without its row".into()));
-    };
     if first.try_get::<bool, _>("o_revoked").map_err(unavailable)? {
         return Ok(None);
     }
@@ -331,7 +338,8 @@ fn lookup_outcome(
     }
     let consent = Consent::try_from(consent_row(first)?)?;
     if first.try_get::<bool, _>("served").map_err(unavailable)? {
-        let loans = joined_loans(rows.iter().copied(), &consent.nin)?;
+        let fields: Vec<String> = first.try_get("loans").map_err(unavailable)?;
+        let loans = packed_loans(fields, &consent.nin)?;
         return Ok(Some(DebtLookupOutcome::Served { consent, loans }));
     }
     // Not served: judge names the refusal. A consent that judge finds

@@ -212,6 +212,24 @@ engine_tests! {
         assert!(debt_via_api(&app, "14842249091").await["loans"].as_array().unwrap().len() >= 3);
     }
 
+    async fn loans_are_served_by_creditor_name_and_within_a_creditor_in_delivery_order(app) {
+        let output = import(&app, DELIVERY, &[]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let id = app.agreement_consent(FIRST, "debt.unsecured.presentation", 30).await;
+        let token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        let file: Value = serde_json::from_str(DELIVERY).unwrap();
+        let loan = |customer: usize, index: usize| served(&file["customers"][customer]["loans"][index]);
+        let expected = json!([
+            {"creditorName": "Kortselskapet AS", "loan": loan(1, 0)},
+            {"creditorName": "Testbanken ASA", "loan": loan(0, 0)},
+            {"creditorName": "Testbanken ASA", "loan": loan(0, 1)},
+        ]);
+        let response = app.get_bearer(&format!("/v1/debt/{id}"), &token).await;
+        assert_eq!(response.status(), 200);
+        let debt: Value = response.json().await.unwrap();
+        assert_eq!(debt["loans"], expected, "not sorted by the test: as served");
+    }
+
     async fn a_broken_delivery_fails_naming_the_line_and_imports_nothing(app) {
         // On an empty registry: nothing of the valid customers before the error appears.
         let broken = DELIVERY.replace("\"02079110046\"", "\"02079110047\"");
