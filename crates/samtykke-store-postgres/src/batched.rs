@@ -1,19 +1,34 @@
 //! The hot statements that run in cross-request batches (see [`crate::batch`]):
 //! the sealed-token revocation check of every API call, the debt lookup,
-//! the agreement registration, the consent decision and the feed page. Each
-//! takes its inputs as arrays and keeps them apart by ordinal, so a batch
-//! decides exactly what the same inputs would decide one by one.
+//! the agreement registration, the consent decision, the authorization
+//! code's claim and the feed page. Each takes its inputs as arrays and
+//! keeps them apart by ordinal, so a batch decides exactly what the same
+//! inputs would decide one by one.
+//!
+//! The batched updates (a single-use consent's consumption, a code's claim)
+//! join the rows that the same statement's primary-key reads found by
+//! `ctid`; the planner, which expects few of them, probes each row by TID.
+//! Found by key (`id = ANY (…)`), or by `ctid = ANY (…)`, a session that
+//! planned the statement while the table was small kept a generic plan
+//! that scanned the whole table for every batch, a scan that grew with the
+//! table until autovacuum's next ANALYZE (on a fresh database, in the
+//! benchmark's flows: a third of the lookup batches by key and nearly every
+//! code claim, BENCHMARKS.md, stop 17). A row that a concurrent statement updated
+//! after the read is updated only if its newest version still meets the
+//! conditions (`used_at IS NULL`, an active `status`); otherwise the claim
+//! or the consumption fails, as if the other statement had come first.
 
 use samtykke_core::consent::{Consent, ConsentEventType};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
 use samtykke_core::store::{
-    new_event_id, unix_micros, AuthorizationCodeRow, ConsentEventRow, ConsentRow, StoreError,
+    new_event_id, unix_micros, AuthorizationCodeRow, CodeClaim, ConsentEventRow, ConsentRow,
+    StoreError,
 };
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
 use crate::batch::Batcher;
-use crate::{consent_row, packed_loans, unavailable};
+use crate::{code_from_row, consent_row, packed_loans, unavailable};
 
 /// Workers per batcher: batches of one kind in flight at once. Fewer
 /// workers make fuller batches; on the 2-core benchmark machine 2 did
@@ -34,6 +49,7 @@ pub(crate) struct Batches {
     pub(crate) debt_lookup: Batcher<LookupCall, Result<Option<DebtLookupOutcome>, StoreError>>,
     pub(crate) consent_insert: Batcher<NewConsent, bool>,
     pub(crate) flow_accept: Batcher<FlowAccept, bool>,
+    pub(crate) code_claim: Batcher<ClaimCall, Result<Option<CodeClaim>, StoreError>>,
     pub(crate) feed_page: Batcher<PageRead, Option<Vec<String>>>,
 }
 
@@ -60,6 +76,11 @@ impl Batches {
             async move { accept_flows(&pool, accepts).await }
         });
         let p = pool.clone();
+        let code_claim = Batcher::start(WORKERS, MAX_BATCH, move |claims| {
+            let pool = p.clone();
+            async move { claim_codes(&pool, claims).await }
+        });
+        let p = pool.clone();
         let feed_page = Batcher::start(WORKERS, MAX_PAGE_BATCH, move |reads| {
             let pool = p.clone();
             async move { read_pages(&pool, reads).await }
@@ -69,6 +90,7 @@ impl Batches {
             debt_lookup,
             consent_insert,
             flow_accept,
+            code_claim,
             feed_page,
         }
     }
@@ -168,15 +190,16 @@ pub(crate) struct LookupCall {
 /// (null if there is no such consent) and, if served, its loans as one flat
 /// array read by [`packed_loans`] (rather than a row per loan, each with
 /// the consent's columns again). Tokens, clients and consents are read
-/// through `LATERAL (… OFFSET 0)`, loans by a subquery per served lookup,
-/// and the update by `id = ANY (…)`, so that each lookup probes the
-/// indexes: a plain join with `unnest` lets the planner pick a hash join
-/// over whole tables, which a prepared statement's generic plan then keeps
-/// as they grow. The
-/// update's status check is written `(status || '') = 'active'` so that it
-/// does not match the partial index `consents_active_by_expiry`: given the
-/// plain `status = 'active'`, the planner AND-ed a scan of that whole index
-/// (every active consent) with the primary-key probe, once per batch.
+/// through `LATERAL (… OFFSET 0)` and loans by a subquery per served
+/// lookup, so that each lookup probes the indexes: a plain join with
+/// `unnest` lets the planner pick a hash join over whole tables, which a
+/// prepared statement's generic plan then keeps as they grow. The update
+/// joins its rows by `ctid` (see the module docs). Its status check is
+/// written `(status || '') = 'active'` so that it can never match the
+/// partial index `consents_active_by_expiry`: given the plain `status =
+/// 'active'` (when rows were found by `id`), the planner AND-ed a scan of
+/// that whole index (every active consent) with the primary-key probe,
+/// once per batch.
 async fn look_up_debts(
     pool: &PgPool,
     calls: Vec<LookupCall>,
@@ -199,19 +222,18 @@ async fn look_up_debts(
         token_probes!(),
         "         ), c AS ( \
            SELECT v.r_i, v.r_client, v.r_at, v.r_at_us, v.r_trace, v.r_purposes, v.r_event, k.* \
-           FROM v CROSS JOIN LATERAL (SELECT * FROM consents WHERE id = v.r_consent OFFSET 0) AS k \
+           FROM v CROSS JOIN LATERAL (SELECT ctid AS consent_row, * FROM consents WHERE id = v.r_consent OFFSET 0) AS k \
            WHERE NOT v.r_revoked \
          ), ok AS ( \
            SELECT * FROM c WHERE client_id = r_client AND status = 'active' AND expires_at > r_at \
              AND purpose = ANY (string_to_array(r_purposes, ',')) \
          ), once AS ( \
-           SELECT DISTINCT ON (id) id, r_i, r_at FROM ok WHERE duration_days = 0 ORDER BY id, r_i \
+           SELECT DISTINCT ON (id) id, consent_row, r_i, r_at FROM ok WHERE duration_days = 0 ORDER BY id, r_i \
          ), used AS ( \
-           UPDATE consents SET status = 'consumed', \
-             ended_at = (SELECT o.r_at FROM once o WHERE o.id = consents.id) \
-           WHERE id = ANY (ARRAY(SELECT id FROM once)) AND (status || '') = 'active' AND duration_days = 0 \
-             AND expires_at > (SELECT o.r_at FROM once o WHERE o.id = consents.id) \
-           RETURNING id \
+           UPDATE consents SET status = 'consumed', ended_at = once.r_at FROM once \
+           WHERE consents.ctid = once.consent_row AND (consents.status || '') = 'active' \
+             AND consents.duration_days = 0 AND consents.expires_at > once.r_at \
+           RETURNING consents.id \
          ), served AS ( \
            SELECT * FROM ok WHERE duration_days <> 0 \
            UNION ALL \
@@ -249,23 +271,29 @@ async fn look_up_debts(
     .await
     .map_err(unavailable)?;
 
+    one_row_each(&rows, n, "debt lookups")?;
+    Ok(calls
+        .iter()
+        .zip(&rows)
+        .map(|(call, row)| lookup_outcome(&call.lookup, row))
+        .collect())
+}
+
+/// Checks that a batch of `n` inputs got one row each, in order: `o_i`,
+/// the first column, counts them from 1.
+fn one_row_each(rows: &[PgRow], n: usize, inputs: &str) -> Result<(), StoreError> {
     if rows.len() != n {
         return Err(StoreError::Corrupt(format!(
-            "{} rows for a batch of {n} debt lookups",
+            "{} rows for a batch of {n} {inputs}",
             rows.len()
         )));
     }
-    Ok((1_i64..)
-        .zip(&calls)
-        .zip(&rows)
-        .map(|((ordinal, call), row)| {
-            // `o_i` is the first column.
-            if row.try_get::<i64, _>(0).map_err(unavailable)? != ordinal {
-                return Err(StoreError::Corrupt("debt lookup rows out of order".into()));
-            }
-            lookup_outcome(&call.lookup, row)
-        })
-        .collect())
+    for (ordinal, row) in (1_i64..).zip(rows) {
+        if row.try_get::<i64, _>(0).map_err(unavailable)? != ordinal {
+            return Err(StoreError::Corrupt(format!("{inputs}: rows out of order")));
+        }
+    }
+    Ok(())
 }
 
 /// Lookup calls column by column, as `unnest` takes them.
@@ -351,6 +379,84 @@ fn lookup_outcome(
             Err(refusal) => refusal,
         },
     )))
+}
+
+/// A claim of an authorization code (see `Store::claim_authorization_code`):
+/// the code's hash, the client redeeming it, and when (Unix seconds).
+#[derive(Debug)]
+pub(crate) struct ClaimCall {
+    pub(crate) hash: Vec<u8>,
+    pub(crate) client_id: String,
+    pub(crate) now: i64,
+}
+
+/// Authorization-code claims in one statement and one commit, each
+/// deciding what it would decide alone: the code and its consent as they
+/// were before the statement, and whether this claim marked the code used.
+/// Of the claims of one unused code by the client it was issued to, the
+/// first in the batch (`first`) makes the claim; the others, like another
+/// client's, claim nothing, so a client's redemption is not used up by
+/// another client's attempt in the same batch. The update checks `used_at`
+/// again, so of concurrent statements only one claims a code (the other
+/// waits on the row and then finds it used). Codes and consents are read
+/// through `LATERAL (… OFFSET 0)`, so that each claim probes a primary key.
+async fn claim_codes(
+    pool: &PgPool,
+    calls: Vec<ClaimCall>,
+) -> Result<Vec<Result<Option<CodeClaim>, StoreError>>, StoreError> {
+    let n = calls.len();
+    let mut hashes = Vec::with_capacity(n);
+    let mut clients = Vec::with_capacity(n);
+    let mut nows = Vec::with_capacity(n);
+    for call in &calls {
+        hashes.push(call.hash.as_slice());
+        clients.push(call.client_id.as_str());
+        nows.push(call.now);
+    }
+    let rows = sqlx::query(
+        "WITH r AS ( \
+           SELECT * FROM unnest($1::bytea[], $2::text[], $3::bigint[]) \
+             WITH ORDINALITY AS r(r_hash, r_client, r_now, r_i) \
+         ), k AS ( \
+           SELECT r.r_i, r.r_client, r.r_now, a.* \
+           FROM r CROSS JOIN LATERAL (SELECT ctid AS code_row, * FROM authorization_codes WHERE hash = r.r_hash OFFSET 0) AS a \
+         ), first AS ( \
+           SELECT DISTINCT ON (hash) hash, code_row, r_i, r_now FROM k \
+           WHERE used_at IS NULL AND client_id = r_client ORDER BY hash, r_i \
+         ), claimed AS ( \
+           UPDATE authorization_codes SET used_at = first.r_now FROM first \
+           WHERE authorization_codes.ctid = first.code_row AND authorization_codes.used_at IS NULL \
+           RETURNING authorization_codes.hash \
+         ) SELECT r.r_i AS o_i, c.*, k.hash, k.client_id AS code_client_id, k.redirect_uri, k.consent_id, \
+             k.scopes, k.nonce, k.code_challenge, k.issued_at, k.expires_at AS code_expires_at, k.used_at, \
+             EXISTS (SELECT 1 FROM first f JOIN claimed d ON d.hash = f.hash WHERE f.r_i = r.r_i) AS claimed \
+           FROM r LEFT JOIN k ON k.r_i = r.r_i \
+             LEFT JOIN LATERAL (SELECT * FROM consents WHERE id = k.consent_id OFFSET 0) AS c ON TRUE \
+           ORDER BY r.r_i",
+    )
+    .bind(&hashes)
+    .bind(&clients)
+    .bind(&nows)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    one_row_each(&rows, n, "code claims")?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            // No such code, or (never, as consents are not deleted) no
+            // consent behind it.
+            let consent_id: Option<&str> = row.try_get("id").map_err(unavailable)?;
+            if consent_id.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(CodeClaim {
+                code: code_from_row(row)?,
+                consent: Consent::try_from(consent_row(row)?)?,
+                claimed: row.try_get("claimed").map_err(unavailable)?,
+            }))
+        })
+        .collect())
 }
 
 /// A new consent and its `SAMTYKKE_OPPRETTET` event.

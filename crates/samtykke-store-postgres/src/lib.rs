@@ -32,7 +32,7 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use crate::batched::{
-    page_range, Batches, FlowAccept, LookupCall, NewConsent, PageRead, SealedTokenCheck,
+    page_range, Batches, ClaimCall, FlowAccept, LookupCall, NewConsent, PageRead, SealedTokenCheck,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -942,32 +942,15 @@ impl Store for PostgresStore {
         client_id: &ClientId,
         now: OffsetDateTime,
     ) -> Result<Option<CodeClaim>, StoreError> {
-        // One statement: the code and its consent as they were, and the
-        // claim. A concurrent claim waits on the code's row and then finds
-        // it used, so `claimed` is true for one of them only.
-        let row = sqlx::query(
-            "WITH claimed AS ( \
-               UPDATE authorization_codes SET used_at = $2 \
-               WHERE hash = $1 AND used_at IS NULL AND client_id = $3 RETURNING hash \
-             ) SELECT c.*, k.hash, k.client_id AS code_client_id, k.redirect_uri, k.consent_id, \
-               k.scopes, k.nonce, k.code_challenge, k.issued_at, k.expires_at AS code_expires_at, k.used_at, \
-               EXISTS (SELECT 1 FROM claimed) AS claimed \
-             FROM authorization_codes k JOIN consents c ON c.id = k.consent_id WHERE k.hash = $1",
-        )
-        .bind(hash.as_bytes())
-        .bind(now.unix_timestamp())
-        .bind(client_id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        row.map(|row| {
-            Ok(CodeClaim {
-                code: code_from_row(&row)?,
-                consent: Consent::try_from(consent_row(&row)?)?,
-                claimed: row.try_get("claimed").map_err(unavailable)?,
-            })
-        })
-        .transpose()
+        // A batched statement (see `batched::claim_codes`): the code and
+        // its consent as they were, and the claim, in one round trip and
+        // one commit shared with the claims waiting at the same time.
+        let call = ClaimCall {
+            hash: hash.as_bytes().to_vec(),
+            client_id: client_id.as_str().to_owned(),
+            now: now.unix_timestamp(),
+        };
+        self.batches.code_claim.run(call).await?
     }
 
     async fn revoke_consent_tokens(&self, consent_id: &ConsentId) -> Result<u64, StoreError> {

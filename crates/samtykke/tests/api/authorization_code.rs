@@ -185,6 +185,36 @@ engine_tests! {
         assert!(statuses.iter().all(|s| *s == 200 || *s == 400), "{statuses:?}");
     }
 
+    async fn many_redemptions_at_once_each_get_the_answer_of_their_own_code(app) {
+        // Sent all at once, so that on PostgreSQL they share batched claims:
+        // another client's attempt on a code does not use it up even when
+        // it comes first in a batch, and each token serves its own code's
+        // consent.
+        let (other_id, other_secret) = app.create_client(&["--name", "Other", "--org", "923609016", "--purpose", "presentation", "--redirect-uri", "http://127.0.0.1:9999/callback"]);
+        let mut codes = Vec::new();
+        for _ in 0..8 {
+            codes.push(code_for(&app, &[]).await);
+        }
+        let foreign = codes.iter().map(|code| {
+            app.http.post(app.url("/oauth2/token")).basic_auth(&other_id, Some(&other_secret))
+                .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", "http://127.0.0.1:9999/callback")])
+                .send()
+        });
+        let own = codes.iter().map(|code| redeem(&app, code, &[]));
+        let (foreign, own) = tokio::join!(futures::future::join_all(foreign), futures::future::join_all(own));
+        for response in foreign {
+            assert_oauth_error(response.unwrap(), 400, "invalid_grant").await;
+        }
+        let mut consents = std::collections::HashSet::new();
+        for response in own {
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.unwrap();
+            let debt: serde_json::Value = app.get_bearer("/v1/debt", body["access_token"].as_str().unwrap()).await.json().await.unwrap();
+            assert!(consents.insert(debt["consent"]["id"].as_str().unwrap().to_owned()), "{debt}");
+        }
+        assert_eq!(consents.len(), codes.len());
+    }
+
     async fn a_code_is_bound_to_its_client_redirect_uri_and_sixty_seconds(app) {
         let code = code_for(&app, &[]).await;
         let (other_id, other_secret) = app.create_client(&["--name", "Other", "--org", "923609016", "--purpose", "presentation", "--redirect-uri", "http://127.0.0.1:9999/callback"]);
