@@ -12,11 +12,12 @@
 //! planned the statement while the table was small kept a generic plan
 //! that scanned the whole table for every batch, a scan that grew with the
 //! table until autovacuum's next ANALYZE (on a fresh database, in the
-//! benchmark's flows: a third of the lookup batches by key and nearly every
-//! code claim, BENCHMARKS.md, stop 17). A row that a concurrent statement updated
-//! after the read is updated only if its newest version still meets the
-//! conditions (`used_at IS NULL`, an active `status`); otherwise the claim
-//! or the consumption fails, as if the other statement had come first.
+//! benchmark's flows: a third of the lookup batches by key and nearly
+//! every code claim; BENCHMARKS.md, stop 17). A row that a concurrent
+//! statement updated after the read is updated only if its newest version
+//! still meets the conditions (`used_at IS NULL`, an active `status`);
+//! otherwise the claim or the consumption fails, as if the other statement
+//! had come first.
 
 use samtykke_core::consent::{Consent, ConsentEventType};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
