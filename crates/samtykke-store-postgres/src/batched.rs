@@ -56,43 +56,24 @@ pub(crate) struct Batches {
 
 impl Batches {
     pub(crate) fn start(pool: &PgPool) -> Self {
-        let p = pool.clone();
-        let sealed_token_revoked = Batcher::start(WORKERS, MAX_BATCH, move |checks| {
-            let pool = p.clone();
-            async move { sealed_tokens_revoked(&pool, checks).await }
-        });
-        let p = pool.clone();
-        let debt_lookup = Batcher::start(WORKERS, MAX_BATCH, move |lookups| {
-            let pool = p.clone();
-            async move { look_up_debts(&pool, lookups).await }
-        });
-        let p = pool.clone();
-        let consent_insert = Batcher::start(WORKERS, MAX_BATCH, move |consents| {
-            let pool = p.clone();
-            async move { insert_consents(&pool, consents).await }
-        });
-        let p = pool.clone();
-        let flow_accept = Batcher::start(WORKERS, MAX_BATCH, move |accepts| {
-            let pool = p.clone();
-            async move { accept_flows(&pool, accepts).await }
-        });
-        let p = pool.clone();
-        let code_claim = Batcher::start(WORKERS, MAX_BATCH, move |claims| {
-            let pool = p.clone();
-            async move { claim_codes(&pool, claims).await }
-        });
-        let p = pool.clone();
-        let feed_page = Batcher::start(WORKERS, MAX_PAGE_BATCH, move |reads| {
-            let pool = p.clone();
-            async move { read_pages(&pool, reads).await }
-        });
+        /// A batcher whose batches run `$run(&pool, inputs)`, `$max` inputs
+        /// at most.
+        macro_rules! batcher {
+            ($max:expr, $run:ident) => {{
+                let pool = pool.clone();
+                Batcher::start(WORKERS, $max, move |inputs| {
+                    let pool = pool.clone();
+                    async move { $run(&pool, inputs).await }
+                })
+            }};
+        }
         Self {
-            sealed_token_revoked,
-            debt_lookup,
-            consent_insert,
-            flow_accept,
-            code_claim,
-            feed_page,
+            sealed_token_revoked: batcher!(MAX_BATCH, sealed_tokens_revoked),
+            debt_lookup: batcher!(MAX_BATCH, look_up_debts),
+            consent_insert: batcher!(MAX_BATCH, insert_consents),
+            flow_accept: batcher!(MAX_BATCH, accept_flows),
+            code_claim: batcher!(MAX_BATCH, claim_codes),
+            feed_page: batcher!(MAX_PAGE_BATCH, read_pages),
         }
     }
 }

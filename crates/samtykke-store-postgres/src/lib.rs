@@ -308,38 +308,31 @@ const LOAN_FIELDS: usize = 5;
 /// in the order `creditor_org, creditor_name, provider_id, account_id,
 /// loan_json`, as the batched debt lookup reads them (one row per lookup
 /// rather than one per loan, so the consent's columns come once).
-fn packed_loans(fields: Vec<String>, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
+fn packed_loans(mut fields: Vec<String>, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
     if !fields.len().is_multiple_of(LOAN_FIELDS) {
         return Err(StoreError::Corrupt(format!(
             "{} loan fields, not a multiple of {LOAN_FIELDS}",
             fields.len()
         )));
     }
-    let mut loans = Vec::with_capacity(fields.len() / LOAN_FIELDS);
-    let mut fields = fields.into_iter();
-    while let (
-        Some(creditor_org),
-        Some(creditor_name),
-        Some(provider_id),
-        Some(account_id),
-        Some(loan_json),
-    ) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) {
-        loans.push(DebtEntry::try_from(LoanRow {
-            nin: nin.as_str().to_owned(),
-            creditor_org,
-            creditor_name,
-            provider_id,
-            account_id,
-            loan_json,
-        })?);
-    }
-    Ok(loans)
+    fields
+        .chunks_exact_mut(LOAN_FIELDS)
+        .map(|loan| {
+            let loan: &mut [String; LOAN_FIELDS] = loan
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("a loan's fields".into()))?;
+            let [creditor_org, creditor_name, provider_id, account_id, loan_json] =
+                loan.each_mut().map(std::mem::take);
+            DebtEntry::try_from(LoanRow {
+                nin: nin.as_str().to_owned(),
+                creditor_org,
+                creditor_name,
+                provider_id,
+                account_id,
+                loan_json,
+            })
+        })
+        .collect()
 }
 
 fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
