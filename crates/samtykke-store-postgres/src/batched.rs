@@ -261,8 +261,8 @@ async fn look_up_debts(
         .collect())
 }
 
-/// Checks that a batch of `n` inputs got one row each, in order: `o_i`,
-/// the first column, counts them from 1.
+/// Checks that a batch of `n` inputs got one row each, in order: the first
+/// column, the input's ordinal, counts them from 1.
 fn one_row_each(rows: &[PgRow], n: usize, inputs: &str) -> Result<(), StoreError> {
     if rows.len() != n {
         return Err(StoreError::Corrupt(format!(
@@ -748,17 +748,15 @@ async fn read_pages(
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    let mut pages = Vec::with_capacity(n);
-    for (ordinal, row) in (1_i64..).zip(&rows) {
-        if row.try_get::<i64, _>(0).map_err(unavailable)? != ordinal {
-            return Err(StoreError::Corrupt("a feed page out of order".into()));
-        }
-        let pending: bool = row.try_get(2).map_err(unavailable)?;
-        pages.push(if pending {
-            None
-        } else {
-            Some(row.try_get(1).map_err(unavailable)?)
-        });
-    }
-    Ok(pages)
+    one_row_each(&rows, n, "feed pages")?;
+    rows.iter()
+        .map(|row| {
+            let pending: bool = row.try_get(2).map_err(unavailable)?;
+            Ok(if pending {
+                None
+            } else {
+                Some(row.try_get(1).map_err(unavailable)?)
+            })
+        })
+        .collect()
 }
