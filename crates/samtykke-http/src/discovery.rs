@@ -15,17 +15,18 @@ use crate::AppState;
 
 fn metadata(state: &AppState) -> serde_json::Map<String, Value> {
     let issuer = &state.settings.issuer;
+    let base = state.settings.base_url();
     let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
     let basic = ["client_secret_basic"];
     let value = json!({
         "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/oauth2/auth"),
-        "token_endpoint": format!("{issuer}/oauth2/token"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
-        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
-        "userinfo_endpoint": format!("{issuer}/userinfo"),
-        "end_session_endpoint": format!("{issuer}/oauth2/sessions/logout"),
+        "authorization_endpoint": format!("{base}/oauth2/auth"),
+        "token_endpoint": format!("{base}/oauth2/token"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
+        "introspection_endpoint": format!("{base}/oauth2/introspect"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "end_session_endpoint": format!("{base}/oauth2/sessions/logout"),
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

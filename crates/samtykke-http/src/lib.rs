@@ -34,7 +34,9 @@ pub use router::router;
 /// Settings the HTTP layer reads.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Issuer URL without a trailing slash, e.g. `https://access.example.no`.
+    /// The issuer identifier exactly as configured (OpenID Connect Discovery
+    /// §4.3, RFC 9207: relying parties compare it byte for byte), e.g.
+    /// `https://access.example.no/` with its trailing slash, if it has one.
     pub issuer: String,
     /// API base URL without a trailing slash; audiences derive from it.
     pub api_base: String,
@@ -42,6 +44,15 @@ pub struct ServerSettings {
     pub access_token_ttl: time::Duration,
     /// Sandbox mode (test identities, TestID, the sandbox client).
     pub sandbox: bool,
+}
+
+impl ServerSettings {
+    /// The issuer without a trailing slash: what this server's own URLs are
+    /// built on (`{base}/oauth2/token`), so that an issuer configured with a
+    /// trailing slash never yields a double slash.
+    pub fn base_url(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
 }
 
 /// Shared state of every request handler.
@@ -85,7 +96,6 @@ const SIGNER_REFRESH: Duration = Duration::from_secs(60);
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ServerSettings) -> Self {
         let settings = ServerSettings {
-            issuer: settings.issuer.trim_end_matches('/').to_owned(),
             api_base: settings.api_base.trim_end_matches('/').to_owned(),
             ..settings
         };

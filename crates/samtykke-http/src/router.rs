@@ -28,7 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(discovery::get_openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(discovery::get_authorization_server_metadata))
         .route("/.well-known/jwks.json", get(discovery::get_jwks))
-        .route("/v1/consent/agreement", put(agreement::put_agreement_consent))
+        .route("/v1/consent/agreement", put(agreement::put_agreement_consent).fallback(agreement::agreement_method_not_allowed))
         .route("/v1/debt", get(debt::get_debt_of_bound_consent))
         .route("/v1/debt/{id}", get(debt::get_debt_by_consent).delete(debt::delete_consent))
         .route("/v1/debt/{id}/status", get(debt::get_consent_status))

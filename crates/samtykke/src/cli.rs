@@ -247,7 +247,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "  curl -u '{}:{}' {}/oauth2/token -d grant_type=client_credentials -d audience={}/v1/debt -d scope='debt.unsecured.presentation debt.unsecured.processing'",
             creds.client_id,
             creds.client_secret.expose(),
-            settings.issuer,
+            settings.base_url(),
             settings.api_base
         )?;
     } else {

@@ -109,7 +109,9 @@ pub fn validate_base_url(name: &str, value: &str) -> anyhow::Result<String> {
     }) {
         bail!("{name} must not contain quotes, angle brackets, backslashes or spaces: {value}");
     }
-    Ok(value.trim_end_matches('/').to_owned())
+    // Kept exactly as given: the issuer is an identifier compared byte for
+    // byte (a trailing slash included); URLs are built on it without one.
+    Ok(value.to_owned())
 }
 
 pub fn parse_listen(value: &str) -> anyhow::Result<SocketAddr> {

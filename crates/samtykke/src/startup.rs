@@ -54,10 +54,13 @@ impl Application {
             Some(issuer) => validate_base_url("issuer", issuer)?,
             None => format!("http://{bound}"),
         };
+        // The API base only prefixes URLs (and the audiences): no slash.
         let api_base = match &config.api_url {
             Some(api) => validate_base_url("api-url", api)?,
             None => issuer.clone(),
-        };
+        }
+        .trim_end_matches('/')
+        .to_owned();
         let sandbox = config.sandbox.enabled(bound, &issuer);
 
         ensure_signing_key(store.as_ref(), clock.as_ref()).await?;

@@ -28,8 +28,23 @@ impl Scope {
         Scope::OpenId,
     ];
 
+    /// Older names that the published contract's history renamed, still
+    /// accepted (deprecated) so that an integration written against the
+    /// earlier version keeps working.
+    pub const DEPRECATED_NAMES: [(&'static str, Scope); 1] =
+        [("consent.events", Scope::ConsentEvents)];
+
+    /// A scope by its name or by a deprecated older name.
     pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == value)
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .or_else(|| {
+                Self::DEPRECATED_NAMES
+                    .iter()
+                    .find(|(name, _)| *name == value)
+                    .map(|(_, scope)| *scope)
+            })
     }
 
     pub fn as_str(self) -> &'static str {

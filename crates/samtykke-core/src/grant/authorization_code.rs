@@ -122,6 +122,16 @@ pub fn check(
     }
 }
 
+/// How long an authorization-code token lives from `now`: the configured
+/// lifetime, but never past its consent's expiry. A single-use consent
+/// expires 10 minutes after it was given, so its token lives what is left
+/// of those 10 minutes (`expires_in` 599 when the code is redeemed within
+/// the second the consent was given, 569 thirty seconds later; see
+/// [`super::expires_in`]).
+pub fn token_lifetime(consent: &Consent, now: OffsetDateTime, lifetime: Duration) -> Duration {
+    lifetime.min(consent.expires_at - now)
+}
+
 /// RFC 7636 §4.1.
 fn is_code_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len())
@@ -147,7 +157,7 @@ pub fn mint(
         audience: ApiAudience::Debt,
         scopes: code.scopes.clone(),
         issued_at: now,
-        expires_at: (now + lifetime).min(consent.expires_at),
+        expires_at: now + token_lifetime(consent, now, lifetime),
         consent_id: Some(code.consent_id),
     };
     crate::token::seal(key, grant, client.token_generation)

@@ -4,7 +4,7 @@
 use time::{Duration, OffsetDateTime};
 
 use crate::domain::scope::ScopeError;
-use crate::domain::{ApiAudience, ApiAudiences, Client, ScopeSet};
+use crate::domain::{ApiAudience, ApiAudiences, Client, Scope, ScopeSet};
 use crate::error::OAuthError;
 use crate::token::{AccessToken, AccessTokenRecord};
 
@@ -20,6 +20,10 @@ pub struct ClientCredentialsRequest<'a> {
 pub struct ClientCredentialsGrant {
     pub audience: ApiAudience,
     pub scopes: ScopeSet,
+    /// The granted scopes as the response names them: each by the name the
+    /// client asked with (a deprecated older name is answered with itself,
+    /// so that a client comparing granted with requested scopes is content).
+    pub scope_names: String,
 }
 
 /// Decides a client-credentials request for an authenticated, enabled client.
@@ -64,7 +68,19 @@ pub fn decide(
             }
         }
     }
-    Ok(ClientCredentialsGrant { audience, scopes })
+    let mut scope_names: Vec<&str> = Vec::new();
+    let mut named: Vec<Scope> = Vec::new();
+    for value in request.scope.unwrap_or("").split(' ') {
+        if let Some(scope) = Scope::parse(value).filter(|s| !named.contains(s)) {
+            named.push(scope);
+            scope_names.push(value);
+        }
+    }
+    Ok(ClientCredentialsGrant {
+        audience,
+        scopes,
+        scope_names: scope_names.join(" "),
+    })
 }
 
 impl ClientCredentialsGrant {
@@ -147,6 +163,32 @@ mod tests {
             Some("client.access.consent.events")
         )
         .is_ok());
+    }
+
+    #[test]
+    fn the_feed_scope_s_older_name_is_granted_and_answered_by_that_name() {
+        let all = client(vec![Purpose::Presentation], false, true);
+        let feed = Some("https://api.test/feed/v1/consent");
+        let g = ask(&all, feed, Some("consent.events")).unwrap();
+        assert_eq!(g.scopes.to_string(), "client.access.consent.events");
+        assert_eq!(g.scope_names, "consent.events");
+        let both = ask(
+            &all,
+            feed,
+            Some("client.access.consent.events consent.events"),
+        )
+        .unwrap();
+        assert_eq!(both.scope_names, "client.access.consent.events");
+        let plain = ask(&all, feed, Some("client.access.consent.events")).unwrap();
+        assert_eq!(plain.scope_names, "client.access.consent.events");
+        assert_eq!(
+            ask(
+                &all,
+                Some("https://api.test/v1/debt"),
+                Some("consent.events")
+            ),
+            Err(OAuthErrorCode::InvalidScope)
+        );
     }
 
     #[test]

@@ -73,9 +73,14 @@ fn store_failure(e: StoreError, trace: &str) -> SpringError {
     }
 }
 
-fn response_body(consent: &Consent) -> CreateConsentResponseDTO {
+/// The response; `echo_older_name` when the request named the id by its
+/// older name `our_consent_id`, which is then echoed under that name too
+/// (`client_consent_id` stays, as the published schema requires it).
+fn response_body(consent: &Consent, echo_older_name: bool) -> CreateConsentResponseDTO {
+    let id = consent.client_consent_id.clone().unwrap_or_default();
     CreateConsentResponseDTO {
-        client_consent_id: consent.client_consent_id.clone().unwrap_or_default(),
+        our_consent_id: echo_older_name.then(|| id.clone()),
+        client_consent_id: id,
         consent: ConsentResponseDTO {
             id: consent.id.to_string(),
             expires_at: iso(consent.expires_at),
@@ -110,6 +115,49 @@ fn string_field<'a>(body: &'a Value, name: &str) -> Result<Option<&'a str>, Spri
             format!("{name} must be a string"),
         )),
     }
+}
+
+/// A whole-number field (`int32` in the published schema), given as a JSON
+/// number or, as the reference service's JSON binding accepts, a string of
+/// decimal digits (`"100"`, with an optional leading `-`). Anything else
+/// (`"1e2"`, `"12abc"`, `" 12"`, `12.5`, a value beyond `int32`) is a 400.
+fn whole_number_field(body: &Value, name: &str) -> Result<Option<i64>, SpringError> {
+    let bad = |what: &str| SpringError::new(StatusCode::BAD_REQUEST, format!("{name} {what}"));
+    let not_whole = || {
+        bad("must be a whole number: a JSON number such as 100, or a string of digits such as \"100\"")
+    };
+    let value = match body.get(name) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(v), _) => v,
+            // Beyond i64 (a u64, or a whole number too long for both).
+            (None, Some(f)) if n.is_u64() || f.abs() >= 9.2e18 => {
+                return Err(bad(if f > 0.0 {
+                    "is too large"
+                } else {
+                    "is too small"
+                }))
+            }
+            (None, _) => return Err(not_whole()),
+        },
+        Some(Value::String(s)) => {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(not_whole());
+            }
+            // Only digits: parsing fails on overflow alone.
+            s.parse::<i64>().map_err(|_| bad("is too large"))?
+        }
+        Some(_) => return Err(not_whole()),
+    };
+    if i32::try_from(value).is_err() {
+        return Err(bad(if value > 0 {
+            "is too large"
+        } else {
+            "is too small"
+        }));
+    }
+    Ok(Some(value))
 }
 
 async fn register(
@@ -162,10 +210,8 @@ async fn register(
         ));
     }
     let body = parse_body(&body)?;
-    let client_consent_id = match (
-        string_field(&body, "client_consent_id")?,
-        string_field(&body, "our_consent_id")?,
-    ) {
+    let older_name = string_field(&body, "our_consent_id")?;
+    let client_consent_id = match (string_field(&body, "client_consent_id")?, older_name) {
         (Some(a), Some(b)) if a != b => {
             return Err(SpringError::new(
                 StatusCode::BAD_REQUEST,
@@ -174,15 +220,7 @@ async fn register(
         }
         (a, b) => a.or(b),
     };
-    let days = match body.get("consent_duration_days") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().ok_or_else(|| {
-            SpringError::new(
-                StatusCode::BAD_REQUEST,
-                "consent_duration_days must be a whole number",
-            )
-        })?),
-    };
+    let days = whole_number_field(&body, "consent_duration_days")?;
     let request = AgreementRequest {
         nin: string_field(&body, "nin")?,
         scope_of_consent: string_field(&body, "scope_of_consent")?,
@@ -213,7 +251,7 @@ async fn register(
             ))
         }
     };
-    let mut response = Json(response_body(&registered)).into_response();
+    let mut response = Json(response_body(&registered, older_name.is_some())).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -225,6 +263,7 @@ async fn register(
     request_body = CreateConsentRequestDTO,
     responses(
         (status = 200, description = "Consent was registered (or had been, with the same data)", body = CreateConsentResponseDTO),
+        (status = 405, description = "Any method but PUT (the header Allow: PUT says so)", body = SpringErrorSchema),
         (status = 400, description = "Bad request; message says what to fix", body = SpringErrorSchema),
         (status = 401, description = "Missing, malformed, expired or revoked access token", body = SpringErrorSchema),
         (status = 403, description = "You are not allowed to register this consent", body = SpringErrorSchema),
@@ -243,4 +282,21 @@ pub async fn put_agreement_consent(
         Ok(response) => response,
         Err(e) => e.into_response(&trace.0, now),
     }
+}
+
+/// Any other method on `/v1/consent/agreement`: 405 with `Allow: PUT`, in
+/// this API's error shape (a POST is the commonest mistake).
+pub async fn agreement_method_not_allowed(
+    State(state): State<AppState>,
+    trace: TraceId,
+) -> Response {
+    let mut response = SpringError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this endpoint takes PUT (registering the same client_consent_id again is safe)",
+    )
+    .into_response(&trace.0, state.clock.now());
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("PUT"));
+    response
 }

@@ -81,6 +81,13 @@ pub struct ConsentResponseDTO {
 pub struct CreateConsentResponseDTO {
     /// The id for the consent on _your_ side, as in the request
     pub client_consent_id: String,
+    /// The same id under its older name, present only when the request
+    /// named it `our_consent_id` (deprecated). Left out of the served
+    /// OpenAPI, which keeps to the published schema (the integrated-consent
+    /// guide documents it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub our_consent_id: Option<String>,
     pub consent: ConsentResponseDTO,
 }
 
@@ -146,9 +153,10 @@ pub struct SamtykkeFeedResponseDTO {
     /// The start sequence number (included) for this response: fromSequenceNr, at least 1
     #[schema(minimum = 1, format = Int64)]
     pub startSequenceNr: i64,
-    /// The last (included) sequence number for this response; startSequenceNr - 1 when
-    /// the page is empty (0 for an empty page at the start of the feed)
-    #[schema(format = Int64)]
+    /// The last (included) sequence number for this response. On an empty page,
+    /// startSequenceNr - 1, and 1 at the start of the feed (no event has sequence
+    /// number 1), so that the next page from endSequenceNr + 1 never skips an event
+    #[schema(minimum = 1, format = Int64)]
     pub endSequenceNr: i64,
     /// When this response was generated (ISO-8601)
     #[schema(format = DateTime)]

@@ -135,13 +135,14 @@ pub async fn get_feed(
             .consent_events(&client, from, limit)
             .await
             .map_err(|e| ApiError::from_store(e, &trace.0, now))?;
-        // Sequence numbers start at 1 (the contract's minimum), so a page
+        // The published schema's minimum for both bounds is 1, so a page
         // asked for from 0 starts at 1. An empty page ends just before where
-        // it started, so that "next = endSequenceNr + 1" never skips anything:
-        // at the very start of a feed that is 0, below the contract's minimum
-        // of 1 (docs/integrated-consent.md).
+        // it started, so that "next = endSequenceNr + 1" never skips
+        // anything; at the very start of the feed that would be 0, so it is
+        // 1 there, which is safe because no event is ever given sequence
+        // number 1 (the stores' migration `no_sequence_number_one`).
         let start = from.max(1);
-        let end = events.last().map_or(start - 1, |e| e.sequence_nr);
+        let end = events.last().map_or((start - 1).max(1), |e| e.sequence_nr);
         Ok(no_store(SamtykkeFeedResponseDTO {
             startSequenceNr: start,
             endSequenceNr: end,

@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use samtykke_core::consent::ConsentStatus;
 use samtykke_core::domain::{Client, Scope};
+use samtykke_core::grant;
 use samtykke_core::grant::authorization_code::{self, CodeRedemptionRequest};
 use samtykke_core::grant::client_credentials::{self, ClientCredentialsRequest};
 use samtykke_core::id_token::{IdTokenClaims, IdTokenSubject};
@@ -65,7 +66,7 @@ async fn issue_token(
             let grant = client_credentials::decide(&client, &request, &state.audiences)
                 .inspect_err(|e| tracing::info!(client_id = %client.id, error = e.code.as_str(), "token refused"))?;
             let now = state.clock.now();
-            let scope = grant.scopes.to_string();
+            let scope = grant.scope_names.clone();
             let key = &state.secrets().await?.access_token_key;
             let (token, record) = grant.mint(key, &client, now, state.settings.access_token_ttl);
             state
@@ -74,9 +75,7 @@ async fn issue_token(
             tracing::info!(client_id = %client.id, audience = record.audience.as_key(), "access token issued");
             Ok(TokenResponse {
                 access_token: token.expose().to_owned(),
-                // One second less than the real lifetime, so that a client
-                // never holds a token it believes valid after it expired.
-                expires_in: (state.settings.access_token_ttl.whole_seconds() - 1).max(1),
+                expires_in: grant::expires_in(state.settings.access_token_ttl),
                 scope,
                 token_type: "bearer",
                 id_token: None,
@@ -178,7 +177,13 @@ async fn redeem_code(
     tracing::info!(client_id = %client.id, consent_id = %consent.id, "authorization code redeemed");
     Ok(TokenResponse {
         access_token: token.expose().to_owned(),
-        expires_in: ((token_record.expires_at - now).whole_seconds() - 1).max(1),
+        // From the exact lifetime, not the token's expiry (kept to the
+        // second), which would make it 3598 instead of 3599.
+        expires_in: grant::expires_in(authorization_code::token_lifetime(
+            &consent,
+            now,
+            state.settings.access_token_ttl,
+        )),
         scope: record.scopes.to_string(),
         token_type: "bearer",
         id_token,

@@ -147,16 +147,13 @@ pub async fn get_authorize(
 
     // The flow's state travels sealed in the page URLs; nothing is stored.
     let flow = flow::start(&request, &browser, locale, now);
-    let issuer = &state.settings.issuer;
+    let base = state.settings.base_url();
     let next = match session {
         Some(session) => format!(
-            "{issuer}/oauth2/consent?flow={}",
+            "{base}/oauth2/consent?flow={}",
             flow.identified(session.nin).seal(&secrets.flow_key)
         ),
-        None => format!(
-            "{issuer}/oauth2/login?flow={}",
-            flow.seal(&secrets.flow_key)
-        ),
+        None => format!("{base}/oauth2/login?flow={}", flow.seal(&secrets.flow_key)),
     };
     tracing::info!(client_id = %request.client_id, "authorization flow started");
     let mut response = see_other(&next);
@@ -197,8 +194,8 @@ fn issuer_host_redirect(
         return None;
     }
     let target = match query {
-        Some(q) => format!("{}/oauth2/auth?{q}", state.settings.issuer),
-        None => format!("{}/oauth2/auth", state.settings.issuer),
+        Some(q) => format!("{}/oauth2/auth?{q}", state.settings.base_url()),
+        None => format!("{}/oauth2/auth", state.settings.base_url()),
     };
     Some(see_other(&target))
 }

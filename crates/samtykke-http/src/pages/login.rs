@@ -84,8 +84,8 @@ pub(crate) async fn admit(
         }
         Err(FlowRefusal::WrongStage) => {
             if flow.stage == FlowStage::Consent && stage == FlowStage::Login {
-                let issuer = &state.settings.issuer;
-                return Err(see_other(&format!("{issuer}/oauth2/consent?flow={sealed}")));
+                let base = state.settings.base_url();
+                return Err(see_other(&format!("{base}/oauth2/consent?flow={sealed}")));
             }
             return Err(error_page(
                 state,
@@ -188,7 +188,7 @@ struct LoginContext<'a> {
     t: &'static Texts,
     title: &'static str,
     sandbox: bool,
-    issuer: &'a str,
+    base: &'a str,
     flow: &'a str,
     csrf: String,
     client_name: &'a str,
@@ -212,7 +212,7 @@ async fn login_page(
         t,
         title: t.login_title,
         sandbox: state.settings.sandbox,
-        issuer: &state.settings.issuer,
+        base: state.settings.base_url(),
         flow: &admitted.sealed,
         csrf,
         client_name: client.name.as_str(),
@@ -295,7 +295,7 @@ pub async fn post_login(
             tracing::info!(provider = identity.name(), "individual identified");
             let mut response = see_other(&format!(
                 "{}/oauth2/consent?flow={next}",
-                state.settings.issuer
+                state.settings.base_url()
             ));
             set_session_cookie(
                 &state,

@@ -91,7 +91,7 @@ struct MessageContext<'a> {
     detail: Option<&'a str>,
     is_error: bool,
     sandbox: bool,
-    issuer: &'a str,
+    base: &'a str,
 }
 
 /// A page with a heading and a message (errors, "logged out").
@@ -111,7 +111,7 @@ pub(crate) fn message_page(
         detail,
         is_error: status.is_client_error() || status.is_server_error(),
         sandbox: state.settings.sandbox,
-        issuer: &state.settings.issuer,
+        base: state.settings.base_url(),
     };
     match render("message.html", context) {
         Ok(body) => html_page(status, body, None),

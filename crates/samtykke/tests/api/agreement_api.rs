@@ -179,7 +179,7 @@ engine_tests! {
             (json!({"nin": PERSON, "scope_of_consent": "debt.unsecured.presentation.30", "consent_duration_days": 30, "client_consent_id": "x"}), "scope_of_consent"),
             (json!({"nin": PERSON, "scope_of_consent": "consent.create", "consent_duration_days": 30, "client_consent_id": "x"}), "scope_of_consent"),
             (json!({"nin": PERSON, "scope_of_consent": "debt.unsecured.presentation", "consent_duration_days": 0, "client_consent_id": "x"}), "positive"),
-            (json!({"nin": PERSON, "scope_of_consent": "debt.unsecured.presentation", "consent_duration_days": "30", "client_consent_id": "x"}), "whole number"),
+            (json!({"nin": PERSON, "scope_of_consent": "debt.unsecured.presentation", "consent_duration_days": "30 days", "client_consent_id": "x"}), "whole number"),
             (json!({"nin": PERSON, "scope_of_consent": "debt.unsecured.presentation", "consent_duration_days": 1.5, "client_consent_id": "x"}), "whole number"),
             (json!({"nin": PERSON, "scope_of_consent": "debt.unsecured.presentation", "consent_duration_days": 30}), "client_consent_id is required"),
             (json!([1, 2]), "JSON object"),

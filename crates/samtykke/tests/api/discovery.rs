@@ -5,7 +5,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
 use crate::helpers::{run_cli, TestApp};
 
-async fn get_json(app: &TestApp, path: &str) -> serde_json::Value {
+pub async fn get_json(app: &TestApp, path: &str) -> serde_json::Value {
     let response = app.http.get(app.url(path)).send().await.unwrap();
     assert_eq!(response.status(), 200, "{path}");
     assert_eq!(response.headers()["content-type"], "application/json");

@@ -164,15 +164,24 @@ pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
 
 /// Starts another server on an existing database (as a second process would).
 pub async fn spawn_app_on(database_url: &str) -> TestApp {
+    spawn_app_configured(database_url, serve_config(database_url, SandboxSetting::On)).await
+}
+
+/// A free loopback address to listen on, for a test whose configuration
+/// must name the port before the server starts (an issuer URL).
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+/// Starts a sandbox server on an existing database with `config`.
+pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> TestApp {
     let clock = FixedClock::at(SystemClock.now());
     let store = open_store(database_url).await.expect("open store");
-    let app = Application::build_with(
-        serve_config(database_url, SandboxSetting::On),
-        store.clone(),
-        Arc::new(clock.clone()),
-    )
-    .await
-    .expect("build app");
+    let app = Application::build_with(config, store.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("build app");
     let addr = app.local_addr().expect("addr");
     let sandbox = app
         .sandbox_credentials()

@@ -16,6 +16,7 @@ mod conformance;
 mod debt_api;
 mod debt_import;
 mod discovery;
+mod drop_in;
 mod durability;
 mod feed;
 mod introspect_revoke;
