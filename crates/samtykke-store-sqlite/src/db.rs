@@ -494,12 +494,13 @@ mod tests {
             task.await.unwrap();
         }
         // How far the WAL runs past the restart length depends on how fast
-        // this machine writes while a checkpoint pass runs; started over it
-        // has, many times, if it never held a quarter of the pages.
+        // this machine writes while a checkpoint pass runs (on a loaded
+        // 2-core machine it once held 30% of them); started over it has if
+        // it never held half of the pages.
         let frame = 4096 + 24;
         let wal = file_len(&path.with_extension("db-wal"));
         assert!(
-            wal < rows as u64 * frame / 4,
+            wal < rows as u64 * frame / 2,
             "the WAL grew to {wal} bytes for {rows} pages"
         );
         let count: i64 = db
