@@ -205,6 +205,19 @@ impl ConsentStatus {
     }
 }
 
+/// How and when a consent stopped being usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentEnd {
+    /// At its expiry time.
+    Expired(OffsetDateTime),
+    /// By its one debt fetch (single use), at the time of that fetch.
+    /// None only for a row that does not record the time.
+    Consumed(Option<OffsetDateTime>),
+    /// By the institution or the individual, at the time of revocation.
+    /// None only for a row that does not record the time.
+    Revoked(Option<OffsetDateTime>),
+}
+
 /// Who ended a revoked consent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokedBy {
@@ -247,7 +260,9 @@ pub struct Consent {
     /// As stored; see [`Consent::status_at`] for the effective status.
     pub status: ConsentStatus,
     pub revoked_by: Option<RevokedBy>,
-    /// When it was consumed, revoked or marked expired.
+    /// When it was consumed or revoked (to the microsecond; to the second
+    /// for consents that ended before migration `20261205000013`), or its
+    /// expiry time once marked expired.
     pub ended_at: Option<OffsetDateTime>,
 }
 
@@ -292,6 +307,29 @@ impl Consent {
     /// Whether `client` may fetch debt with this consent at `now`.
     pub fn usable_by(&self, client: &ClientId, now: OffsetDateTime) -> bool {
         self.client_id == *client && self.status_at(now) == ConsentStatus::Active
+    }
+
+    /// How the consent had ended at `now`: None while it is active.
+    pub fn end_at(&self, now: OffsetDateTime) -> Option<ConsentEnd> {
+        match self.status_at(now) {
+            ConsentStatus::Active => None,
+            // Marked expired or not yet, it expired at its expiry time.
+            ConsentStatus::Expired => Some(ConsentEnd::Expired(self.expires_at)),
+            ConsentStatus::Consumed => Some(ConsentEnd::Consumed(self.ended_at)),
+            ConsentStatus::Revoked => Some(ConsentEnd::Revoked(self.ended_at)),
+        }
+    }
+
+    /// The end that may be told to `client` at `now` (SPEC §7): that of
+    /// its own consent that is no longer active. None for another client's
+    /// consent, whatever its state, so that the answer for it is the one
+    /// for an unknown id; and None while the consent is active.
+    pub fn end_told_to(&self, client: &ClientId, now: OffsetDateTime) -> Option<ConsentEnd> {
+        if self.client_id == *client {
+            self.end_at(now)
+        } else {
+            None
+        }
     }
 
     /// Whether a repeated agreement registration carries the same data.
@@ -437,6 +475,58 @@ mod tests {
             ConsentStatus::Expired
         );
         assert!(!c.usable_by(&owner, t0 + Duration::minutes(10)));
+    }
+
+    #[test]
+    fn the_end_of_a_consent_is_told_only_to_its_own_client() {
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let owner = ClientId::parse("a").unwrap();
+        let other = ClientId::parse("b").unwrap();
+        let nin = Nin::parse("14842249091", NinPolicy::AllowSynthetic).unwrap();
+        let scope = ConsentScope::parse("debt.unsecured.processing.2").unwrap();
+        let c = Consent::new(owner.clone(), nin, scope, ConsentKind::Agreement, None, t0);
+        let expiry = t0 + Duration::days(2);
+        assert_eq!(c.end_told_to(&owner, t0), None, "active");
+        assert_eq!(
+            c.end_told_to(&owner, expiry - Duration::nanoseconds(1)),
+            None
+        );
+        assert_eq!(
+            c.end_told_to(&owner, expiry),
+            Some(ConsentEnd::Expired(expiry)),
+            "expired by time before the janitor marked it"
+        );
+        let mut marked = c.clone();
+        marked.status = ConsentStatus::Expired;
+        marked.ended_at = Some(expiry);
+        assert_eq!(
+            marked.end_told_to(&owner, expiry + Duration::days(9)),
+            Some(ConsentEnd::Expired(expiry))
+        );
+        let used = t0 + Duration::microseconds(1_500_001);
+        let mut consumed = c.clone();
+        consumed.status = ConsentStatus::Consumed;
+        consumed.ended_at = Some(used);
+        assert_eq!(
+            consumed.end_told_to(&owner, t0),
+            Some(ConsentEnd::Consumed(Some(used)))
+        );
+        // Consumed or revoked before its expiry, it stays so after it.
+        assert_eq!(
+            consumed.end_told_to(&owner, expiry),
+            Some(ConsentEnd::Consumed(Some(used)))
+        );
+        let mut revoked = c.clone();
+        revoked.status = ConsentStatus::Revoked;
+        revoked.revoked_by = Some(RevokedBy::Client);
+        revoked.ended_at = Some(used);
+        assert_eq!(
+            revoked.end_told_to(&owner, t0),
+            Some(ConsentEnd::Revoked(Some(used)))
+        );
+        for ended in [&c, &marked, &consumed, &revoked] {
+            assert_eq!(ended.end_told_to(&other, expiry), None);
+        }
     }
 
     #[test]

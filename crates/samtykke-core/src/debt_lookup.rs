@@ -28,6 +28,9 @@ pub struct DebtLookup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DebtLookupRefusal {
     /// Unknown, another client's, or no longer active at the lookup's time.
+    /// Which of these, and how the caller's own consent ended, is asked
+    /// only then ([`Consent::end_told_to`]), so that a served lookup pays
+    /// nothing for it.
     NoUsableConsent,
     /// The consent is usable, but the token grants none of its purpose.
     PurposeNotGranted,

@@ -471,7 +471,12 @@ pub struct ConsentRow {
     pub expires_at: i64,
     pub status: String,
     pub revoked_by: Option<String>,
+    /// Unix seconds (kept for rows and tools that only know this column).
     pub ended_at: Option<i64>,
+    /// Unix microseconds: the exact end, which the debt API tells (SPEC
+    /// §7). NULL in rows that ended before migration `20261205000013`;
+    /// `ended_at` stands in for it there.
+    pub ended_at_us: Option<i64>,
 }
 
 impl From<&Consent> for ConsentRow {
@@ -489,6 +494,7 @@ impl From<&Consent> for ConsentRow {
             status: c.status.as_str().to_owned(),
             revoked_by: c.revoked_by.map(|r| r.as_str().to_owned()),
             ended_at: c.ended_at.map(OffsetDateTime::unix_timestamp),
+            ended_at_us: c.ended_at.map(unix_micros),
         }
     }
 }
@@ -514,7 +520,10 @@ impl TryFrom<ConsentRow> for Consent {
                 .revoked_by
                 .map(|s| RevokedBy::parse(&s).ok_or_else(|| corrupt("revoked by")))
                 .transpose()?,
-            ended_at: r.ended_at.map(timestamp).transpose()?,
+            ended_at: match (r.ended_at_us, r.ended_at) {
+                (Some(us), _) => Some(from_unix_micros(us)?),
+                (None, seconds) => seconds.map(timestamp).transpose()?,
+            },
         })
     }
 }

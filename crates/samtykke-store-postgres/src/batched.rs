@@ -210,9 +210,10 @@ async fn look_up_debts(
            SELECT * FROM c WHERE client_id = r_client AND status = 'active' AND expires_at > r_at \
              AND purpose = ANY (string_to_array(r_purposes, ',')) \
          ), once AS ( \
-           SELECT DISTINCT ON (id) id, consent_row, r_i, r_at FROM ok WHERE duration_days = 0 ORDER BY id, r_i \
+           SELECT DISTINCT ON (id) id, consent_row, r_i, r_at, r_at_us FROM ok WHERE duration_days = 0 \
+             ORDER BY id, r_i \
          ), used AS ( \
-           UPDATE consents SET status = 'consumed', ended_at = once.r_at FROM once \
+           UPDATE consents SET status = 'consumed', ended_at = once.r_at, ended_at_us = once.r_at_us FROM once \
            WHERE consents.ctid = once.consent_row AND (consents.status || '') = 'active' \
              AND consents.duration_days = 0 AND consents.expires_at > once.r_at \
            RETURNING consents.id \
@@ -230,7 +231,7 @@ async fn look_up_debts(
            FROM served WHERE duration_days = 0 \
          ) SELECT v.r_i AS o_i, v.r_revoked AS o_revoked, c.id, c.client_id, c.nin, c.purpose, c.kind, \
              c.duration_days, c.client_consent_id, c.created_at, c.expires_at, c.status, c.revoked_by, \
-             c.ended_at, s.r_i IS NOT NULL AS served, \
+             c.ended_at, c.ended_at_us, s.r_i IS NOT NULL AS served, \
              CASE WHEN s.r_i IS NOT NULL THEN ARRAY( \
                SELECT unnest(ARRAY[l.creditor_org, l.creditor_name, l.provider_id, l.account_id, \
                  l.loan_json]) FROM debt_loans l WHERE l.nin = c.nin \
@@ -461,14 +462,14 @@ async fn insert_consents(pool: &PgPool, new: Vec<NewConsent>) -> Result<Vec<bool
         "WITH n AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
              $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
-             $13::text[], $14::text[], $15::bigint[]) WITH ORDINALITY AS n(id, client_id, nin, purpose, kind, \
-             duration_days, client_consent_id, created_at, expires_at, status, revoked_by, ended_at, \
-             event_id, event_type, event_at_us, i) \
+             $13::text[], $14::text[], $15::bigint[], $16::bigint[]) WITH ORDINALITY AS n(id, client_id, nin, \
+             purpose, kind, duration_days, client_consent_id, created_at, expires_at, status, revoked_by, \
+             ended_at, event_id, event_type, event_at_us, ended_at_us, i) \
          ), c AS ( \
            INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-             created_at, expires_at, status, revoked_by, ended_at) \
+             created_at, expires_at, status, revoked_by, ended_at, ended_at_us) \
            SELECT id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-             created_at, expires_at, status, revoked_by, ended_at FROM n ORDER BY i \
+             created_at, expires_at, status, revoked_by, ended_at, ended_at_us FROM n ORDER BY i \
            ON CONFLICT DO NOTHING RETURNING id \
          ), e AS ( \
            INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
@@ -492,6 +493,7 @@ async fn insert_consents(pool: &PgPool, new: Vec<NewConsent>) -> Result<Vec<bool
     .bind(columns.event_id)
     .bind(columns.event_type)
     .bind(columns.event_at_us)
+    .bind(columns.ended_at_us)
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
@@ -516,6 +518,7 @@ struct ConsentColumns<'a> {
     status: Vec<&'a str>,
     revoked_by: Vec<Option<&'a str>>,
     ended_at: Vec<Option<i64>>,
+    ended_at_us: Vec<Option<i64>>,
     event_id: Vec<&'a str>,
     event_type: Vec<&'a str>,
     event_at_us: Vec<i64>,
@@ -536,6 +539,7 @@ impl<'a> ConsentColumns<'a> {
         self.status.push(&c.status);
         self.revoked_by.push(c.revoked_by.as_deref());
         self.ended_at.push(c.ended_at);
+        self.ended_at_us.push(c.ended_at_us);
         self.event_id.push(&new.event.event_id);
         self.event_type.push(&new.event.event_type);
         self.event_at_us.push(new.event.created_at_us);
@@ -575,11 +579,12 @@ async fn accept_flows(pool: &PgPool, accepts: Vec<FlowAccept>) -> Result<Vec<boo
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
              $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::bigint[], \
              $13::text[], $14::text[], $15::bigint[], $16::text[], $17::bigint[], $18::bytea[], $19::bigint[], \
-             $20::bytea[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bigint[], $26::bigint[]) \
+             $20::bytea[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bigint[], $26::bigint[], \
+             $27::bigint[]) \
              WITH ORDINALITY AS n(id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
              created_at, expires_at, status, revoked_by, ended_at, event_id, event_type, event_at_us, \
              flow_id, flow_expires_at, browser_hash, session_began_us, code_hash, redirect_uri, scopes, \
-             nonce, code_challenge, code_issued_at, code_expires_at, i) \
+             nonce, code_challenge, code_issued_at, code_expires_at, ended_at_us, i) \
          ), once AS ( \
            SELECT DISTINCT ON (flow_id) * FROM n ORDER BY flow_id, i \
          ), live AS ( \
@@ -593,9 +598,9 @@ async fn accept_flows(pool: &PgPool, accepts: Vec<FlowAccept>) -> Result<Vec<boo
            SELECT live.* FROM live JOIN moved ON moved.id = live.flow_id \
          ), c AS ( \
            INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-             created_at, expires_at, status, revoked_by, ended_at) \
+             created_at, expires_at, status, revoked_by, ended_at, ended_at_us) \
            SELECT id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-             created_at, expires_at, status, revoked_by, ended_at FROM won ORDER BY i \
+             created_at, expires_at, status, revoked_by, ended_at, ended_at_us FROM won ORDER BY i \
          ), e AS ( \
            INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
              client_consent_id, created_at_us) \
@@ -634,6 +639,7 @@ async fn accept_flows(pool: &PgPool, accepts: Vec<FlowAccept>) -> Result<Vec<boo
     .bind(flow.code_challenge)
     .bind(flow.code_issued_at)
     .bind(flow.code_expires_at)
+    .bind(consents.ended_at_us)
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;

@@ -225,6 +225,7 @@ fn consent_row(row: &PgRow) -> Result<ConsentRow, StoreError> {
         status: row.try_get("status").map_err(unavailable)?,
         revoked_by: row.try_get("revoked_by").map_err(unavailable)?,
         ended_at: row.try_get("ended_at").map_err(unavailable)?,
+        ended_at_us: row.try_get("ended_at_us").map_err(unavailable)?,
     })
 }
 
@@ -657,7 +658,8 @@ impl Store for PostgresStore {
     ) -> Result<RevokeOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let revoked = sqlx::query(
-            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, tokens_revoked = TRUE \
+            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
+             tokens_revoked = TRUE \
              WHERE id = $3 AND client_id = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
         )
         .bind(by.as_str())
@@ -665,6 +667,7 @@ impl Store for PostgresStore {
         .bind(id.to_string())
         .bind(client_id.as_str())
         .bind(now.unix_timestamp())
+        .bind(unix_micros(now))
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -723,7 +726,8 @@ impl Store for PostgresStore {
     async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError> {
         let mut tx = begin_custom_planned(&self.pool).await?;
         let rows = sqlx::query(
-            "UPDATE consents SET status = 'expired', ended_at = expires_at \
+            "UPDATE consents SET status = 'expired', ended_at = expires_at, \
+             ended_at_us = expires_at * 1000000 \
              WHERE id IN (SELECT id FROM consents WHERE status = 'active' AND expires_at <= $1 \
                           ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
                AND status = 'active' \

@@ -148,6 +148,7 @@ fn consent_row(row: &Row<'_>) -> rusqlite::Result<ConsentRow> {
         status: row.get("status")?,
         revoked_by: row.get("revoked_by")?,
         ended_at: row.get("ended_at")?,
+        ended_at_us: row.get("ended_at_us")?,
     })
 }
 
@@ -338,8 +339,8 @@ fn insert_consent_row(conn: &Connection, row: &ConsentRow) -> Result<bool, Store
     let n = execute(
         conn,
         "INSERT INTO consents (id, client_id, nin, purpose, kind, duration_days, client_consent_id, \
-         created_at, expires_at, status, revoked_by, ended_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+         created_at, expires_at, status, revoked_by, ended_at, ended_at_us) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         params![
             row.id,
             row.client_id,
@@ -352,7 +353,8 @@ fn insert_consent_row(conn: &Connection, row: &ConsentRow) -> Result<bool, Store
             row.expires_at,
             row.status,
             row.revoked_by,
-            row.ended_at
+            row.ended_at,
+            row.ended_at_us
         ],
     )?;
     Ok(n == 1)
@@ -613,8 +615,9 @@ impl Store for SqliteStore {
                 if consent.duration == ConsentDuration::SingleUse {
                     execute(
                         c,
-                        "UPDATE consents SET status = 'consumed', ended_at = ? WHERE id = ?",
-                        params![lookup.at.unix_timestamp(), id],
+                        "UPDATE consents SET status = 'consumed', ended_at = ?, ended_at_us = ? \
+                         WHERE id = ?",
+                        params![lookup.at.unix_timestamp(), unix_micros(lookup.at), id],
                     )?;
                     insert_event(
                         c,
@@ -654,9 +657,10 @@ impl Store for SqliteStore {
                 let t = now.unix_timestamp();
                 let revoked = query_opt(
                     c,
-                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, tokens_revoked = TRUE \
+                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
+                     tokens_revoked = TRUE \
                      WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
-                    params![by.as_str(), t, id, client_id, t],
+                    params![by.as_str(), t, unix_micros(now), id, client_id, t],
                     consent_row,
                 )?;
                 if let Some(row) = revoked {
@@ -703,7 +707,8 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let rows = query_all(
                     c,
-                    "UPDATE consents SET status = 'expired', ended_at = expires_at \
+                    "UPDATE consents SET status = 'expired', ended_at = expires_at, \
+                     ended_at_us = expires_at * 1000000 \
                      WHERE id IN (SELECT id FROM consents WHERE status = 'active' AND expires_at <= ? \
                                   ORDER BY expires_at LIMIT ?) \
                      RETURNING *",

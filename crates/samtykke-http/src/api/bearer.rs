@@ -10,9 +10,12 @@ use crate::AppState;
 /// Why a request carries no usable token.
 #[derive(Debug)]
 pub enum BearerError {
-    /// No `Authorization: Bearer` header at all.
+    /// No bearer credentials: no `Authorization` header, or one of another
+    /// scheme (`Basic …`). RFC 6750 §3.1: the challenge then carries no
+    /// error code.
     Missing,
-    /// Malformed, unknown, expired or revoked.
+    /// Malformed (`Bearer` without a token, a token that is too long or not
+    /// visible ASCII), unknown, expired or revoked.
     Invalid,
     Store(StoreError),
 }
@@ -44,10 +47,15 @@ pub(crate) async fn authenticate_unchecked(
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(BearerError::Missing);
     };
-    let value = value.to_str().map_err(|_| BearerError::Invalid)?;
-    let (scheme, token) = value.split_once(' ').ok_or(BearerError::Invalid)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 512 {
+    let value = value.as_bytes();
+    let scheme = value.split(|b| *b == b' ').next().unwrap_or_default();
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(BearerError::Missing);
+    }
+    let token = std::str::from_utf8(&value[scheme.len()..])
+        .map_err(|_| BearerError::Invalid)?
+        .trim();
+    if token.is_empty() || token.len() > 512 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(BearerError::Invalid);
     }
     let resolved = crate::access_token::resolve_unchecked(state, token)

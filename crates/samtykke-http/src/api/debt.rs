@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use samtykke_core::consent::{ConsentId, ConsentStatus, RevokedBy};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
-use samtykke_core::domain::ApiAudience;
+use samtykke_core::domain::{ApiAudience, ClientId};
 use samtykke_core::store::RevokeOutcome;
 use samtykke_core::token::AccessTokenRecord;
 
@@ -37,8 +37,9 @@ impl Call<'_> {
     }
 
     /// The token's record once its revocation state is checked; a revoked
-    /// token is refused (401). Error paths that end before the debt lookup
-    /// check the token here, so that it is refused as revoked first.
+    /// token is refused (403 `Invalid access token`). Error paths that end
+    /// before the debt lookup check the token here, so that it is refused
+    /// as revoked first.
     async fn live(&self, token: Resolved) -> Result<AccessTokenRecord, ApiError> {
         let record = token
             .checked(self.state)
@@ -70,7 +71,7 @@ impl Call<'_> {
     async fn fetch_debt(&self, token: &Resolved, id: ConsentId) -> Result<Response, ApiError> {
         let record = token.record();
         if record.consent_id.is_some_and(|bound| bound != id) {
-            return Err(self.error(ApiErrorKind::InvalidConsent));
+            return Err(self.error(ApiErrorKind::InvalidConsent(None)));
         }
         let lookup = DebtLookup {
             consent_id: id,
@@ -93,7 +94,7 @@ impl Call<'_> {
         let (consent, debt) = match outcome {
             DebtLookupOutcome::Served { consent, loans } => (consent, loans),
             DebtLookupOutcome::Refused(DebtLookupRefusal::NoUsableConsent) => {
-                return Err(self.error(ApiErrorKind::InvalidConsent))
+                return Err(self.invalid_consent(&id, &record.client_id).await)
             }
             DebtLookupOutcome::Refused(DebtLookupRefusal::PurposeNotGranted) => {
                 return Err(self.error(ApiErrorKind::InsufficientScope))
@@ -123,6 +124,20 @@ impl Call<'_> {
         };
         tracing::info!(client_id = %record.client_id, consent_id = %id, trace_id = self.trace, "debt fetched");
         Ok(with_trace(Json(body).into_response(), self.trace))
+    }
+
+    /// The refusal of a consent id that `client` may not use: why, if it
+    /// is the client's own consent and has ended (SPEC §7); otherwise the
+    /// one answer for unknown ids and other clients' consents. Only these
+    /// failure paths read the consent for it, so a served lookup costs
+    /// nothing more.
+    async fn invalid_consent(&self, id: &ConsentId, client: &ClientId) -> ApiError {
+        match self.state.store.find_consent(id).await {
+            Ok(consent) => self.error(ApiErrorKind::InvalidConsent(
+                consent.and_then(|c| c.end_told_to(client, self.now)),
+            )),
+            Err(e) => ApiError::from_store(e, self.trace, self.now),
+        }
     }
 }
 
@@ -156,8 +171,7 @@ fn into_response(result: Result<Response, ApiError>) -> Response {
     responses(
         (status = 200, description = "Successfully fetched debt info", body = DebtInformation),
         (status = 400, description = "Bad request", body = ApiErrorBody),
-        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
-        (status = 403, description = "Wrong audience or scope (insufficient_scope), or no valid consent (invalid consent)", body = ApiErrorBody),
+        (status = 403, description = "Invalid access token (missing, malformed, expired or revoked; with `WWW-Authenticate: Bearer`), wrong audience or scope (insufficient_scope), or no valid consent (invalid consent: for the caller's own consent that has ended, `error_description` says why, e.g. `Consent expired at 2021-02-26T09:31:07.265053Z`)", body = ApiErrorBody),
         (status = 500, description = "Unknown server error", body = ApiErrorBody)),
     security(("bearer" = ["debt.unsecured.presentation", "debt.unsecured.processing"])))]
 pub async fn get_debt_by_consent(
@@ -172,7 +186,7 @@ pub async fn get_debt_by_consent(
             let token = call.debt_token_unchecked(&headers).await?;
             let Some(id) = ConsentId::parse(&id) else {
                 call.live(token).await?;
-                return Err(call.error(ApiErrorKind::InvalidConsent));
+                return Err(call.error(ApiErrorKind::InvalidConsent(None)));
             };
             call.fetch_debt(&token, id).await
         }
@@ -186,8 +200,7 @@ pub async fn get_debt_by_consent(
     responses(
         (status = 200, description = "Successfully fetched debt info", body = DebtInformation),
         (status = 400, description = "The token is not bound to a consent", body = ApiErrorBody),
-        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
-        (status = 403, description = "Wrong audience or scope (insufficient_scope), or the token's consent is consumed, expired or revoked (no valid consent)", body = ApiErrorBody),
+        (status = 403, description = "Invalid access token (missing, malformed, expired or revoked; with `WWW-Authenticate: Bearer`), wrong audience or scope (insufficient_scope), or the token's consent is consumed, expired or revoked (no valid consent; `error_description` says which and when, e.g. `Consent consumed at 2021-02-26T09:31:07.265053Z`)", body = ApiErrorBody),
         (status = 500, description = "Unknown server error", body = ApiErrorBody)),
     security(("bearer" = ["debt.unsecured.presentation", "debt.unsecured.processing"])))]
 pub async fn get_debt_of_bound_consent(
@@ -206,7 +219,7 @@ pub async fn get_debt_of_bound_consent(
                 )));
             };
             call.fetch_debt(&token, id).await.map_err(|e| match e.kind {
-                ApiErrorKind::InvalidConsent => call.error(ApiErrorKind::NoValidConsent),
+                ApiErrorKind::InvalidConsent(end) => call.error(ApiErrorKind::NoValidConsent(end)),
                 _ => e,
             })
         }
@@ -220,8 +233,7 @@ pub async fn get_debt_of_bound_consent(
     params(("id" = String, Path, description = "The consent id")),
     responses(
         (status = 200, description = "Successfully fetched consent status", body = ConsentStatusDTO),
-        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
-        (status = 403, description = "Wrong audience, or not one of the caller's consents", body = ApiErrorBody),
+        (status = 403, description = "Invalid access token (missing, malformed, expired or revoked; with `WWW-Authenticate: Bearer`), wrong audience (insufficient_scope), or not one of the caller's consents (invalid consent). The caller's own ended consent is 200 with `active: false`.", body = ApiErrorBody),
         (status = 500, description = "Unknown server error", body = ApiErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_consent_status(
@@ -243,7 +255,7 @@ pub async fn get_consent_status(
                 None => None,
             }
             .filter(|c| c.client_id == token.client_id)
-            .ok_or_else(|| call.error(ApiErrorKind::InvalidConsent))?;
+            .ok_or_else(|| call.error(ApiErrorKind::InvalidConsent(None)))?;
             let body = ConsentStatusDTO {
                 active: consent.status_at(call.now) == ConsentStatus::Active,
                 expires_at: consent.expires_at.unix_timestamp(),
@@ -254,14 +266,15 @@ pub async fn get_consent_status(
     )
 }
 
-/// `DELETE /v1/debt/{id}`: revokes one of the caller's consents (204; again
-/// is harmless).
+/// `DELETE /v1/debt/{id}`: revokes one of the caller's active consents
+/// (204). One that has already ended (expired, consumed or revoked, also by
+/// a DELETE a moment before) is 403 `invalid consent` with the reason, as
+/// the published example answers.
 #[utoipa::path(delete, path = "/v1/debt/{id}", tag = "Debt Api", operation_id = "revokeConsentByID",
     params(("id" = String, Path, description = "The consent id")),
     responses(
         (status = 204, description = "Consent revoked"),
-        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
-        (status = 403, description = "Wrong audience, or not one of the caller's consents", body = ApiErrorBody),
+        (status = 403, description = "Invalid access token (missing, malformed, expired or revoked; with `WWW-Authenticate: Bearer`), wrong audience (insufficient_scope), or no valid consent (invalid consent: not one of the caller's consents, or one that has already ended, with the reason in `error_description`, e.g. `Consent revoked at 2021-02-26T09:31:07.265053Z`)", body = ApiErrorBody),
         (status = 500, description = "Unknown server error", body = ApiErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_consent(
@@ -274,21 +287,24 @@ pub async fn delete_consent(
     into_response(
         async {
             let token = call.debt_token(&headers).await?;
-            let id = ConsentId::parse(&id).ok_or_else(|| call.error(ApiErrorKind::InvalidConsent))?;
+            let id = ConsentId::parse(&id)
+                .ok_or_else(|| call.error(ApiErrorKind::InvalidConsent(None)))?;
             let outcome = state
                 .store
                 .revoke_consent(&id, &token.client_id, RevokedBy::Client, call.now)
                 .await
                 .map_err(|e| ApiError::from_store(e, call.trace, call.now))?;
-            if outcome == RevokeOutcome::Revoked {
-                state.metrics.consent_revoked(RevokedBy::Client);
-            }
             match outcome {
-                RevokeOutcome::Revoked | RevokeOutcome::AlreadyEnded => {
+                RevokeOutcome::Revoked => {
+                    state.metrics.consent_revoked(RevokedBy::Client);
                     tracing::info!(client_id = %token.client_id, consent_id = %id, "consent revoked by client");
                     Ok(with_trace(StatusCode::NO_CONTENT.into_response(), call.trace))
                 }
-                RevokeOutcome::NotFound => Err(call.error(ApiErrorKind::InvalidConsent)),
+                // The store's conditional update decided: of concurrent
+                // DELETEs of one active consent, the others get here and
+                // read the revocation that the first committed.
+                RevokeOutcome::AlreadyEnded => Err(call.invalid_consent(&id, &token.client_id).await),
+                RevokeOutcome::NotFound => Err(call.error(ApiErrorKind::InvalidConsent(None))),
             }
         }
         .await,

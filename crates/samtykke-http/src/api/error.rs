@@ -4,6 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use samtykke_core::consent::ConsentEnd;
 use samtykke_core::store::StoreError;
 
 use super::bearer::BearerError;
@@ -12,20 +13,26 @@ use super::iso;
 
 #[derive(Debug)]
 pub enum ApiErrorKind {
-    /// 401: no token (RFC 6750 §3.1: no error code in the challenge).
+    /// 403 `Invalid access token` (the published OpenAPI's status and error
+    /// for the debt API): no bearer token. The challenge is a bare
+    /// `Bearer realm` (RFC 6750 §3.1: no error code when the request
+    /// carries no credentials for this scheme).
     MissingToken,
-    /// 401: malformed, unknown, expired or revoked token.
+    /// 403 `Invalid access token`: malformed, unknown, expired or revoked
+    /// token, with `WWW-Authenticate: Bearer … error="invalid_token"` so
+    /// that RFC 6750 clients understand it too.
     InvalidToken,
     /// 403: the token's audience or scope does not cover the request.
     InsufficientScope,
-    /// 403: unknown, another client's, expired, consumed or revoked — one
-    /// answer for all so that ids cannot be probed.
-    InvalidConsent,
+    /// 403 `invalid consent`. None: unknown or another client's (and a
+    /// malformed id) — one answer for all so that ids cannot be probed.
+    /// Some: the caller's own consent, no longer active, and why.
+    InvalidConsent(Option<ConsentEnd>),
     /// 403 on `GET /v1/debt`: the consent bound to the token is no longer
-    /// valid. The reference OpenAPI's example for that operation says
-    /// `no valid consent` where SPEC §7 says `invalid consent`; the reference
-    /// wins.
-    NoValidConsent,
+    /// valid, and why. The reference OpenAPI's example for that operation
+    /// says `no valid consent` where SPEC §7 says `invalid consent`; the
+    /// reference wins.
+    NoValidConsent(Option<ConsentEnd>),
     /// 400
     BadRequest(String),
     /// 503: the database is unreachable; nothing was done.
@@ -33,6 +40,28 @@ pub enum ApiErrorKind {
     /// 500
     Internal,
 }
+
+/// `Consent expired at 2021-02-26T09:31:07.265053Z`: the published example's
+/// form (RFC 3339 in UTC, always six fractional digits).
+fn end_description(end: ConsentEnd) -> String {
+    let (how, at) = match end {
+        ConsentEnd::Expired(at) => ("expired", Some(at)),
+        ConsentEnd::Consumed(at) => ("consumed", at),
+        ConsentEnd::Revoked(at) => ("revoked", at),
+    };
+    match at.and_then(|at| at.to_offset(time::UtcOffset::UTC).format(END_FORMAT).ok()) {
+        Some(at) => format!("Consent {how} at {at}"),
+        None => format!("Consent {how}"),
+    }
+}
+
+const END_FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
+/// The `error` of a missing or bad token, as the published OpenAPI's
+/// example for the debt API has it.
+pub const INVALID_ACCESS_TOKEN: &str = "Invalid access token";
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -74,14 +103,14 @@ impl IntoResponse for ApiError {
         let (status, error, description, challenge): (StatusCode, &str, String, Option<&str>) =
             match self.kind {
                 ApiErrorKind::MissingToken => (
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
+                    StatusCode::FORBIDDEN,
+                    INVALID_ACCESS_TOKEN,
                     "an access token is required".into(),
                     Some("Bearer realm=\"samtykke\""),
                 ),
                 ApiErrorKind::InvalidToken => (
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
+                    StatusCode::FORBIDDEN,
+                    INVALID_ACCESS_TOKEN,
                     "the access token is invalid, expired or revoked".into(),
                     Some("Bearer realm=\"samtykke\", error=\"invalid_token\""),
                 ),
@@ -91,16 +120,19 @@ impl IntoResponse for ApiError {
                     "the access token's audience or scope does not allow this request".into(),
                     Some("Bearer realm=\"samtykke\", error=\"insufficient_scope\""),
                 ),
-                ApiErrorKind::InvalidConsent => (
+                ApiErrorKind::InvalidConsent(end) => (
                     StatusCode::FORBIDDEN,
                     "invalid consent",
-                    "no valid consent with this id".into(),
+                    end.map_or_else(|| "no valid consent with this id".into(), end_description),
                     None,
                 ),
-                ApiErrorKind::NoValidConsent => (
+                ApiErrorKind::NoValidConsent(end) => (
                     StatusCode::FORBIDDEN,
                     "no valid consent",
-                    "the consent of this access token is no longer valid".into(),
+                    end.map_or_else(
+                        || "the consent of this access token is no longer valid".into(),
+                        end_description,
+                    ),
                     None,
                 ),
                 ApiErrorKind::BadRequest(message) => {
@@ -138,5 +170,39 @@ impl IntoResponse for ApiError {
             headers.insert("x-trace-id", v);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn an_end_is_told_in_the_published_examples_form() {
+        assert_eq!(
+            end_description(ConsentEnd::Expired(
+                datetime!(2021-02-26 09:31:07.265053 UTC)
+            )),
+            "Consent expired at 2021-02-26T09:31:07.265053Z"
+        );
+        assert_eq!(
+            end_description(ConsentEnd::Consumed(Some(
+                datetime!(2021-02-26 10:31:07 +01:00)
+            ))),
+            "Consent consumed at 2021-02-26T09:31:07.000000Z"
+        );
+        assert_eq!(
+            end_description(ConsentEnd::Revoked(Some(
+                datetime!(2021-02-26 09:31:07.000000999 UTC)
+            ))),
+            "Consent revoked at 2021-02-26T09:31:07.000000Z",
+            "to the microsecond, truncated"
+        );
+        assert_eq!(
+            end_description(ConsentEnd::Revoked(None)),
+            "Consent revoked"
+        );
     }
 }

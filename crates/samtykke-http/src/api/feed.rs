@@ -116,8 +116,7 @@ fn parse_query(query: Option<&str>) -> Result<(i64, u32), String> {
     responses(
         (status = 200, description = "Events of the calling client", body = SamtykkeFeedResponseDTO),
         (status = 400, description = "fromSequenceNr or limit missing or invalid", body = ApiErrorBody),
-        (status = 401, description = "Missing, malformed, expired or revoked access token", body = ApiErrorBody),
-        (status = 403, description = "Wrong audience or scope", body = ApiErrorBody)),
+        (status = 403, description = "Invalid access token (missing, malformed, expired or revoked; with `WWW-Authenticate: Bearer`), or wrong audience or scope (insufficient_scope)", body = ApiErrorBody)),
     security(("bearer" = ["client.access.consent.events"])))]
 pub async fn get_feed(
     State(state): State<AppState>,
@@ -180,8 +179,7 @@ async fn bound(state: &AppState, headers: &HeaderMap, trace: &TraceId, first: bo
 /// `GET /feed/v1/consent/firstSequenceNr`
 #[utoipa::path(get, path = "/feed/v1/consent/firstSequenceNr", tag = "Consents Feed API", operation_id = "firstSequenceNr",
     responses((status = 200, description = "OK", body = FirstSequenceNrResponse),
-              (status = 401, description = "Bad token", body = ApiErrorBody),
-              (status = 403, description = "Wrong audience or scope", body = ApiErrorBody)),
+              (status = 403, description = "Invalid access token (missing, malformed, expired or revoked), or wrong audience or scope (insufficient_scope)", body = ApiErrorBody)),
     security(("bearer" = ["client.access.consent.events"])))]
 pub async fn get_first_sequence_nr(
     State(state): State<AppState>,
@@ -194,8 +192,7 @@ pub async fn get_first_sequence_nr(
 /// `GET /feed/v1/consent/lastSequenceNr`
 #[utoipa::path(get, path = "/feed/v1/consent/lastSequenceNr", tag = "Consents Feed API", operation_id = "lastSequenceNr",
     responses((status = 200, description = "OK", body = LastSequenceNrResponse),
-              (status = 401, description = "Bad token", body = ApiErrorBody),
-              (status = 403, description = "Wrong audience or scope", body = ApiErrorBody)),
+              (status = 403, description = "Invalid access token (missing, malformed, expired or revoked), or wrong audience or scope (insufficient_scope)", body = ApiErrorBody)),
     security(("bearer" = ["client.access.consent.events"])))]
 pub async fn get_last_sequence_nr(
     State(state): State<AppState>,

@@ -155,7 +155,7 @@ engine_tests! {
         assert!(introspect_active(&app, &token).await);
         assert_oauth_error(redeem(&app, &code, &[]).await, 400, "invalid_grant").await;
         assert!(!introspect_active(&app, &token).await, "the first redemption's token is revoked");
-        assert_eq!(app.get_bearer("/v1/debt", &token).await.status(), 401);
+        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", &token).await, 403, "Invalid access token").await;
         app.clock.advance(time::Duration::seconds(30));
         assert_oauth_error(redeem(&app, &code, &[]).await, 400, "invalid_grant").await;
     }
@@ -167,7 +167,7 @@ engine_tests! {
         let revoked = body["access_token"].as_str().unwrap().to_owned();
         assert_eq!(app.post_form("/oauth2/revoke", (&client, &secret), &[("token", &revoked)]).await.status(), 200);
         assert!(!introspect_active(&app, &revoked).await);
-        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", &revoked).await, 401, "invalid_token").await;
+        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", &revoked).await, 403, "Invalid access token").await;
 
         let code = code_for(&app, &[]).await;
         let body: serde_json::Value = redeem(&app, &code, &[]).await.json().await.unwrap();
@@ -175,7 +175,7 @@ engine_tests! {
         let id = samtykke_core::domain::ClientId::parse(&client).unwrap();
         app.store.set_client_disabled(&id, true).await.unwrap();
         app.store.set_client_disabled(&id, false).await.unwrap();
-        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", &token).await, 401, "invalid_token").await;
+        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", &token).await, 403, "Invalid access token").await;
     }
 
     async fn fifty_parallel_redemptions_of_one_code_give_exactly_one_token(app) {
@@ -282,7 +282,7 @@ engine_tests! {
         let cc = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
         let deleted = app.http.delete(app.url(&format!("/v1/debt/{consent_id}"))).bearer_auth(&cc).send().await.unwrap();
         assert_eq!(deleted.status(), 204);
-        assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 401);
+        crate::debt_api::assert_api_error(app.get_bearer("/v1/debt", token).await, 403, "Invalid access token").await;
 
         let unused = code_for(&app, &[]).await;
         // The newest event is the creation of the consent behind `unused`.

@@ -16,9 +16,9 @@ const AGREEMENT: &str = "/v1/consent/agreement";
 /// status, and returns its JSON body (`Null` for a declared empty body).
 ///
 /// Statuses the reference lists without a body (401 of the agreement API) or
-/// not at all (401 of the debt and feed APIs, 415) must carry the API's error
-/// schema: `SpringErrorSchema` for the agreement API, `error` for the others
-/// (SPEC §5, §7).
+/// not at all (the feed's errors, 415) must carry the API's error schema:
+/// `SpringErrorSchema` for the agreement API, `error` for the others (SPEC
+/// §5, §7).
 async fn conforming(response: reqwest::Response, method: &str, path: &str) -> Value {
     let status = response.status().as_u16();
     let content_type = response
@@ -116,8 +116,9 @@ engine_tests! {
         assert_eq!(deleted.status(), 204);
         conforming(deleted, "delete", "/v1/debt/{id}").await;
         let again = app.http.delete(app.url(&format!("/v1/debt/{id}"))).bearer_auth(&token).send().await.unwrap();
-        assert_eq!(again.status(), 204);
-        conforming(again, "delete", "/v1/debt/{id}").await;
+        assert_eq!(again.status(), 403, "already revoked");
+        let again = conforming(again, "delete", "/v1/debt/{id}").await;
+        assert!(again["error_description"].as_str().unwrap().starts_with("Consent revoked at "), "{again}");
         let status = conforming(app.get_bearer(&format!("/v1/debt/{id}/status"), &token).await, "get", "/v1/debt/{id}/status").await;
         assert_eq!(status["active"], false);
 
@@ -195,19 +196,20 @@ engine_tests! {
             async move { request.send().await.unwrap() }
         };
         for (method, response, template, status, error) in [
-            ("get", get(format!("/v1/debt/{id}"), None).await, "/v1/debt/{id}", 401, "invalid_token"),
-            ("get", get(format!("/v1/debt/{id}"), Some("bogus".into())).await, "/v1/debt/{id}", 401, "invalid_token"),
+            ("get", get(format!("/v1/debt/{id}"), None).await, "/v1/debt/{id}", 403, "Invalid access token"),
+            ("get", get(format!("/v1/debt/{id}"), Some("bogus".into())).await, "/v1/debt/{id}", 403, "Invalid access token"),
             ("get", get(format!("/v1/debt/{id}"), Some(agreement_token.clone())).await, "/v1/debt/{id}", 403, "insufficient_scope"),
             ("get", get(format!("/v1/debt/{id}"), Some(debt_token.clone())).await, "/v1/debt/{id}", 403, "insufficient_scope"),
             ("get", get(format!("/v1/debt/{unknown}"), Some(debt_token.clone())).await, "/v1/debt/{id}", 403, "invalid consent"),
             ("get", get("/v1/debt/not-a-uuid".into(), Some(debt_token.clone())).await, "/v1/debt/{id}", 403, "invalid consent"),
-            ("get", get("/v1/debt".into(), None).await, "/v1/debt", 401, "invalid_token"),
+            ("get", get("/v1/debt".into(), None).await, "/v1/debt", 403, "Invalid access token"),
             ("get", get("/v1/debt".into(), Some(debt_token.clone())).await, "/v1/debt", 400, "invalid_request"),
             ("get", get(format!("/v1/debt/{unknown}/status"), Some(debt_token.clone())).await, "/v1/debt/{id}/status", 403, "invalid consent"),
             ("get", get(format!("/v1/debt/{id}/status"), Some(feed_token.clone())).await, "/v1/debt/{id}/status", 403, "insufficient_scope"),
-            ("get", get(format!("/v1/debt/{id}/status"), None).await, "/v1/debt/{id}/status", 401, "invalid_token"),
+            ("get", get(format!("/v1/debt/{id}/status"), None).await, "/v1/debt/{id}/status", 403, "Invalid access token"),
+            ("get", get(format!("/v1/debt/{id}/status"), Some("bogus".into())).await, "/v1/debt/{id}/status", 403, "Invalid access token"),
             ("delete", app.http.delete(app.url(&format!("/v1/debt/{unknown}"))).bearer_auth(&debt_token).send().await.unwrap(), "/v1/debt/{id}", 403, "invalid consent"),
-            ("delete", app.http.delete(app.url(&format!("/v1/debt/{id}"))).send().await.unwrap(), "/v1/debt/{id}", 401, "invalid_token"),
+            ("delete", app.http.delete(app.url(&format!("/v1/debt/{id}"))).send().await.unwrap(), "/v1/debt/{id}", 403, "Invalid access token"),
         ] {
             assert_eq!(response.status(), status, "{method} {template} {error}");
             let body = conforming(response, method, template).await;
@@ -229,15 +231,26 @@ engine_tests! {
         assert_eq!(consumed["error"], examples("/v1/debt")["ForbiddenError"]["value"]["error"]);
         let by_id = conforming(app.get_bearer(&format!("/v1/debt/{single}"), &debt_token).await, "get", "/v1/debt/{id}").await;
         assert_eq!(by_id["error"], examples("/v1/debt/{id}")["invalidConsent"]["value"]["error"]);
+        // The caller's own consent: the reason, in the example's form
+        // (`Consent expired at 2021-02-26T09:31:07.265053Z`).
+        let example = examples("/v1/debt/{id}")["invalidConsent"]["value"]["error_description"].as_str().unwrap();
+        let reason = by_id["error_description"].as_str().unwrap();
+        let shape = |d: &str| d.rsplit_once(" at ").map(|(how, at)| (how.split(' ').next().unwrap().to_owned(), at.len(), at.ends_with('Z')));
+        assert_eq!(shape(reason), shape(example), "{reason} vs {example}");
+        assert!(reason.starts_with("Consent consumed at "), "{reason}");
+        // A bad token: the error of the example for the status operation.
+        let bad = conforming(get(format!("/v1/debt/{id}/status"), Some("bogus".into())).await, "get", "/v1/debt/{id}/status").await;
+        assert_eq!(bad["error"], examples("/v1/debt/{id}/status")["UnauthorizedError"]["value"]["error"]);
 
         // Feed API: error.
         for (path, token, status) in [
             ("/feed/v1/consent?limit=10", Some(feed_token.clone()), 400),
             ("/feed/v1/consent?fromSequenceNr=1&limit=0", Some(feed_token.clone()), 400),
-            ("/feed/v1/consent?fromSequenceNr=1&limit=10", None, 401),
+            ("/feed/v1/consent?fromSequenceNr=1&limit=10", None, 403),
+            ("/feed/v1/consent?fromSequenceNr=1&limit=10", Some("bogus".to_owned()), 403),
             ("/feed/v1/consent?fromSequenceNr=1&limit=10", Some(debt_token.clone()), 403),
             ("/feed/v1/consent/firstSequenceNr", Some(debt_token.clone()), 403),
-            ("/feed/v1/consent/lastSequenceNr", None, 401),
+            ("/feed/v1/consent/lastSequenceNr", None, 403),
         ] {
             let response = get(path.to_owned(), token).await;
             assert_eq!(response.status(), status, "{path}");

@@ -3,7 +3,26 @@
 
 use serde_json::Value;
 
+use crate::debt_api::{
+    assert_api_error, assert_invalid_access_token, send, BARE_CHALLENGE, INVALID_TOKEN_CHALLENGE,
+};
 use crate::helpers::{spawn_app_on, TestApp};
+
+/// The feed's operations: path, and the path as the OpenAPI templates it.
+const FEED_OPERATIONS: [(&str, &str); 3] = [
+    (
+        "/feed/v1/consent?fromSequenceNr=1&limit=10",
+        "/feed/v1/consent",
+    ),
+    (
+        "/feed/v1/consent/firstSequenceNr",
+        "/feed/v1/consent/firstSequenceNr",
+    ),
+    (
+        "/feed/v1/consent/lastSequenceNr",
+        "/feed/v1/consent/lastSequenceNr",
+    ),
+];
 
 const PERSON: &str = "29868099311";
 
@@ -82,10 +101,53 @@ engine_tests! {
             assert_eq!(body["error"], "invalid_request");
             assert!(body["trace_id"].is_string() && body["timestamp"].is_string());
         }
+        // A token of another audience: 403 insufficient_scope, as before.
         let debt_token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
-        assert_eq!(app.get_bearer("/feed/v1/consent?fromSequenceNr=1&limit=1", &debt_token).await.status(), 403);
-        assert_eq!(app.get_bearer("/feed/v1/consent/lastSequenceNr", &debt_token).await.status(), 403);
-        assert_eq!(app.http.get(app.url("/feed/v1/consent?fromSequenceNr=1&limit=1")).send().await.unwrap().status(), 401);
+        for (path, _) in FEED_OPERATIONS {
+            let response = app.get_bearer(path, &debt_token).await;
+            assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("error=\"insufficient_scope\""), "{path}");
+            assert_api_error(response, 403, "insufficient_scope").await;
+        }
+    }
+
+    async fn a_feed_call_without_a_bearer_token_is_403_invalid_access_token_with_a_bare_challenge(app) {
+        for (path, template) in FEED_OPERATIONS {
+            for authorization in [None, Some("Basic YmFuazpzZWNyZXQ=")] {
+                let response = send(&app, &reqwest::Method::GET, path, authorization).await;
+                let body = assert_invalid_access_token(response, BARE_CHALLENGE, "get", template).await;
+                assert_eq!(body["error_description"], "an access token is required");
+            }
+        }
+    }
+
+    async fn a_malformed_or_unknown_feed_token_is_403_invalid_access_token(app) {
+        for (path, template) in FEED_OPERATIONS {
+            for authorization in ["Bearer nonsense", "Bearer", "Bearer a b", "Bearer sc1.e30.AAAA"] {
+                let response = send(&app, &reqwest::Method::GET, path, Some(authorization)).await;
+                assert_invalid_access_token(response, INVALID_TOKEN_CHALLENGE, "get", template).await;
+            }
+        }
+    }
+
+    async fn an_expired_feed_token_is_403_invalid_access_token(app) {
+        let token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        assert_eq!(app.get_bearer(FEED_OPERATIONS[0].0, &token).await.status(), 200);
+        app.clock.advance(time::Duration::hours(1));
+        for (path, template) in FEED_OPERATIONS {
+            assert_invalid_access_token(app.get_bearer(path, &token).await, INVALID_TOKEN_CHALLENGE, "get", template).await;
+        }
+    }
+
+    async fn a_revoked_feed_token_is_403_invalid_access_token(app) {
+        let token = app.sandbox_token("/feed/v1/consent", "client.access.consent.events").await;
+        assert_eq!(app.get_bearer(FEED_OPERATIONS[0].0, &token).await.status(), 200);
+        let (client, secret) = app.sandbox_auth();
+        assert_eq!(app.post_form("/oauth2/revoke", (&client, &secret), &[("token", &token)]).await.status(), 200);
+        for (path, template) in FEED_OPERATIONS {
+            assert_invalid_access_token(app.get_bearer(path, &token).await, INVALID_TOKEN_CHALLENGE, "get", template).await;
+        }
+        // The token is refused before the query is judged.
+        assert_invalid_access_token(app.get_bearer("/feed/v1/consent?limit=0", &token).await, INVALID_TOKEN_CHALLENGE, "get", "/feed/v1/consent").await;
     }
 
     async fn the_janitor_expires_consents_with_an_event_and_purges_week_old_events(app) {
