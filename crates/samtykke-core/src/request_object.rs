@@ -145,8 +145,14 @@ pub fn verify(jwt: &str, expected: &Expected<'_>) -> Result<RequestObject, Reque
         false
     } else {
         let Some(alg) = SignatureAlg::parse(&alg) else {
+            // Echoed only when it looks like an algorithm name.
+            let shown = if alg.len() <= 16 && alg.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                alg.as_str()
+            } else {
+                "of the header"
+            };
             return Err(invalid(format!(
-                "the request object's alg {alg} is not supported (RS256, ES256)"
+                "the request object's alg {shown} is not supported (RS256, ES256)"
             )));
         };
         let Some(keys) = expected.keys else {

@@ -12,9 +12,10 @@
 //! tests).
 //!
 //! A fetched JWK set is kept [`JWKS_CACHE_TTL`]; a request object signed
-//! with a key id the cached set lacks makes one fresh fetch, at most once
-//! per [`JWKS_MIN_REFETCH`] for a URI, so that unknown key ids cannot make
-//! the server hammer a client's key server.
+//! with a key id the cached set lacks makes one fresh fetch. A URI is
+//! fetched at most once per [`JWKS_MIN_REFETCH`], failed fetches included,
+//! so that unknown key ids or a key server that is down cannot make the
+//! server hammer it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -52,11 +53,16 @@ pub(crate) enum FetchError {
     NotText,
     #[error("the answer is not a JWK set: {0}")]
     NotAKeySet(String),
+    #[error("the last fetch failed moments ago")]
+    RecentlyFailed,
 }
 
+/// What is known of one `jwks_uri`: the set last fetched (if any) and
+/// when a fetch was last tried.
+#[derive(Clone)]
 struct CachedKeys {
-    keys: Arc<ClientKeySet>,
-    fetched_at: OffsetDateTime,
+    keys: Option<(Arc<ClientKeySet>, OffsetDateTime)>,
+    tried_at: OffsetDateTime,
 }
 
 /// The fetcher with its HTTP client and JWK-set cache; one per process.
@@ -117,9 +123,9 @@ impl Remote {
     }
 
     /// The client's JWK set at `uri`: from the cache while it is fresh
-    /// (`refresh` asks for a new fetch, granted once per
-    /// [`JWKS_MIN_REFETCH`]). When a fetch fails, a set fetched before is
-    /// used rather than none.
+    /// (`refresh` asks for a new fetch). A fetch is tried at most once per
+    /// [`JWKS_MIN_REFETCH`], also after a failure; when a fetch fails, a
+    /// set fetched before is used rather than none.
     pub(crate) async fn client_keys(
         &self,
         uri: &FetchUri,
@@ -127,49 +133,57 @@ impl Remote {
         now: OffsetDateTime,
         refresh: bool,
     ) -> Result<Arc<ClientKeySet>, FetchError> {
-        let cached = self.cached(uri).filter(|c| {
-            let age = now - c.fetched_at;
-            age < JWKS_MIN_REFETCH || (!refresh && age < JWKS_CACHE_TTL)
-        });
-        if let Some(cached) = cached {
-            return Ok(cached.keys);
+        let cached = self.cached(uri);
+        if let Some(c) = &cached {
+            let fresh = c
+                .keys
+                .as_ref()
+                .filter(|(_, at)| !refresh && now - *at < JWKS_CACHE_TTL);
+            if let Some((keys, _)) = fresh {
+                return Ok(Arc::clone(keys));
+            }
+            if now - c.tried_at < JWKS_MIN_REFETCH {
+                return match &c.keys {
+                    Some((keys, _)) => Ok(Arc::clone(keys)),
+                    None => Err(FetchError::RecentlyFailed),
+                };
+            }
         }
         let fetched = async {
             let body = self.fetch(uri, sandbox).await?;
             ClientKeySet::parse_lenient(&body).map_err(|e| FetchError::NotAKeySet(e.to_string()))
         }
         .await;
-        match fetched {
+        let before = cached.and_then(|c| c.keys);
+        let (entry, answer) = match fetched {
             Ok(keys) => {
                 let keys = Arc::new(keys);
-                let mut cache = self.lock();
-                if cache.len() >= MAX_CACHED_SETS {
-                    cache.clear();
-                }
-                cache.insert(
-                    uri.as_str().to_owned(),
-                    CachedKeys {
-                        keys: Arc::clone(&keys),
-                        fetched_at: now,
-                    },
-                );
-                Ok(keys)
+                (Some((Arc::clone(&keys), now)), Ok(keys))
             }
-            Err(e) => match self.cached(uri) {
-                Some(stale) => {
+            Err(e) => match before.clone() {
+                Some((stale, _)) => {
                     tracing::warn!(error = %e, "client jwks_uri failed; using the keys fetched before");
-                    Ok(stale.keys)
+                    (before, Ok(stale))
                 }
-                None => Err(e),
+                None => (None, Err(e)),
             },
+        };
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED_SETS {
+            cache.clear();
         }
+        cache.insert(
+            uri.as_str().to_owned(),
+            CachedKeys {
+                keys: entry,
+                tried_at: now,
+            },
+        );
+        answer
     }
 
     fn cached(&self, uri: &FetchUri) -> Option<CachedKeys> {
-        self.lock().get(uri.as_str()).map(|c| CachedKeys {
-            keys: Arc::clone(&c.keys),
-            fetched_at: c.fetched_at,
-        })
+        self.lock().get(uri.as_str()).cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedKeys>> {

@@ -297,6 +297,16 @@ engine_tests! {
         let params = refused(&app, &url(&app, &with_object(&broken_id, "request", &jwt))).await;
         assert_eq!(params["error"], "invalid_request_object");
         assert_eq!(broken.hits("/jwks.json"), 1);
+        // A failed fetch is not tried again at once, and then it is.
+        broken.serve("/jwks.json", 200, &jwks(&[&first]));
+        let params = refused(&app, &url(&app, &with_object(&broken_id, "request", &jwt))).await;
+        assert_eq!(params["error"], "invalid_request_object");
+        assert_eq!(broken.hits("/jwks.json"), 1);
+        app.clock.advance(time::Duration::seconds(11));
+        let jwt = sign(&first, &claims(&app, &broken_id, &[]), true);
+        let started = browser().get(url(&app, &with_object(&broken_id, "request", &jwt))).send().await.unwrap();
+        assert!(location(&started).contains("/oauth2/login"));
+        assert_eq!(broken.hits("/jwks.json"), 2);
     }
 
     async fn a_registered_request_uri_is_fetched_and_its_object_is_the_request(app) {
