@@ -2,9 +2,15 @@
 //! a request either becomes a typed [`AuthorizationRequest`], or is refused
 //! with an error page (never a redirect: unknown client, unregistered
 //! redirect URI) or with an error redirect that carries `state`.
+//!
+//! A request may carry its parameters in a request object (RFC 9101):
+//! [`request_source`] says where to read them, the caller obtains and
+//! verifies the object (see [`crate::request_object`]), and
+//! [`decide_request_object`] decides on the object's parameters alone.
 
 use crate::consent::ConsentScope;
-use crate::domain::{Client, ClientId};
+use crate::domain::{Client, ClientId, FetchUri};
+use crate::request_object::RequestObject;
 
 /// Longest `state` and `nonce` accepted (they are echoed and stored).
 pub const MAX_STATE_LEN: usize = 2048;
@@ -24,6 +30,11 @@ pub enum AuthorizeErrorCode {
     ConsentDenied,
     LoginRequired,
     ConsentRequired,
+    /// RFC 9101 §7 / OpenID Connect Core §3.1.2.6.
+    InvalidRequestObject,
+    InvalidRequestUri,
+    RequestNotSupported,
+    RequestUriNotSupported,
 }
 
 impl AuthorizeErrorCode {
@@ -38,6 +49,10 @@ impl AuthorizeErrorCode {
             Self::ConsentDenied => "consent_denied",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
+            Self::InvalidRequestObject => "invalid_request_object",
+            Self::InvalidRequestUri => "invalid_request_uri",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 }
@@ -59,6 +74,9 @@ pub enum ErrorPageReason {
     MissingRedirectUri,
     UnregisteredRedirectUri,
     RepeatedParameter,
+    /// A request object (or `request_uri`) was refused and the query names
+    /// no registered redirect URI to send the error to.
+    InvalidRequestObject,
 }
 
 impl ErrorPageReason {
@@ -70,6 +88,43 @@ impl ErrorPageReason {
             Self::MissingRedirectUri => "missing_redirect_uri",
             Self::UnregisteredRedirectUri => "unregistered_redirect_uri",
             Self::RepeatedParameter => "repeated_parameter",
+            Self::InvalidRequestObject => "invalid_request_object",
+        }
+    }
+}
+
+/// How the authorization response (and every error response) reaches the
+/// redirect URI: OAuth 2.0 Multiple Response Type Encoding Practices §2.1
+/// and OAuth 2.0 Form Post Response Mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Parameters in the query (the default for `code`).
+    #[default]
+    Query,
+    /// Parameters in the fragment.
+    Fragment,
+    /// An HTML form, posted by the browser to the redirect URI.
+    FormPost,
+}
+
+impl ResponseMode {
+    /// Every supported mode, as discovery lists them.
+    pub const ALL: [ResponseMode; 3] = [Self::Query, Self::Fragment, Self::FormPost];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "query" => Some(Self::Query),
+            "fragment" => Some(Self::Fragment),
+            "form_post" => Some(Self::FormPost),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Fragment => "fragment",
+            Self::FormPost => "form_post",
         }
     }
 }
@@ -81,6 +136,7 @@ pub struct ErrorRedirect {
     pub error: AuthorizeErrorCode,
     pub description: String,
     pub state: Option<String>,
+    pub response_mode: ResponseMode,
 }
 
 /// `prompt` (OpenID Connect Core §3.1.2.1), as far as it matters here.
@@ -108,6 +164,7 @@ pub struct AuthorizationRequest {
     pub code_challenge: Option<String>,
     pub prompt: Prompt,
     pub ui_locales: Option<String>,
+    pub response_mode: ResponseMode,
 }
 
 /// The query parameters of a request, in order, possibly repeated.
@@ -131,6 +188,149 @@ pub fn client_id_of(params: &Params) -> Result<ClientId, AuthorizeRejection> {
     ClientId::parse(raw).map_err(|_| page(ErrorPageReason::UnknownClient))
 }
 
+/// The client the request names, if it is known and enabled.
+fn known_client<'a>(
+    params: &Params,
+    client: Option<&'a Client>,
+) -> Result<&'a Client, AuthorizeRejection> {
+    let client_id = client_id_of(params)?;
+    client
+        .filter(|c| c.id == client_id && !c.disabled)
+        .ok_or(AuthorizeRejection::ErrorPage(
+            ErrorPageReason::UnknownClient,
+        ))
+}
+
+/// The `response_mode` errors are sent with: the requested one when it is
+/// given once and supported, else the default (so an unknown or repeated
+/// `response_mode` is answered in the query).
+fn response_mode_of(params: &Params) -> ResponseMode {
+    single(params, "response_mode")
+        .ok()
+        .flatten()
+        .and_then(ResponseMode::parse)
+        .unwrap_or_default()
+}
+
+/// Where a request's parameters are to be read from (RFC 9101 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestSource<'a> {
+    /// The query itself: no `request` or `request_uri`.
+    Query,
+    /// A request object by value (`request`), of this client.
+    Value { client: &'a Client, jwt: &'a str },
+    /// A request object at a `request_uri` registered for this client: the
+    /// caller fetches it.
+    Reference {
+        client: &'a Client,
+        uri: &'a FetchUri,
+    },
+}
+
+/// Reads `request` and `request_uri`. Only a known client may send them,
+/// only one of them, `request` only when the client registered keys (or
+/// may send unsigned objects), and `request_uri` only with a value
+/// registered for the client, byte for byte (so the server fetches nothing
+/// else). Errors go back as [`request_object_rejection`] says.
+pub fn request_source<'a>(
+    params: &'a Params,
+    client: Option<&'a Client>,
+) -> Result<RequestSource<'a>, AuthorizeRejection> {
+    let request = single(params, "request");
+    let request_uri = single(params, "request_uri");
+    if let (Ok(None), Ok(None)) = (request, request_uri) {
+        return Ok(RequestSource::Query);
+    }
+    let client = known_client(params, client)?;
+    let fail =
+        |code, description: &str| request_object_rejection(params, client, code, description);
+    let (Ok(request), Ok(request_uri)) = (request, request_uri) else {
+        return Err(fail(
+            AuthorizeErrorCode::InvalidRequest,
+            "the parameter request or request_uri is repeated",
+        ));
+    };
+    let policy = &client.request_objects;
+    match (request, request_uri) {
+        (None, None) => Ok(RequestSource::Query),
+        (Some(_), Some(_)) => Err(fail(
+            AuthorizeErrorCode::InvalidRequest,
+            "request and request_uri cannot both be sent",
+        )),
+        (Some(jwt), None) => {
+            if policy.accepts_request_objects() {
+                Ok(RequestSource::Value { client, jwt })
+            } else {
+                Err(fail(
+                    AuthorizeErrorCode::RequestNotSupported,
+                    "this client has no keys registered for request objects",
+                ))
+            }
+        }
+        (None, Some(presented)) => {
+            if policy.request_uris.is_empty() || !policy.accepts_request_objects() {
+                return Err(fail(
+                    AuthorizeErrorCode::RequestUriNotSupported,
+                    "this client has no request_uri registered",
+                ));
+            }
+            match policy.registered_request_uri(presented) {
+                Some(uri) => Ok(RequestSource::Reference { client, uri }),
+                None => Err(fail(
+                    AuthorizeErrorCode::InvalidRequestUri,
+                    "the request_uri is not registered for this client",
+                )),
+            }
+        }
+    }
+}
+
+/// The answer to a request whose request object (or `request_uri`) is
+/// refused: an error redirect to the query's `redirect_uri` (with the
+/// query's `state` and `response_mode`) when it is registered for the
+/// client, else an error page. The object's own redirect URI is never
+/// used: it has not been verified.
+pub fn request_object_rejection(
+    params: &Params,
+    client: &Client,
+    error: AuthorizeErrorCode,
+    description: &str,
+) -> AuthorizeRejection {
+    let redirect_uri = single(params, "redirect_uri")
+        .ok()
+        .flatten()
+        .filter(|uri| client.registered_redirect_uri(uri).is_some());
+    match redirect_uri {
+        Some(redirect_uri) => AuthorizeRejection::Redirect(ErrorRedirect {
+            redirect_uri: redirect_uri.to_owned(),
+            error,
+            description: description.to_owned(),
+            state: usable_state(params),
+            response_mode: response_mode_of(params),
+        }),
+        None => AuthorizeRejection::ErrorPage(ErrorPageReason::InvalidRequestObject),
+    }
+}
+
+/// Decides a request by its verified request object: only the object's
+/// parameters count (RFC 9101 §6.3; the query's others are ignored), and
+/// its `client_id` was checked against the query's by the verification.
+pub fn decide_request_object(
+    object: &RequestObject,
+    client: &Client,
+) -> Result<AuthorizationRequest, AuthorizeRejection> {
+    decide(&object.params, Some(client))
+}
+
+/// The request's `state` if it can be echoed back.
+fn usable_state(params: &Params) -> Option<String> {
+    single(params, "state")
+        .ok()
+        .flatten()
+        .filter(|s| echoed_value_problem("state", s, MAX_STATE_LEN).is_none())
+        .map(str::to_owned)
+}
+
 /// Decides an authorization request given the client it names (None when
 /// unknown). Pure: no I/O, no clock.
 pub fn decide(
@@ -138,10 +338,7 @@ pub fn decide(
     client: Option<&Client>,
 ) -> Result<AuthorizationRequest, AuthorizeRejection> {
     let page = AuthorizeRejection::ErrorPage;
-    let client_id = client_id_of(params)?;
-    let client = client
-        .filter(|c| c.id == client_id && !c.disabled)
-        .ok_or(page(ErrorPageReason::UnknownClient))?;
+    let client = known_client(params, client)?;
     let presented = single(params, "redirect_uri")
         .map_err(|()| page(ErrorPageReason::RepeatedParameter))?
         .ok_or(page(ErrorPageReason::MissingRedirectUri))?;
@@ -150,19 +347,18 @@ pub fn decide(
     }
     let redirect_uri = presented.to_owned();
 
-    // From here on the redirect URI is trusted: errors go back to it.
+    // From here on the redirect URI is trusted: errors go back to it, in
+    // the requested response mode when it is a supported one.
     let state_param = single(params, "state");
-    let state = state_param
-        .ok()
-        .flatten()
-        .filter(|s| echoed_value_problem("state", s, MAX_STATE_LEN).is_none())
-        .map(str::to_owned);
+    let state = usable_state(params);
+    let response_mode = response_mode_of(params);
     let fail = |error: AuthorizeErrorCode, description: &str| {
         AuthorizeRejection::Redirect(ErrorRedirect {
             redirect_uri: redirect_uri.clone(),
             error,
             description: description.to_owned(),
             state: state.clone(),
+            response_mode,
         })
     };
     let invalid = |d: &str| fail(AuthorizeErrorCode::InvalidRequest, d);
@@ -203,8 +399,10 @@ pub fn decide(
             ))
         }
     }
-    if get("response_mode").is_some_and(|m| m != "query") {
-        return Err(invalid("only response_mode=query is supported"));
+    if get("response_mode").is_some_and(|m| ResponseMode::parse(m).is_none()) {
+        return Err(invalid(
+            "unsupported response_mode; use query, fragment or form_post",
+        ));
     }
     let (scope, openid) =
         parse_scope(get("scope")).map_err(|d| fail(AuthorizeErrorCode::InvalidScopes, d))?;
@@ -272,6 +470,7 @@ pub fn decide(
         code_challenge,
         prompt,
         ui_locales: get("ui_locales").map(|l| l.chars().take(100).collect()),
+        response_mode,
     })
 }
 
@@ -341,6 +540,7 @@ mod tests {
             disabled: false,
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             token_generation: 0,
+            request_objects: Default::default(),
         }
     }
 
@@ -377,6 +577,151 @@ mod tests {
             Err(AuthorizeRejection::Redirect(r)) => (r.error.as_str(), r.state),
             other => panic!("expected a redirect, got {other:?}"),
         }
+    }
+
+    fn mode_of(result: Result<AuthorizationRequest, AuthorizeRejection>) -> ResponseMode {
+        match result {
+            Err(AuthorizeRejection::Redirect(r)) => r.response_mode,
+            Ok(r) => r.response_mode,
+            other => panic!("expected a redirect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_response_mode_is_kept_for_the_response_and_for_errors() {
+        let c = client(false);
+        assert_eq!(
+            mode_of(decide(&params(&good()), Some(&c))),
+            ResponseMode::Query
+        );
+        for mode in ResponseMode::ALL {
+            let mut p = params(&good());
+            p.push(("response_mode".into(), mode.as_str().into()));
+            assert_eq!(mode_of(decide(&p, Some(&c))), mode);
+            // An error of the same request goes back in the same mode.
+            p.retain(|(k, _)| k != "scope");
+            p.push(("scope".into(), "email".into()));
+            assert_eq!(redirect_error(decide(&p, Some(&c))).0, "invalid_scopes");
+            assert_eq!(mode_of(decide(&p, Some(&c))), mode);
+        }
+        // Unknown or repeated: invalid_request, in the query.
+        let unknown = with("response_mode", Some("web_message"));
+        assert_eq!(
+            redirect_error(decide(&unknown, Some(&c))).0,
+            "invalid_request"
+        );
+        assert_eq!(mode_of(decide(&unknown, Some(&c))), ResponseMode::Query);
+        let mut twice = with("response_mode", Some("fragment"));
+        twice.push(("response_mode".into(), "fragment".into()));
+        assert_eq!(
+            redirect_error(decide(&twice, Some(&c))).0,
+            "invalid_request"
+        );
+        assert_eq!(mode_of(decide(&twice, Some(&c))), ResponseMode::Query);
+    }
+
+    fn jar_client() -> Client {
+        let mut c = client(false);
+        c.request_objects = crate::domain::RequestObjectPolicy {
+            keys: None,
+            request_uris: vec![crate::domain::FetchUri::parse("https://bank.example/r/1").unwrap()],
+            allow_unsigned: true,
+        };
+        c
+    }
+
+    #[test]
+    fn request_and_request_uri_are_read_only_for_clients_registered_for_them() {
+        let c = jar_client();
+        assert_eq!(
+            request_source(&params(&good()), Some(&c)),
+            Ok(RequestSource::Query)
+        );
+        let with_request = with("request", Some("a.b.c"));
+        assert!(matches!(
+            request_source(&with_request, Some(&c)),
+            Ok(RequestSource::Value { jwt: "a.b.c", .. })
+        ));
+        let by_uri = with("request_uri", Some("https://bank.example/r/1"));
+        assert!(matches!(
+            request_source(&by_uri, Some(&c)),
+            Ok(RequestSource::Reference { .. })
+        ));
+        let code = |p: &Vec<(String, String)>, c: &Client| match request_source(p, Some(c)) {
+            Err(AuthorizeRejection::Redirect(r)) => r.error.as_str(),
+            other => panic!("expected a redirect, got {other:?}"),
+        };
+        let mut both = with_request.clone();
+        both.push(("request_uri".into(), "https://bank.example/r/1".into()));
+        assert_eq!(code(&both, &c), "invalid_request");
+        let mut twice = with_request.clone();
+        twice.push(("request".into(), "x.y.z".into()));
+        assert_eq!(code(&twice, &c), "invalid_request");
+        for other in [
+            "https://bank.example/r/2",
+            "https://bank.example/r/1/",
+            "https://bank.example/r/1?x",
+            "https://BANK.example/r/1",
+            "http://169.254.169.254/latest/meta-data",
+        ] {
+            assert_eq!(
+                code(&with("request_uri", Some(other)), &c),
+                "invalid_request_uri",
+                "{other}"
+            );
+        }
+        // A client without keys, unsigned objects or request URIs.
+        let plain = client(false);
+        assert_eq!(code(&with_request, &plain), "request_not_supported");
+        assert_eq!(code(&by_uri, &plain), "request_uri_not_supported");
+        // Errors go to the query's redirect URI only when it is registered.
+        let mut unregistered = with("redirect_uri", Some("https://evil.example/cb"));
+        unregistered.push(("request".into(), "a.b.c".into()));
+        assert_eq!(
+            request_source(&unregistered, Some(&plain)),
+            Err(AuthorizeRejection::ErrorPage(
+                ErrorPageReason::InvalidRequestObject
+            ))
+        );
+        // An unknown client gets the unknown-client page.
+        assert_eq!(
+            request_source(&with_request, None),
+            Err(AuthorizeRejection::ErrorPage(
+                ErrorPageReason::UnknownClient
+            ))
+        );
+    }
+
+    #[test]
+    fn a_request_object_is_decided_on_its_own_parameters() {
+        let c = client(false);
+        let object = RequestObject {
+            params: params(&[
+                ("client_id", "bank"),
+                ("response_type", "code"),
+                ("scope", "debt.unsecured.presentation.7"),
+                ("state", "from-object"),
+                ("redirect_uri", "https://bank.example/cb"),
+                ("response_mode", "fragment"),
+            ]),
+            signed: true,
+        };
+        let r = decide_request_object(&object, &c).unwrap();
+        assert_eq!(r.state, "from-object");
+        assert_eq!(r.scope.duration, ConsentDuration::Days(7));
+        assert_eq!(r.response_mode, ResponseMode::Fragment);
+        assert!(!r.openid);
+        let mut elsewhere = object.clone();
+        elsewhere.params.retain(|(k, _)| k != "redirect_uri");
+        elsewhere
+            .params
+            .push(("redirect_uri".into(), "https://evil.example/cb".into()));
+        assert_eq!(
+            decide_request_object(&elsewhere, &c),
+            Err(AuthorizeRejection::ErrorPage(
+                ErrorPageReason::UnregisteredRedirectUri
+            ))
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::{Duration, OffsetDateTime};
 
-use crate::authorize::AuthorizationRequest;
+use crate::authorize::{AuthorizationRequest, ResponseMode};
 use crate::consent::{ConsentDuration, ConsentScope};
 use crate::domain::{ClientId, Nin, NinPolicy, Purpose};
 use crate::opaque::OpaqueToken;
@@ -75,6 +75,8 @@ pub struct AuthFlow {
     pub state: String,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// How the response (or an error) goes back to the redirect URI.
+    pub response_mode: ResponseMode,
     /// `nb` or `en`.
     pub locale: String,
     pub stage: FlowStage,
@@ -101,6 +103,7 @@ pub fn start(
         state: request.state.clone(),
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),
+        response_mode: request.response_mode,
         locale: locale.to_owned(),
         stage: FlowStage::Login,
         nin: None,
@@ -201,6 +204,10 @@ struct SealedFlow {
     n: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     x: Option<String>,
+    /// The response mode, left out for `query` (flows sealed before it
+    /// existed open as `query`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<String>,
     l: String,
     g: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +236,8 @@ impl AuthFlow {
             s: self.state.clone(),
             n: self.nonce.clone(),
             x: self.code_challenge.clone(),
+            m: (self.response_mode != ResponseMode::Query)
+                .then(|| self.response_mode.as_str().to_owned()),
             l: self.locale.clone(),
             g: self.stage.as_str().to_owned(),
             u: self.nin.as_ref().map(|n| n.as_str().to_owned()),
@@ -257,6 +266,10 @@ impl AuthFlow {
             state: f.s,
             nonce: f.n,
             code_challenge: f.x,
+            response_mode: match f.m {
+                Some(m) => ResponseMode::parse(&m)?,
+                None => ResponseMode::Query,
+            },
             locale: f.l,
             stage: FlowStage::parse(&f.g)?,
             nin: match f.u {
@@ -455,6 +468,7 @@ mod tests {
             code_challenge: None,
             prompt: Prompt::Default,
             ui_locales: None,
+            response_mode: ResponseMode::Query,
         }
     }
 
@@ -531,6 +545,13 @@ mod tests {
         assert!(sealed.starts_with(SEALED_FLOW_PREFIX));
         assert!(!sealed.contains("14842249091"));
         assert_eq!(AuthFlow::unseal(&key, &sealed), Some(flow.clone()));
+        for mode in ResponseMode::ALL {
+            let moded = AuthFlow {
+                response_mode: mode,
+                ..flow.clone()
+            };
+            assert_eq!(AuthFlow::unseal(&key, &moded.seal(&key)), Some(moded));
+        }
         // A fresh nonce each time: two seals of one flow differ.
         assert_ne!(flow.seal(&key), sealed);
         // Another key, any changed character, a cut, or no prefix.

@@ -17,6 +17,7 @@ pub mod id_token;
 pub mod introspection;
 pub mod keys;
 pub mod opaque;
+pub mod request_object;
 pub mod store;
 pub mod token;
 

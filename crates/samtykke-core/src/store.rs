@@ -13,8 +13,8 @@ use crate::consent::{
 use crate::debt::{DebtEntry, Delivery, Loan};
 use crate::debt_lookup::{DebtLookup, DebtLookupOutcome};
 use crate::domain::{
-    ApiAudience, Client, ClientId, ClientName, ClientSecret, Nin, NinPolicy, OrgNumber, Purpose,
-    RedirectUri, ScopeSet, SecretHash,
+    ApiAudience, Client, ClientId, ClientKeySet, ClientKeys, ClientName, ClientSecret, FetchUri,
+    Nin, NinPolicy, OrgNumber, Purpose, RedirectUri, RequestObjectPolicy, ScopeSet, SecretHash,
 };
 use crate::flow::{AuthFlow, LoginSession};
 use crate::grant::authorization_code::AuthorizationCodeRecord;
@@ -301,6 +301,12 @@ pub struct ClientRow {
     pub disabled: bool,
     pub created_at: i64,
     pub token_generation: i64,
+    /// The inline JWK set (JSON), if the client registered one.
+    pub jwks: Option<String>,
+    pub jwks_uri: Option<String>,
+    /// Newline-separated.
+    pub request_uris: String,
+    pub allow_unsigned_request_objects: bool,
 }
 
 impl From<&Client> for ClientRow {
@@ -328,6 +334,22 @@ impl From<&Client> for ClientRow {
             disabled: c.disabled,
             created_at: c.created_at.unix_timestamp(),
             token_generation: c.token_generation,
+            jwks: match &c.request_objects.keys {
+                Some(ClientKeys::Inline(set)) => Some(set.to_json()),
+                _ => None,
+            },
+            jwks_uri: match &c.request_objects.keys {
+                Some(ClientKeys::Remote(uri)) => Some(uri.as_str().to_owned()),
+                _ => None,
+            },
+            request_uris: c
+                .request_objects
+                .request_uris
+                .iter()
+                .map(FetchUri::as_str)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            allow_unsigned_request_objects: c.request_objects.allow_unsigned,
         }
     }
 }
@@ -368,6 +390,24 @@ impl TryFrom<ClientRow> for Client {
             disabled: r.disabled,
             created_at: timestamp(r.created_at)?,
             token_generation: r.token_generation,
+            request_objects: RequestObjectPolicy {
+                keys: match (r.jwks, r.jwks_uri) {
+                    (Some(json), _) => Some(ClientKeys::Inline(
+                        ClientKeySet::parse_lenient(&json).map_err(|_| corrupt("client jwks"))?,
+                    )),
+                    (None, Some(uri)) => Some(ClientKeys::Remote(
+                        FetchUri::parse(&uri).map_err(|_| corrupt("client jwks_uri"))?,
+                    )),
+                    (None, None) => None,
+                },
+                request_uris: r
+                    .request_uris
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(|l| FetchUri::parse(l).map_err(|_| corrupt("request uri")))
+                    .collect::<Result<_, _>>()?,
+                allow_unsigned: r.allow_unsigned_request_objects,
+            },
         })
     }
 }

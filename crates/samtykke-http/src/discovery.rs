@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use samtykke_core::authorize::ResponseMode;
 use samtykke_core::domain::Scope;
 use samtykke_core::keys::{self, Jwk};
 use serde::Serialize;
@@ -29,7 +30,7 @@ fn metadata(state: &AppState) -> serde_json::Map<String, Value> {
         "end_session_endpoint": format!("{base}/oauth2/sessions/logout"),
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ResponseMode::ALL.map(ResponseMode::as_str),
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent"],
@@ -79,8 +80,22 @@ pub async fn get_openid_configuration(State(state): State<AppState>) -> Response
         ]),
     );
     map.insert("claims_parameter_supported".into(), json!(false));
-    map.insert("request_parameter_supported".into(), json!(false));
-    map.insert("request_uri_parameter_supported".into(), json!(false));
+    // Request objects (RFC 9101): by value and by a request_uri registered
+    // for the client, signed by one of its keys or, where its registration
+    // allows, unsigned.
+    map.insert("request_parameter_supported".into(), json!(true));
+    map.insert("request_uri_parameter_supported".into(), json!(true));
+    map.insert("require_request_uri_registration".into(), json!(true));
+    map.insert(
+        "request_object_signing_alg_values_supported".into(),
+        json!(samtykke_core::request_object::SUPPORTED_ALGS),
+    );
+    // /userinfo answers plain JSON and never signs: "none" (which OpenID
+    // Connect Discovery 1.0 §3 allows here) says exactly that.
+    map.insert(
+        "userinfo_signing_alg_values_supported".into(),
+        json!(["none"]),
+    );
     map.insert(
         "id_token_signing_alg_values_supported".into(),
         json!(["RS256"]),

@@ -14,6 +14,7 @@ pub mod identity;
 mod metrics;
 mod oauth;
 mod pages;
+mod remote;
 mod router;
 
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,8 @@ pub struct AppState {
     pub(crate) metrics: Arc<metrics::Metrics>,
     /// Clients read lately; reach them through [`AppState::client`].
     clients: Arc<client_cache::ClientCache>,
+    /// Fetches clients' JWK sets and request objects (see [`remote`]).
+    pub(crate) remote: Arc<remote::Remote>,
 }
 
 /// Secrets shared by every process on the database.
@@ -110,6 +113,7 @@ impl AppState {
             signer: Arc::new(Mutex::new(None)),
             metrics: Arc::new(metrics::Metrics::new()),
             clients: Arc::new(client_cache::ClientCache::default()),
+            remote: Arc::new(remote::Remote::default()),
         }
     }
 

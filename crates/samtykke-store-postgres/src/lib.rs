@@ -350,6 +350,12 @@ fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
         disabled: row.try_get("disabled").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
         token_generation: row.try_get("token_generation").map_err(unavailable)?,
+        jwks: row.try_get("jwks").map_err(unavailable)?,
+        jwks_uri: row.try_get("jwks_uri").map_err(unavailable)?,
+        request_uris: row.try_get("request_uris").map_err(unavailable)?,
+        allow_unsigned_request_objects: row
+            .try_get("allow_unsigned_request_objects")
+            .map_err(unavailable)?,
     };
     Client::try_from(raw)
 }
@@ -370,8 +376,9 @@ fn token_from_row(row: &PgRow) -> Result<AccessTokenRecord, StoreError> {
 
 const INSERT_CLIENT: &str =
     "INSERT INTO clients (id, secret_hash, name, org_number, redirect_uris, \
-     purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at, token_generation) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at, token_generation, \
+     jwks, jwks_uri, request_uris, allow_unsigned_request_objects) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 fn insert_client_query(
     row: &ClientRow,
@@ -389,6 +396,10 @@ fn insert_client_query(
         .bind(row.disabled)
         .bind(row.created_at)
         .bind(row.token_generation)
+        .bind(&row.jwks)
+        .bind(&row.jwks_uri)
+        .bind(&row.request_uris)
+        .bind(row.allow_unsigned_request_objects)
 }
 
 /// A code from its row joined with its consent's (see

@@ -188,6 +188,10 @@ fn client_row(row: &Row<'_>) -> rusqlite::Result<ClientRow> {
         disabled: row.get("disabled")?,
         created_at: row.get("created_at")?,
         token_generation: row.get("token_generation")?,
+        jwks: row.get("jwks")?,
+        jwks_uri: row.get("jwks_uri")?,
+        request_uris: row.get("request_uris")?,
+        allow_unsigned_request_objects: row.get("allow_unsigned_request_objects")?,
     })
 }
 
@@ -207,8 +211,9 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<AccessTokenRow> {
 fn insert_client_row(conn: &Connection, row: &ClientRow) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO clients (id, secret_hash, name, org_number, redirect_uris, \
-         purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at, token_generation) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         purposes, may_create_agreements, may_read_events, require_pkce, disabled, created_at, token_generation, \
+         jwks, jwks_uri, request_uris, allow_unsigned_request_objects) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -223,7 +228,11 @@ fn insert_client_row(conn: &Connection, row: &ClientRow) -> Result<(), StoreErro
             row.require_pkce,
             row.disabled,
             row.created_at,
-            row.token_generation
+            row.token_generation,
+            row.jwks,
+            row.jwks_uri,
+            row.request_uris,
+            row.allow_unsigned_request_objects
         ])
     })
     .db()?;

@@ -184,6 +184,7 @@ async fn ensure_sandbox_client(
         disabled: false,
         created_at: clock.now(),
         token_generation: 0,
+        request_objects: Default::default(),
     };
     let credentials = store.bootstrap_sandbox_client(&client, &secret).await?;
     tracing::info!(client_id = %credentials.client_id, "sandbox client ready");

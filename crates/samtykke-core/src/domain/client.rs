@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use super::{OrgNumber, RedirectUri};
+use super::{OrgNumber, RedirectUri, RequestObjectPolicy};
 
 /// A client identifier: 1–128 characters of `A-Z a-z 0-9 - . _ ~`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -179,6 +179,8 @@ pub struct Client {
     /// Sealed access tokens carry the generation they were issued in;
     /// disabling the client moves it on, which ends every earlier token.
     pub token_generation: i64,
+    /// Keys, `request_uri`s and `alg=none` for request objects (RFC 9101).
+    pub request_objects: RequestObjectPolicy,
 }
 
 impl Client {

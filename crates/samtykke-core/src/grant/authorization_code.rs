@@ -182,6 +182,7 @@ mod tests {
             disabled: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
             token_generation: 0,
+            request_objects: Default::default(),
         }
     }
 

@@ -1,20 +1,23 @@
-//! `GET /oauth2/auth` (RFC 6749 §4.1.1, SPEC §4): validates the request,
-//! starts a flow bound to this browser, and sends the individual to
-//! identification, or straight to the consent page when the browser has a
-//! live login session.
+//! `GET /oauth2/auth` (RFC 6749 §4.1.1, SPEC §4): validates the request
+//! (read from its request object when it has one, RFC 9101), starts a flow
+//! bound to this browser, and sends the individual to identification, or
+//! straight to the consent page when the browser has a live login session.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::authorize::{
-    self, AuthorizeErrorCode, AuthorizeRejection, ErrorPageReason, Prompt,
+    self, AuthorizationRequest, AuthorizeErrorCode, AuthorizeRejection, ErrorPageReason, Params,
+    Prompt, RequestSource,
 };
+use samtykke_core::domain::{Client, ClientKeys};
 use samtykke_core::flow;
 use samtykke_core::opaque::OpaqueToken;
+use samtykke_core::request_object::{self, Expected, RequestObjectError};
 
 use super::{
     browser_cookie, browser_session, error_page, error_redirect, negotiate, see_other,
-    set_browser_cookie, texts_for, Texts,
+    set_browser_cookie, texts_for, ReplyTo, Texts,
 };
 use crate::AppState;
 
@@ -24,7 +27,119 @@ fn page_reason_text(t: &'static Texts, reason: ErrorPageReason) -> &'static str 
         ErrorPageReason::MissingRedirectUri => t.missing_redirect_uri,
         ErrorPageReason::UnregisteredRedirectUri => t.bad_redirect_uri,
         ErrorPageReason::RepeatedParameter => t.repeated_parameter,
+        ErrorPageReason::InvalidRequestObject => t.bad_request_object,
     }
+}
+
+/// The answer to a refused request: an error page, or an error response to
+/// the verified redirect URI.
+fn refuse(state: &AppState, t: &'static Texts, rejection: AuthorizeRejection) -> Response {
+    match rejection {
+        AuthorizeRejection::ErrorPage(reason) => {
+            tracing::info!(
+                reason = reason.key(),
+                "authorization request refused with an error page"
+            );
+            error_page(
+                state,
+                t,
+                StatusCode::BAD_REQUEST,
+                page_reason_text(t, reason),
+            )
+        }
+        AuthorizeRejection::Redirect(r) => error_redirect(
+            state,
+            ReplyTo {
+                redirect_uri: &r.redirect_uri,
+                state: r.state.as_deref(),
+                mode: r.response_mode,
+                t,
+            },
+            r.error,
+            &r.description,
+        ),
+    }
+}
+
+/// Decides a request that came with a request object (by value, or fetched
+/// from its registered `request_uri`): verified against the client's keys
+/// (fetched from its `jwks_uri` when it has one), then decided on the
+/// object's parameters alone.
+async fn decide_by_request_object(
+    state: &AppState,
+    params: &Params,
+    client: &Client,
+    jwt: &str,
+) -> Result<AuthorizationRequest, AuthorizeRejection> {
+    let refuse = |description: &str| {
+        tracing::info!(
+            client_id = %client.id,
+            reason = description,
+            "request object refused"
+        );
+        authorize::request_object_rejection(
+            params,
+            client,
+            AuthorizeErrorCode::InvalidRequestObject,
+            description,
+        )
+    };
+    let now = state.clock.now();
+    let sandbox = state.settings.sandbox;
+    let policy = &client.request_objects;
+    let remote = match &policy.keys {
+        Some(ClientKeys::Remote(uri)) if request_object::is_signed(jwt) => Some(uri),
+        _ => None,
+    };
+    let mut fetched = match remote {
+        Some(uri) => Some(
+            state
+                .remote
+                .client_keys(uri, sandbox, now, false)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(client_id = %client.id, error = %e, "client jwks_uri failed");
+                    refuse("the client's keys could not be fetched from its jwks_uri")
+                })?,
+        ),
+        None => None,
+    };
+    let mut retried = false;
+    let object = loop {
+        let keys = match (&policy.keys, &fetched) {
+            (Some(ClientKeys::Inline(set)), _) => Some(set),
+            (_, Some(set)) => Some(&**set),
+            _ => None,
+        };
+        let expected = Expected {
+            client_id: &client.id,
+            issuer: &state.settings.issuer,
+            keys,
+            allow_unsigned: policy.allow_unsigned,
+            now,
+        };
+        match request_object::verify(jwt, &expected) {
+            Ok(object) => break object,
+            Err(RequestObjectError::UnknownKey) => match remote {
+                // The client may have rotated its keys: fetch them once more.
+                Some(uri) if !retried => {
+                    retried = true;
+                    fetched = Some(
+                        state
+                            .remote
+                            .client_keys(uri, sandbox, now, true)
+                            .await
+                            .map_err(|_| {
+                                refuse("the client's keys could not be fetched from its jwks_uri")
+                            })?,
+                    );
+                }
+                _ => return Err(refuse("no key of the client has the request object's kid")),
+            },
+            Err(RequestObjectError::Invalid(description)) => return Err(refuse(&description)),
+        }
+    };
+    authorize::decide_request_object(&object, client)
 }
 
 pub async fn get_authorize(
@@ -59,38 +174,36 @@ pub async fn get_authorize(
         },
         Err(_) => None,
     };
-    let request = match authorize::decide(&params, client.as_deref()) {
-        Ok(request) => request,
-        Err(AuthorizeRejection::ErrorPage(reason)) => {
-            tracing::info!(
-                reason = reason.key(),
-                "authorization request refused with an error page"
-            );
-            return error_page(
-                &state,
-                t,
-                StatusCode::BAD_REQUEST,
-                page_reason_text(t, reason),
-            );
+    let decided = match authorize::request_source(&params, client.as_deref()) {
+        Err(rejection) => Err(rejection),
+        Ok(RequestSource::Query) => authorize::decide(&params, client.as_deref()),
+        Ok(RequestSource::Value { client, jwt }) => {
+            decide_by_request_object(&state, &params, client, jwt).await
         }
-        Err(AuthorizeRejection::Redirect(r)) => {
-            return error_redirect(
-                &state,
-                &r.redirect_uri,
-                r.error,
-                &r.description,
-                r.state.as_deref(),
-            );
+        Ok(RequestSource::Reference { client, uri }) => {
+            match state.remote.fetch(uri, state.settings.sandbox).await {
+                Ok(jwt) => decide_by_request_object(&state, &params, client, &jwt).await,
+                Err(e) => {
+                    tracing::info!(client_id = %client.id, error = %e, "request_uri fetch failed");
+                    Err(authorize::request_object_rejection(
+                        &params,
+                        client,
+                        AuthorizeErrorCode::InvalidRequestUri,
+                        "the request_uri could not be fetched",
+                    ))
+                }
+            }
         }
     };
+    let request = match decided {
+        Ok(request) => request,
+        Err(rejection) => return refuse(&state, t, rejection),
+    };
+    // A request object's ui_locales count, not the query's.
+    let locale = negotiate(request.ui_locales.as_deref(), accept_language);
+    let t = texts_for(locale);
     let fail = |code: AuthorizeErrorCode, description: &str| {
-        error_redirect(
-            &state,
-            &request.redirect_uri,
-            code,
-            description,
-            Some(&request.state),
-        )
+        error_redirect(&state, ReplyTo::request(&request, t), code, description)
     };
     if !state.settings.sandbox {
         // Upstream OpenID Connect identification is not configured: there is

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::login::{admit, admit_form, client_and_csrf, Admitted, FlowQuery};
 use super::{
-    browser_session, error_page, error_redirect, field, html_page, origin_of, render, see_other,
-    with_query, Texts,
+    authorization_response, browser_session, error_page, error_redirect, field, html_page,
+    origin_of, render, ReplyTo, Texts,
 };
 use crate::AppState;
 
@@ -98,13 +98,7 @@ pub async fn post_consent(
         Err(page) => return page,
     };
     let redirect_error = |code: AuthorizeErrorCode, description: &str| {
-        error_redirect(
-            &state,
-            &flow.redirect_uri,
-            code,
-            description,
-            Some(&flow.state),
-        )
+        error_redirect(&state, ReplyTo::flow(&flow, t), code, description)
     };
     match field(&form, "decision") {
         Some("accept") => {}
@@ -161,16 +155,14 @@ pub async fn post_consent(
         Ok(true) => {
             state.metrics.consent_created(&consent);
             tracing::info!(client_id = %client.id, consent_id = %consent.id, "consent given; code issued");
-            let location = with_query(
-                &flow.redirect_uri,
+            authorization_response(
+                &state,
+                ReplyTo::flow(&flow, t),
                 &[
                     ("code", code.expose()),
                     ("scope", consent.purpose.scope_name()),
-                    ("state", &flow.state),
-                    ("iss", &state.settings.issuer),
                 ],
-            );
-            see_other(&location)
+            )
         }
         Ok(false) => error_page(&state, t, StatusCode::BAD_REQUEST, t.flow_finished),
         Err(e) => {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     browser_cookie, error_page, error_redirect, field, html_page, origin_of, page_form, render,
-    see_other, set_session_cookie, texts_for, Texts, NB,
+    see_other, set_session_cookie, texts_for, ReplyTo, Texts, NB,
 };
 use crate::identity::{IdentityProvider, LoginFailure, LoginStart};
 use crate::AppState;
@@ -274,13 +274,7 @@ pub async fn post_login(
     };
     let flow = &admitted.flow;
     let redirect_error = |code: AuthorizeErrorCode, description: &str| {
-        error_redirect(
-            &state,
-            &flow.redirect_uri,
-            code,
-            description,
-            Some(&flow.state),
-        )
+        error_redirect(&state, ReplyTo::flow(flow, admitted.t), code, description)
     };
     match identity.complete(&form, state.nin_policy()).await {
         Ok(nin) => {

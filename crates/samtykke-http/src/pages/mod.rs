@@ -1,7 +1,9 @@
 //! The pages an individual sees in the authorization-code flow (SPEC §4, §6):
 //! the authorization endpoint, identification (TestID in the sandbox), the
-//! consent page, and logout. Plain HTML and CSS served by us, no JavaScript,
-//! Norwegian bokmål by default and English on request.
+//! consent page, and logout. Plain HTML and CSS served by us, no JavaScript
+//! (but for the one hash-pinned line that submits a `form_post` response,
+//! which works without it too), Norwegian bokmål by default and English on
+//! request.
 
 pub mod authorize;
 pub mod consent;
@@ -13,9 +15,11 @@ use std::sync::OnceLock;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use minijinja::Environment;
-use samtykke_core::authorize::AuthorizeErrorCode;
-use samtykke_core::flow::{self, FlowSealKey, LoginSession};
+use samtykke_core::authorize::{AuthorizationRequest, AuthorizeErrorCode, ResponseMode};
+use samtykke_core::flow::{self, AuthFlow, FlowSealKey, LoginSession};
 use samtykke_core::opaque::OpaqueToken;
 use serde::Serialize;
 
@@ -34,6 +38,10 @@ fn environment() -> &'static Environment<'static> {
             ("login.html", include_str!("../../templates/login.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
             ("message.html", include_str!("../../templates/message.html")),
+            (
+                "form_post.html",
+                include_str!("../../templates/form_post.html"),
+            ),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "broken template");
@@ -56,16 +64,7 @@ pub(crate) fn render(name: &str, context: impl Serialize) -> Result<String, ()> 
 /// referrer, no caching; scripts and foreign resources are not allowed.
 /// `form_target` is the origin a form may end up redirecting to.
 pub(crate) fn page_headers(headers: &mut HeaderMap, form_target: Option<&str>) {
-    let form_action = match form_target {
-        Some(origin) => format!("'self' {origin}"),
-        None => "'self'".to_owned(),
-    };
-    let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
-    );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    set_content_security_policy(headers, form_target, None);
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
@@ -73,6 +72,30 @@ pub(crate) fn page_headers(headers: &mut HeaderMap, form_target: Option<&str>) {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// The `Content-Security-Policy` of a page: nothing foreign, forms only to
+/// ourselves and `form_target`, and scripts only the one whose
+/// `'sha256-…'` source is given (the `form_post` page's).
+fn set_content_security_policy(
+    headers: &mut HeaderMap,
+    form_target: Option<&str>,
+    script: Option<&str>,
+) {
+    let form_action = match form_target {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_owned(),
+    };
+    let script_src = match script {
+        Some(source) => format!("script-src {source}; "),
+        None => String::new(),
+    };
+    let csp = format!(
+        "default-src 'none'; {script_src}style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
 }
 
 /// An HTML page with the page security headers.
@@ -163,25 +186,146 @@ pub(crate) fn with_query(redirect_uri: &str, params: &[(&str, &str)]) -> String 
     url.to_string()
 }
 
-/// The error redirect of SPEC §4: `error`, `error_description`, `state`
-/// (when there was one) and `iss` (RFC 9207).
+/// `redirect_uri` with `params` as its fragment (response_mode=fragment).
+/// Registered redirect URIs never have a fragment of their own.
+pub(crate) fn with_fragment(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return redirect_uri.to_owned();
+    };
+    let fragment = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    url.set_fragment(Some(&fragment));
+    url.to_string()
+}
+
+/// Where, and how, an authorization response goes: the verified redirect
+/// URI, the request's `state` (if usable), the response mode, and the
+/// language of a `form_post` page.
+#[derive(Clone, Copy)]
+pub(crate) struct ReplyTo<'a> {
+    pub redirect_uri: &'a str,
+    pub state: Option<&'a str>,
+    pub mode: ResponseMode,
+    pub t: &'static Texts,
+}
+
+impl<'a> ReplyTo<'a> {
+    pub(crate) fn request(request: &'a AuthorizationRequest, t: &'static Texts) -> Self {
+        Self {
+            redirect_uri: &request.redirect_uri,
+            state: Some(&request.state),
+            mode: request.response_mode,
+            t,
+        }
+    }
+
+    pub(crate) fn flow(flow: &'a AuthFlow, t: &'static Texts) -> Self {
+        Self {
+            redirect_uri: &flow.redirect_uri,
+            state: Some(&flow.state),
+            mode: flow.response_mode,
+            t,
+        }
+    }
+}
+
+/// An authorization response (RFC 6749 §4.1.2, §4.1.2.1): `params`, then
+/// `state` (when there was one) and `iss` (RFC 9207), in the response
+/// mode: a 303 with them in the query or the fragment, or a page that
+/// posts them (`form_post`).
+pub(crate) fn authorization_response(
+    state: &AppState,
+    to: ReplyTo<'_>,
+    params: &[(&str, &str)],
+) -> Response {
+    let mut all = params.to_vec();
+    if let Some(s) = to.state {
+        all.push(("state", s));
+    }
+    all.push(("iss", state.settings.issuer.as_str()));
+    match to.mode {
+        ResponseMode::Query => see_other(&with_query(to.redirect_uri, &all)),
+        ResponseMode::Fragment => see_other(&with_fragment(to.redirect_uri, &all)),
+        ResponseMode::FormPost => form_post(state, to, &all),
+    }
+}
+
+/// The error response of SPEC §4: `error`, `error_description`, `state`
+/// (when there was one) and `iss` (RFC 9207), in the response mode.
 pub(crate) fn error_redirect(
     state: &AppState,
-    redirect_uri: &str,
+    to: ReplyTo<'_>,
     error: AuthorizeErrorCode,
     description: &str,
-    request_state: Option<&str>,
 ) -> Response {
-    let mut params = vec![
-        ("error", error.as_str()),
-        ("error_description", description),
-    ];
-    if let Some(s) = request_state {
-        params.push(("state", s));
+    tracing::info!(
+        error = error.as_str(),
+        response_mode = to.mode.as_str(),
+        "authorization error redirect"
+    );
+    authorization_response(
+        state,
+        to,
+        &[
+            ("error", error.as_str()),
+            ("error_description", description),
+        ],
+    )
+}
+
+/// The one script of the `form_post` page. The CSP allows exactly this
+/// text (by its hash); without JavaScript the visible button submits.
+const FORM_POST_SCRIPT: &str = r#"document.getElementById("response").submit();"#;
+
+/// The CSP source (`'sha256-…'`) of [`FORM_POST_SCRIPT`].
+fn form_post_script_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(FORM_POST_SCRIPT.as_bytes());
+        format!("'sha256-{}'", STANDARD.encode(digest))
+    })
+}
+
+#[derive(Serialize)]
+struct FormPostContext<'a> {
+    t: &'static Texts,
+    title: &'static str,
+    sandbox: bool,
+    issuer: &'a str,
+    action: &'a str,
+    fields: &'a [(&'a str, &'a str)],
+    script: &'static str,
+}
+
+/// OAuth 2.0 Form Post Response Mode: a page whose form posts `params` to
+/// the redirect URI, submitted by the browser at once (or by the
+/// individual, without JavaScript). Every value is HTML-escaped.
+fn form_post(state: &AppState, to: ReplyTo<'_>, params: &[(&str, &str)]) -> Response {
+    let t = to.t;
+    let context = FormPostContext {
+        t,
+        title: t.form_post_title,
+        sandbox: state.settings.sandbox,
+        issuer: &state.settings.issuer,
+        action: to.redirect_uri,
+        fields: params,
+        script: FORM_POST_SCRIPT,
+    };
+    match render("form_post.html", context) {
+        Ok(body) => {
+            let origin = origin_of(to.redirect_uri);
+            let mut response = html_page(StatusCode::OK, body, origin.as_deref());
+            set_content_security_policy(
+                response.headers_mut(),
+                origin.as_deref(),
+                Some(form_post_script_source()),
+            );
+            response
+        }
+        Err(()) => error_page(state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail),
     }
-    params.push(("iss", state.settings.issuer.as_str()));
-    tracing::info!(error = error.as_str(), "authorization error redirect");
-    see_other(&with_query(redirect_uri, &params))
 }
 
 /// The origin (`scheme://host[:port]`) of a URI, for the CSP `form-action`.
@@ -342,7 +486,13 @@ mod tests {
     #[test]
     fn every_template_parses() {
         let env = environment();
-        for name in ["base.html", "login.html", "consent.html", "message.html"] {
+        for name in [
+            "base.html",
+            "login.html",
+            "consent.html",
+            "message.html",
+            "form_post.html",
+        ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
     }
@@ -359,6 +509,22 @@ mod tests {
         assert_eq!(
             origin_of("https://bank.example:8443/cb?x").as_deref(),
             Some("https://bank.example:8443")
+        );
+        assert_eq!(
+            with_fragment(
+                "https://bank.example/cb?a=1",
+                &[("code", "x y"), ("state", "s&t")]
+            ),
+            "https://bank.example/cb?a=1#code=x+y&state=s%26t"
+        );
+    }
+
+    #[test]
+    fn the_form_post_script_source_is_the_hash_of_the_script() {
+        // printf %s "$FORM_POST_SCRIPT" | openssl dgst -sha256 -binary | base64
+        assert_eq!(
+            form_post_script_source(),
+            "'sha256-mQ2oGECEQvP+Nu+by0UKX2wmZ+b33NETq1RQ2wOEDw0='"
         );
     }
 }

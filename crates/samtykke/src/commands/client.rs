@@ -5,7 +5,8 @@ use std::io::Write;
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use samtykke_core::domain::{
-    Client, ClientId, ClientName, ClientSecret, OrgNumber, Purpose, RedirectUri,
+    Client, ClientId, ClientKeySet, ClientKeys, ClientName, ClientSecret, FetchUri, OrgNumber,
+    Purpose, RedirectUri, RequestObjectPolicy,
 };
 use samtykke_core::store::{Store, StoreError};
 use samtykke_core::{Clock, SystemClock};
@@ -73,6 +74,21 @@ pub struct CreateArgs {
     /// Must use PKCE (S256) in the authorization-code flow
     #[arg(long)]
     pub require_pkce: bool,
+    /// URL of the client's JWK set, to verify its signed request objects
+    /// (https; http only on a loopback host, for sandbox tests)
+    #[arg(long, value_name = "URL", conflicts_with = "jwks")]
+    pub jwks_uri: Option<String>,
+    /// The client's public JWK set for signed request objects, as JSON or
+    /// @FILE (RSA keys for RS256, P-256 keys for ES256)
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub jwks: Option<String>,
+    /// A request_uri the client may send (repeatable; exact match; the only
+    /// URIs the server fetches request objects from)
+    #[arg(long = "request-uri", value_name = "URL")]
+    pub request_uris: Vec<String>,
+    /// Accept unsigned (alg=none) request objects from the client
+    #[arg(long)]
+    pub allow_unsigned_request_objects: bool,
     /// Print {"client_id": …, "client_secret": …} for scripts
     #[arg(long)]
     pub json: bool,
@@ -97,6 +113,7 @@ pub fn new_client(args: &CreateArgs, clock: &dyn Clock) -> anyhow::Result<(Clien
         .collect();
     purposes.sort();
     purposes.dedup();
+    let request_objects = request_object_policy(args)?;
     let secret = ClientSecret::generate();
     let client = Client {
         id: ClientId::generate(),
@@ -111,8 +128,48 @@ pub fn new_client(args: &CreateArgs, clock: &dyn Clock) -> anyhow::Result<(Clien
         disabled: false,
         created_at: clock.now(),
         token_generation: 0,
+        request_objects,
     };
     Ok((client, secret))
+}
+
+/// `--jwks`, `--jwks-uri`, `--request-uri` and
+/// `--allow-unsigned-request-objects`.
+fn request_object_policy(args: &CreateArgs) -> anyhow::Result<RequestObjectPolicy> {
+    let keys = match (&args.jwks, &args.jwks_uri) {
+        (Some(_), Some(_)) => return Err(anyhow!("give either --jwks or --jwks-uri, not both")),
+        (Some(jwks), None) => {
+            let json = match jwks.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("--jwks: cannot read {path}"))?,
+                None => jwks.clone(),
+            };
+            Some(ClientKeys::Inline(
+                ClientKeySet::parse_registered(&json).context("--jwks")?,
+            ))
+        }
+        (None, Some(uri)) => Some(ClientKeys::Remote(
+            FetchUri::parse(uri).with_context(|| format!("--jwks-uri {uri}"))?,
+        )),
+        (None, None) => None,
+    };
+    let mut request_uris = args
+        .request_uris
+        .iter()
+        .map(|u| FetchUri::parse(u).with_context(|| format!("--request-uri {u}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    request_uris.dedup();
+    let policy = RequestObjectPolicy {
+        keys,
+        request_uris,
+        allow_unsigned: args.allow_unsigned_request_objects,
+    };
+    if !policy.request_uris.is_empty() && !policy.accepts_request_objects() {
+        return Err(anyhow!(
+            "--request-uri needs --jwks, --jwks-uri or --allow-unsigned-request-objects"
+        ));
+    }
+    Ok(policy)
 }
 
 fn parse_id(id: &str) -> anyhow::Result<ClientId> {
@@ -136,6 +193,16 @@ fn client_json(c: &Client) -> serde_json::Value {
         "agreement": c.may_create_agreements,
         "events": c.may_read_events,
         "require_pkce": c.require_pkce,
+        "jwks": match &c.request_objects.keys {
+            Some(ClientKeys::Inline(set)) => serde_json::from_str(&set.to_json()).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        },
+        "jwks_uri": match &c.request_objects.keys {
+            Some(ClientKeys::Remote(uri)) => Some(uri.as_str()),
+            _ => None,
+        },
+        "request_uris": c.request_objects.request_uris.iter().map(FetchUri::as_str).collect::<Vec<_>>(),
+        "allow_unsigned_request_objects": c.request_objects.allow_unsigned,
         "disabled": c.disabled,
         "created_at": c.created_at.unix_timestamp(),
     })
@@ -165,6 +232,24 @@ fn write_client(out: &mut dyn Write, c: &Client) -> std::io::Result<()> {
     writeln!(out, "agreement      {}", c.may_create_agreements)?;
     writeln!(out, "events         {}", c.may_read_events)?;
     writeln!(out, "require_pkce   {}", c.require_pkce)?;
+    let keys = match &c.request_objects.keys {
+        Some(ClientKeys::Inline(set)) => format!("{} registered", set.len()),
+        Some(ClientKeys::Remote(uri)) => uri.to_string(),
+        None => "-".to_owned(),
+    };
+    writeln!(out, "jwks           {keys}")?;
+    writeln!(
+        out,
+        "request_uris   {}",
+        list(
+            c.request_objects
+                .request_uris
+                .iter()
+                .map(FetchUri::as_str)
+                .collect()
+        )
+    )?;
+    writeln!(out, "alg_none       {}", c.request_objects.allow_unsigned)?;
     writeln!(
         out,
         "status         {}",

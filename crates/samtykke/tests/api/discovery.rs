@@ -73,7 +73,7 @@ engine_tests! {
             assert_eq!(doc["userinfo_endpoint"], app.url("/userinfo"));
             assert_eq!(doc["end_session_endpoint"], app.url("/oauth2/sessions/logout"));
             assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
-            assert_eq!(doc["response_modes_supported"], serde_json::json!(["query"]));
+            assert_eq!(doc["response_modes_supported"], serde_json::json!(["query", "fragment", "form_post"]));
             assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
             assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
             assert_eq!(doc["token_endpoint_auth_methods_supported"], serde_json::json!(["client_secret_basic"]));
@@ -93,6 +93,16 @@ engine_tests! {
         let oidc = get_json(&app, "/.well-known/openid-configuration").await;
         assert_eq!(oidc["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
         assert_eq!(oidc["subject_types_supported"], serde_json::json!(["pairwise"]));
+        // Request objects (tests/api/request_objects.rs): by value, by a
+        // registered request_uri, RS256, ES256, and none where the client is
+        // registered for it.
+        assert_eq!(oidc["request_parameter_supported"], true);
+        assert_eq!(oidc["request_uri_parameter_supported"], true);
+        assert_eq!(oidc["require_request_uri_registration"], true);
+        assert_eq!(oidc["request_object_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256", "none"]));
+        // /userinfo answers plain JSON, never a signed JWT.
+        assert_eq!(oidc["userinfo_signing_alg_values_supported"], serde_json::json!(["none"]));
+        assert_eq!(oidc["claims_parameter_supported"], false);
         for claim in ["pid", "consent_id", "nonce", "sub"] {
             assert!(oidc["claims_supported"].as_array().unwrap().iter().any(|c| c == claim), "{claim}");
         }

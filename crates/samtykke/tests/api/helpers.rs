@@ -557,3 +557,136 @@ pub async fn redeem(app: &TestApp, code: &str, extra: &[(&str, &str)]) -> reqwes
         .await
         .unwrap()
 }
+
+/// What a [`StubServer`] answers on a path.
+#[derive(Clone)]
+struct StubAnswer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+#[derive(Default)]
+struct StubState {
+    answers: std::collections::HashMap<String, StubAnswer>,
+    hits: std::collections::HashMap<String, usize>,
+    posts: Vec<(String, Vec<(String, String)>)>,
+}
+
+/// A client's own web server on loopback, as far as Samtykke talks to it or
+/// sends a browser there: it serves what the test sets per path (a JWK set,
+/// a request object), counts the requests per path, and keeps every form
+/// posted to it (a `form_post` response).
+pub struct StubServer {
+    pub base: String,
+    state: Arc<std::sync::Mutex<StubState>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl StubServer {
+    pub async fn start() -> Self {
+        use axum::body::Bytes;
+        use axum::extract::State;
+        use axum::http::{Method, StatusCode, Uri};
+        use axum::response::IntoResponse;
+
+        async fn answer(
+            State(state): State<Arc<std::sync::Mutex<StubState>>>,
+            method: Method,
+            uri: Uri,
+            body: Bytes,
+        ) -> axum::response::Response {
+            let path = uri.path().to_owned();
+            let mut s = state.lock().unwrap();
+            *s.hits.entry(path.clone()).or_default() += 1;
+            if method == Method::POST {
+                let form = url::form_urlencoded::parse(&body)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                s.posts.push((path.clone(), form));
+            }
+            match s.answers.get(&path).cloned() {
+                Some(a) => {
+                    let mut response =
+                        (StatusCode::from_u16(a.status).unwrap(), a.body).into_response();
+                    for (k, v) in a.headers {
+                        response.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                            v.parse().unwrap(),
+                        );
+                    }
+                    response
+                }
+                None if method == Method::POST => (StatusCode::OK, "received").into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+
+        let state = Arc::new(std::sync::Mutex::new(StubState::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = axum::Router::new()
+            .fallback(answer)
+            .with_state(Arc::clone(&state));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self {
+            base,
+            state,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Answers GET `path` with `status` and `body`.
+    pub fn serve(&self, path: &str, status: u16, body: &str) {
+        self.serve_with(path, status, &[], body);
+    }
+
+    pub fn serve_with(&self, path: &str, status: u16, headers: &[(&str, &str)], body: &str) {
+        self.state.lock().unwrap().answers.insert(
+            path.to_owned(),
+            StubAnswer {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                body: body.to_owned(),
+            },
+        );
+    }
+
+    /// How many requests reached `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every form posted so far: (path, fields).
+    pub fn posts(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.state.lock().unwrap().posts.clone()
+    }
+}
+
+/// The parameters of a URL's fragment.
+pub fn fragment_of(url: &str) -> std::collections::HashMap<String, String> {
+    let parsed = url::Url::parse(url).expect("absolute URL");
+    url::form_urlencoded::parse(parsed.fragment().unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}

@@ -23,5 +23,7 @@ mod introspect_revoke;
 mod metrics;
 mod openapi;
 mod operations;
+mod request_objects;
+mod response_modes;
 mod store_contract;
 mod token;

@@ -34,6 +34,7 @@ fn client(name: &str) -> (Client, ClientSecret) {
         disabled: false,
         created_at: at(0),
         token_generation: 0,
+        request_objects: Default::default(),
     };
     (client, secret)
 }
