@@ -215,6 +215,25 @@ impl Browser {
     }
 
     /// Waits until the browser's URL starts with `prefix`.
+    /// Runs a flow with `response_mode=mode` to the consent page and there
+    /// clicks `decision` (accept or deny).
+    async fn decide_in_mode(
+        &self,
+        app: &TestApp,
+        callback: &CallbackServer,
+        mode: &str,
+        decision: &str,
+    ) {
+        let url = auth_url(app, &callback.redirect_uri(), &[("response_mode", mode)]);
+        self.goto(&url).await;
+        self.wait_for_url(&app.url("/oauth2/login?flow=")).await;
+        self.type_into("#nin", PERSON).await;
+        self.click("button[name=action][value=login]").await;
+        self.wait_for_url(&app.url("/oauth2/consent?flow=")).await;
+        self.click(&format!("button[name=decision][value={decision}]"))
+            .await;
+    }
+
     async fn wait_for_url(&self, prefix: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
@@ -352,8 +371,11 @@ impl Drop for PartialBrowser {
 /// One request that reached the callback server.
 #[derive(Debug)]
 struct Hit {
+    method: String,
     path: String,
     query: String,
+    /// The body of a POST (a `form_post` response), as sent.
+    body: String,
 }
 
 /// The integrator's side: a tiny HTTP server on 127.0.0.1:0 that records
@@ -380,19 +402,40 @@ impl CallbackServer {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    let head = String::from_utf8_lossy(&buf);
-                    let target = head
+                    let head_end = buf
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(buf.len(), |p| p + 4);
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let length: usize = head
                         .lines()
-                        .next()
-                        .and_then(|l| l.split(' ').nth(1))
-                        .unwrap_or("")
-                        .to_owned();
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                        .unwrap_or(0)
+                        .min(65536);
+                    let mut body = buf[head_end..].to_vec();
+                    while body.len() < length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => body.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let mut request_line = head.lines().next().unwrap_or("").split(' ');
+                    let method = request_line.next().unwrap_or("").to_owned();
+                    let target = request_line.next().unwrap_or("").to_owned();
                     let (path, query) = match target.split_once('?') {
                         Some((p, q)) => (p.to_owned(), q.to_owned()),
                         None => (target.clone(), String::new()),
                     };
                     let found = path == "/callback";
-                    let _ = tx.send(Hit { path, query });
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    let _ = tx.send(Hit {
+                        method,
+                        path,
+                        query,
+                        body,
+                    });
                     let (status, body) = if found {
                         ("200 OK", "<!doctype html><html lang=\"en\"><title>Bank</title><h1 id=\"received\">Callback received</h1></html>")
                     } else {
@@ -417,6 +460,28 @@ impl CallbackServer {
     /// The decoded query of the next `GET /callback` (other requests, such
     /// as a favicon, are skipped).
     async fn next_callback(&mut self) -> Vec<(String, String)> {
+        let hit = self.next_hit_at_callback().await;
+        assert_eq!(hit.method, "GET", "{hit:?}");
+        url::form_urlencoded::parse(hit.query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    /// The decoded form body of the next `POST /callback` (a `form_post`
+    /// response), which must have no query.
+    async fn next_posted_callback(&mut self) -> Vec<(String, String)> {
+        let hit = self.next_hit_at_callback().await;
+        assert_eq!(
+            (hit.method.as_str(), hit.query.as_str()),
+            ("POST", ""),
+            "{hit:?}"
+        );
+        url::form_urlencoded::parse(hit.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    async fn next_hit_at_callback(&mut self) -> Hit {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let hit = tokio::time::timeout_at(deadline, self.hits.recv())
@@ -424,9 +489,7 @@ impl CallbackServer {
                 .expect("no request reached the callback server")
                 .expect("callback server");
             if hit.path == "/callback" {
-                return url::form_urlencoded::parse(hit.query.as_bytes())
-                    .into_owned()
-                    .collect();
+                return hit;
             }
         }
     }
@@ -614,6 +677,36 @@ engine_tests! {
         let pairs = callback.next_callback().await;
         assert_error_callback(&app, &pairs, "login_cancelled");
         browser.wait_for_url(&format!("{}?", callback.redirect_uri())).await;
+        browser.close().await;
+    }
+
+    async fn browser_form_post_mode_posts_the_code_to_the_callback_by_itself(app) {
+        let Some(browser) = Browser::start().await else { return };
+        let mut callback = CallbackServer::start().await;
+        browser.decide_in_mode(&app, &callback, "form_post", "accept").await;
+        // The page's script (allowed by its CSP hash) submits the form: no
+        // click, and the browser ends on the bank's page.
+        let pairs = callback.next_posted_callback().await;
+        assert_eq!(param(&pairs, "state"), Some(STATE), "{pairs:?}");
+        assert_eq!(param(&pairs, "iss"), Some(app.base.as_str()), "{pairs:?}");
+        let code = param(&pairs, "code").expect("code").to_owned();
+        browser.wait_for("#received").await;
+        assert_eq!(browser.url().await, callback.redirect_uri());
+        let token = crate::helpers::redeem(&app, &code, &[("redirect_uri", &callback.redirect_uri())]).await;
+        assert_eq!(token.status(), 200);
+        browser.close().await;
+    }
+
+    async fn browser_fragment_mode_returns_the_code_in_the_fragment(app) {
+        let Some(browser) = Browser::start().await else { return };
+        let mut callback = CallbackServer::start().await;
+        browser.decide_in_mode(&app, &callback, "fragment", "deny").await;
+        // The fragment stays in the browser: the bank's server sees none of it.
+        assert_eq!(callback.next_callback().await, Vec::<(String, String)>::new());
+        let url = browser.wait_for_url(&format!("{}#", callback.redirect_uri())).await;
+        let fragment = url.split_once('#').unwrap().1;
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(fragment.as_bytes()).into_owned().collect();
+        assert_error_callback(&app, &pairs, "consent_denied");
         browser.close().await;
     }
 
