@@ -15,6 +15,7 @@ mod metrics;
 mod oauth;
 mod pages;
 mod router;
+pub mod token_keys;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,6 +60,9 @@ pub struct AppState {
     pub(crate) identity: Option<Arc<dyn IdentityProvider>>,
     secrets: Arc<tokio::sync::OnceCell<ServerSecrets>>,
     signer: Arc<Mutex<Option<(IdTokenSigner, Instant)>>>,
+    /// The access-token keys as this process read them last; reach them
+    /// through [`AppState::token_keys`].
+    token_key_cache: Arc<token_keys::TokenKeyCache>,
     /// This server's Prometheus metrics (`GET /metrics`).
     pub(crate) metrics: Arc<metrics::Metrics>,
     /// Clients read lately; reach them through [`AppState::client`].
@@ -71,8 +75,6 @@ pub(crate) struct ServerSecrets {
     pub pairwise_salt: Vec<u8>,
     /// Keys the CSRF tokens of the pages.
     pub csrf_key: Vec<u8>,
-    /// Seals client-credentials access tokens.
-    pub access_token_key: Vec<u8>,
     /// Seals the authorization flows' state (see `samtykke_core::flow`).
     pub flow_key: samtykke_core::flow::FlowSealKey,
 }
@@ -98,6 +100,7 @@ impl AppState {
             identity: None,
             secrets: Arc::new(tokio::sync::OnceCell::new()),
             signer: Arc::new(Mutex::new(None)),
+            token_key_cache: Arc::default(),
             metrics: Arc::new(metrics::Metrics::new()),
             clients: Arc::new(client_cache::ClientCache::default()),
         }
@@ -132,11 +135,6 @@ impl AppState {
                     .server_secret("csrf_key", candidate.expose().as_bytes())
                     .await?;
                 let candidate = OpaqueToken::generate();
-                let access_token_key = self
-                    .store
-                    .server_secret("access_token_key", candidate.expose().as_bytes())
-                    .await?;
-                let candidate = OpaqueToken::generate();
                 let flow_secret = self
                     .store
                     .server_secret("flow_key", candidate.expose().as_bytes())
@@ -144,7 +142,6 @@ impl AppState {
                 Ok(ServerSecrets {
                     pairwise_salt,
                     csrf_key,
-                    access_token_key,
                     flow_key: samtykke_core::flow::FlowSealKey::derive(&flow_secret),
                 })
             })

@@ -139,7 +139,7 @@ engine_tests! {
         let expires_in = body["expires_in"].as_i64().unwrap();
         assert!((590..=599).contains(&expires_in), "a token never outlives its 10-minute consent: {expires_in}");
         let token = body["access_token"].as_str().unwrap();
-        assert!(token.starts_with("sc1."), "a sealed token: issuing it stores nothing");
+        assert!(token.starts_with("sc2."), "a sealed token: issuing it stores nothing");
         assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 200);
         assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 403, "single use");
         let userinfo = app.get_bearer("/userinfo", token).await;
