@@ -1,5 +1,5 @@
 //! Sealing and opening an access token, the `sc2.` format (binary claims
-//! under XChaCha20-Poly1305) against the `sc1.` format it replaced (JSON
+//! under AES-256-GCM-SIV) against the `sc1.` format it replaced (JSON
 //! claims under HMAC-SHA256), in one process, rounds interleaved:
 //!
 //! ```sh

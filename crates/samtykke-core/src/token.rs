@@ -1,8 +1,9 @@
 //! Access tokens, in two kinds:
 //!
 //! * **Sealed** (what both grants issue): the claims themselves, encrypted
-//!   and authenticated with XChaCha20-Poly1305 under a server key shared by
-//!   every process: `sc2.` + base64url(key id ‖ nonce ‖ ciphertext ‖ tag).
+//!   and authenticated with AES-256-GCM-SIV (RFC 8452) under a server key
+//!   shared by every process: `sc2.` + base64url(key id ‖ nonce ‖
+//!   ciphertext ‖ tag).
 //!   Nothing in the token is readable without the key (the contract calls
 //!   access tokens opaque), and issuing one writes nothing; the database
 //!   keeps only what revokes it (a revoked-token row under the token's
@@ -18,10 +19,10 @@
 
 use std::fmt;
 
+use aes_gcm_siv::aead::AeadInOut;
+use aes_gcm_siv::{Aes256GcmSiv, KeyInit, Nonce, Tag};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -67,9 +68,12 @@ impl AccessToken {
 /// version.
 pub const SEALED_PREFIX: &str = "sc2.";
 
-/// Bytes of the nonce: XChaCha20's 192 bits, random for every token (far
-/// too many to ever repeat, so no coordination between processes).
-const NONCE_LEN: usize = 24;
+/// Bytes of the nonce: 96 bits, random for every token. AES-GCM-SIV is
+/// nonce-misuse resistant: even a repeated nonce reveals no more than that
+/// two tokens are identical (RFC 8452 §9), so random nonces from every
+/// process, without coordination, are safe for far more tokens than a key
+/// will ever seal.
+const NONCE_LEN: usize = 12;
 /// Bytes of the Poly1305 tag.
 const TAG_LEN: usize = 16;
 /// Bytes before the ciphertext: the key id and the nonce.
@@ -79,7 +83,7 @@ const HEADER_LEN: usize = 1 + NONCE_LEN;
 const MAX_SEALED_LEN: usize = 512;
 /// The HKDF `info` of the access-token keys, so that the stored secret is
 /// never used as a key itself.
-const KEY_INFO: &[u8] = b"samtykke access token sc2 xchacha20poly1305";
+const KEY_INFO: &[u8] = b"samtykke access token sc2 aes-256-gcm-siv";
 
 /// The server secret that keys the MAC of `sc1.` tokens. The access-token
 /// keys are stored under this name, a dot and their number
@@ -115,7 +119,7 @@ pub fn new_key_secret() -> [u8; 32] {
 #[derive(Clone)]
 pub struct TokenKey {
     number: u32,
-    cipher: XChaCha20Poly1305,
+    cipher: Aes256GcmSiv,
 }
 
 impl TokenKey {
@@ -127,7 +131,7 @@ impl TokenKey {
         let _ = hkdf::Hkdf::<Sha256>::new(None, secret).expand(KEY_INFO, &mut key);
         Self {
             number,
-            cipher: XChaCha20Poly1305::new(&key.into()),
+            cipher: Aes256GcmSiv::new(&key.into()),
         }
     }
 
@@ -223,9 +227,9 @@ impl TokenKeys {
         };
         let mut bytes = Vec::with_capacity(HEADER_LEN + 96 + TAG_LEN);
         bytes.push(self.active.id());
-        // The nonce only has to be unpredictable and never repeat: 192 bits
-        // from the thread's CSPRNG (seeded from the OS) save a system call
-        // per token. Being random, it also makes every token unique.
+        // 96 bits from the thread's CSPRNG (seeded from the OS) save a
+        // system call per token. Being random, the nonce also makes every
+        // token unique (they used to carry a random id for that).
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         bytes.extend_from_slice(&nonce);
@@ -235,11 +239,7 @@ impl TokenKeys {
         let tag = self
             .active
             .cipher
-            .encrypt_inout_detached(
-                &XNonce::from(nonce),
-                &aad,
-                (&mut bytes[HEADER_LEN..]).into(),
-            )
+            .encrypt_inout_detached(&Nonce::from(nonce), &aad, (&mut bytes[HEADER_LEN..]).into())
             .unwrap_or_default();
         bytes.extend_from_slice(&tag);
         let mut text = String::with_capacity(SEALED_PREFIX.len() + bytes.len() * 4 / 3 + 3);
@@ -274,7 +274,7 @@ impl TokenKeys {
             .flatten()
             .find(|k| k.id() == id)
             .ok_or(UnsealError::UnknownKey)?;
-        let nonce = XNonce::try_from(&bytes[1..HEADER_LEN]).map_err(|_| UnsealError::Invalid)?;
+        let nonce = Nonce::try_from(&bytes[1..HEADER_LEN]).map_err(|_| UnsealError::Invalid)?;
         let tag_at = bytes.len() - TAG_LEN;
         let tag = Tag::try_from(&bytes[tag_at..]).map_err(|_| UnsealError::Invalid)?;
         let message = &mut bytes[HEADER_LEN..tag_at];
@@ -540,8 +540,8 @@ mod tests {
         let (other, _) = sealed(&keys);
         assert_ne!(token, other, "every token has its own random nonce");
         assert_ne!(record.hash, other.hash());
-        // 4 + base64(1 + 24 + 26 + 3 + 16 + 16 + 16) = 4 + 136.
-        assert_eq!(token.expose().len(), 140);
+        // 4 + base64(1 + 12 + 26 + 3 + 16 + 16 + 16) = 4 + 120.
+        assert_eq!(token.expose().len(), 124);
         assert!(format!("{keys:?}").contains("***"));
         assert!(!format!("{keys:?}").contains("secret"));
     }

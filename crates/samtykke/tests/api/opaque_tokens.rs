@@ -1,5 +1,5 @@
 //! Access tokens are opaque (issue 19 item 12): both grants issue `sc2.`
-//! tokens, whose claims are encrypted and authenticated (XChaCha20-Poly1305)
+//! tokens, whose claims are encrypted and authenticated (AES-256-GCM-SIV)
 //! under a key that rotates; nothing of them is readable, and they work at
 //! the APIs, introspection and revocation as before, across a key rotation
 //! and across processes. `sc1.` tokens issued before the upgrade keep
