@@ -3,7 +3,7 @@
 //! Versions up to 0.1 issued it; the server now only issues `sc2.` (see
 //! [`super`]) and still opens `sc1.` tokens with the server secret
 //! `access_token_key`, so that those issued before an upgrade keep working
-//! for the rest of their lifetime (an hour at most). This module can go
+//! for the rest of their lifetime (an hour by default). This module can go
 //! once no server issues `sc1.` tokens any more.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
