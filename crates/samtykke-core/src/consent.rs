@@ -143,6 +143,15 @@ impl ConsentId {
         }
         uuid::Uuid::try_parse(input).ok().map(Self)
     }
+
+    /// The UUID's 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(uuid::Uuid::from_bytes(bytes))
+    }
 }
 
 impl fmt::Display for ConsentId {

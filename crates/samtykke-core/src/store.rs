@@ -258,6 +258,12 @@ pub trait Store: Send + Sync + 'static {
     /// The secret stored under `name`, storing `candidate` first if there is
     /// none yet (atomically across processes).
     async fn server_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Every secret whose name starts with `prefix` (compared as text, not
+    /// as a pattern), as (name, value), in no particular order.
+    async fn server_secrets_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     // --- signing keys ------------------------------------------------------
 

@@ -2,7 +2,7 @@
 //! (see [`samtykke_core::token`]).
 
 use samtykke_core::store::StoreError;
-use samtykke_core::token::{self, AccessToken, AccessTokenRecord};
+use samtykke_core::token::{AccessToken, AccessTokenRecord, UnsealError};
 
 use crate::AppState;
 
@@ -69,7 +69,13 @@ pub(crate) async fn resolve_unchecked(
         let found = state.store.find_access_token(&token.hash()).await?;
         return Ok(found.map(Resolved::Checked));
     }
-    let key = &state.secrets().await?.access_token_key;
-    Ok(token::unseal(key, &token)
+    let mut opened = state.token_keys().await?.unseal(&token);
+    if opened == Err(UnsealError::UnknownKey) {
+        // Perhaps a key another process seals with since this one last
+        // read the keys (see [`crate::token_keys`]).
+        opened = state.token_keys_after_unknown_key().await?.unseal(&token);
+    }
+    Ok(opened
+        .ok()
         .map(|(record, generation)| Resolved::Sealed { record, generation }))
 }

@@ -16,6 +16,7 @@ mod oauth;
 mod pages;
 mod remote;
 mod router;
+pub mod token_keys;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,6 +72,9 @@ pub struct AppState {
     pub(crate) identity: Option<Arc<dyn IdentityProvider>>,
     secrets: Arc<tokio::sync::OnceCell<ServerSecrets>>,
     signer: Arc<Mutex<Option<(IdTokenSigner, Instant)>>>,
+    /// The access-token keys as this process read them last; reach them
+    /// through [`AppState::token_keys`].
+    token_key_cache: Arc<token_keys::TokenKeyCache>,
     /// This server's Prometheus metrics (`GET /metrics`).
     pub(crate) metrics: Arc<metrics::Metrics>,
     /// Clients read lately; reach them through [`AppState::client`].
@@ -85,8 +89,6 @@ pub(crate) struct ServerSecrets {
     pub pairwise_salt: Vec<u8>,
     /// Keys the CSRF tokens of the pages.
     pub csrf_key: Vec<u8>,
-    /// Seals client-credentials access tokens.
-    pub access_token_key: Vec<u8>,
     /// Seals the authorization flows' state (see `samtykke_core::flow`).
     pub flow_key: samtykke_core::flow::FlowSealKey,
 }
@@ -111,6 +113,7 @@ impl AppState {
             identity: None,
             secrets: Arc::new(tokio::sync::OnceCell::new()),
             signer: Arc::new(Mutex::new(None)),
+            token_key_cache: Arc::default(),
             metrics: Arc::new(metrics::Metrics::new()),
             clients: Arc::new(client_cache::ClientCache::default()),
             remote: Arc::new(remote::Remote::default()),
@@ -146,11 +149,6 @@ impl AppState {
                     .server_secret("csrf_key", candidate.expose().as_bytes())
                     .await?;
                 let candidate = OpaqueToken::generate();
-                let access_token_key = self
-                    .store
-                    .server_secret("access_token_key", candidate.expose().as_bytes())
-                    .await?;
-                let candidate = OpaqueToken::generate();
                 let flow_secret = self
                     .store
                     .server_secret("flow_key", candidate.expose().as_bytes())
@@ -158,7 +156,6 @@ impl AppState {
                 Ok(ServerSecrets {
                     pairwise_salt,
                     csrf_key,
-                    access_token_key,
                     flow_key: samtykke_core::flow::FlowSealKey::derive(&flow_secret),
                 })
             })

@@ -1011,6 +1011,27 @@ impl Store for PostgresStore {
         row.try_get("value").map_err(unavailable)
     }
 
+    async fn server_secrets_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, value FROM server_secrets WHERE left(name, length($1::text)) = $1::text",
+        )
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("name").map_err(unavailable)?,
+                    row.try_get("value").map_err(unavailable)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
         sqlx::query("SELECT kid, private_key_pem, created_at FROM signing_keys ORDER BY seq DESC")
             .fetch_all(&self.pool)

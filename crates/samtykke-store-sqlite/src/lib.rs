@@ -1014,6 +1014,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn server_secrets_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.db.read(|c| {
+            query_all(
+                c,
+                "SELECT name, value FROM server_secrets WHERE substr(name, 1, length(?1)) = ?1",
+                [prefix],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+        })
+    }
+
     async fn list_signing_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
         self.db
             .read(|c| {

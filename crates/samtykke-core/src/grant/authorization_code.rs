@@ -139,7 +139,7 @@ fn is_code_verifier(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-/// The access token for a redeemed code: sealed under `key` like a
+/// The access token for a redeemed code: sealed under `keys` like a
 /// client-credentials token (see [`crate::token`]), so that issuing it
 /// writes nothing; bound to the consent, for the debt API, and never
 /// outliving the consent. `client` is the redeeming client (its token
@@ -147,7 +147,7 @@ fn is_code_verifier(v: &str) -> bool {
 pub fn mint(
     code: &AuthorizationCodeRecord,
     consent: &Consent,
-    key: &[u8],
+    keys: &crate::token::TokenKeys,
     client: &Client,
     now: OffsetDateTime,
     lifetime: Duration,
@@ -160,7 +160,7 @@ pub fn mint(
         expires_at: now + token_lifetime(consent, now, lifetime),
         consent_id: Some(code.consent_id),
     };
-    crate::token::seal(key, grant, client.token_generation)
+    keys.seal(grant, client.token_generation)
 }
 
 #[cfg(test)]

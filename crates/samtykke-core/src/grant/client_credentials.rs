@@ -84,11 +84,11 @@ pub fn decide(
 }
 
 impl ClientCredentialsGrant {
-    /// Mints a sealed token under `key` (see [`crate::token`]): nothing
-    /// to store.
+    /// Mints a sealed token under the active key of `keys` (see
+    /// [`crate::token`]): nothing to store.
     pub fn mint(
         self,
-        key: &[u8],
+        keys: &crate::token::TokenKeys,
         client: &Client,
         now: OffsetDateTime,
         lifetime: Duration,
@@ -101,7 +101,7 @@ impl ClientCredentialsGrant {
             expires_at: now + lifetime,
             consent_id: None,
         };
-        crate::token::seal(key, grant, client.token_generation)
+        keys.seal(grant, client.token_generation)
     }
 }
 

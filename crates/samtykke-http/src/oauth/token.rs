@@ -67,8 +67,8 @@ async fn issue_token(
                 .inspect_err(|e| tracing::info!(client_id = %client.id, error = e.code.as_str(), "token refused"))?;
             let now = state.clock.now();
             let scope = grant.scope_names.clone();
-            let key = &state.secrets().await?.access_token_key;
-            let (token, record) = grant.mint(key, &client, now, state.settings.access_token_ttl);
+            let keys = state.token_keys().await?;
+            let (token, record) = grant.mint(&keys, &client, now, state.settings.access_token_ttl);
             state
                 .metrics
                 .token_issued("client_credentials", record.audience);
@@ -140,11 +140,11 @@ async fn redeem_code(
             "the consent behind the code is no longer active",
         ));
     }
-    let key = &state.secrets().await?.access_token_key;
+    let keys = state.token_keys().await?;
     let (token, token_record) = authorization_code::mint(
         &record,
         &consent,
-        key,
+        &keys,
         client,
         now,
         state.settings.access_token_ttl,

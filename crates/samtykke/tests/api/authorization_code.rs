@@ -140,7 +140,7 @@ engine_tests! {
         // instant and lasts 10 minutes, which the token may not outlive.
         assert_eq!(body["expires_in"], 599, "a token never outlives its 10-minute consent");
         let token = body["access_token"].as_str().unwrap();
-        assert!(token.starts_with("sc1."), "a sealed token: issuing it stores nothing");
+        assert!(token.starts_with("sc2."), "a sealed token: issuing it stores nothing");
         assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 200);
         assert_eq!(app.get_bearer("/v1/debt", token).await.status(), 403, "single use");
         let userinfo = app.get_bearer("/userinfo", token).await;

@@ -21,6 +21,7 @@ mod durability;
 mod feed;
 mod introspect_revoke;
 mod metrics;
+mod opaque_tokens;
 mod openapi;
 mod operations;
 mod request_objects;

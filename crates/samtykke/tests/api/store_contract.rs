@@ -134,6 +134,26 @@ engine_db_tests! {
         assert!(store.sealed_token_revoked(&after, 1).await.unwrap());
     }
 
+    async fn server_secrets_are_created_once_and_listed_by_literal_prefix(url) {
+        let store = store(&url).await;
+        assert_eq!(store.server_secret("access_token_key.1", b"first").await.unwrap(), b"first");
+        assert_eq!(store.server_secret("access_token_key.1", b"second").await.unwrap(), b"first", "created once");
+        store.server_secret("access_token_key", b"legacy").await.unwrap();
+        store.server_secret("access_token_keyring", b"no dot").await.unwrap();
+        // `_` and `%` are plain characters, not patterns.
+        store.server_secret("accessXtokenXkey.2", b"pattern").await.unwrap();
+        store.server_secret("csrf_key", b"csrf").await.unwrap();
+        let mut listed = store.server_secrets_with_prefix("access_token_key").await.unwrap();
+        listed.sort();
+        let expected: Vec<(String, Vec<u8>)> = [("access_token_key", "legacy"), ("access_token_key.1", "first"), ("access_token_keyring", "no dot")]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(listed, expected);
+        assert_eq!(store.server_secrets_with_prefix("access_token_key.").await.unwrap().len(), 1);
+        assert!(store.server_secrets_with_prefix("%").await.unwrap().is_empty());
+    }
+
     async fn only_one_first_signing_key_wins_a_race_and_rotation_lists_newest_first(url) {
         let store = store(&url).await;
         let keys: Vec<SigningKey> = (0..3).map(|i| SigningKey {
