@@ -167,6 +167,23 @@ pub struct AuthorizationRequest {
     pub response_mode: ResponseMode,
 }
 
+/// The parameters of an authorization request this server reads, each
+/// at most once (`client_id` and `redirect_uri` first); a request object's
+/// claims of these names must be strings.
+pub const REQUEST_PARAMETERS: [&str; 11] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "ui_locales",
+    "response_mode",
+];
+
 /// The query parameters of a request, in order, possibly repeated.
 pub type Params = [(String, String)];
 
@@ -363,18 +380,8 @@ pub fn decide(
     };
     let invalid = |d: &str| fail(AuthorizeErrorCode::InvalidRequest, d);
 
-    const ONCE: [&str; 9] = [
-        "response_type",
-        "scope",
-        "state",
-        "nonce",
-        "code_challenge",
-        "code_challenge_method",
-        "prompt",
-        "ui_locales",
-        "response_mode",
-    ];
-    for name in ONCE {
+    // client_id and redirect_uri were read (once) above.
+    for name in &REQUEST_PARAMETERS[2..] {
         if single(params, name).is_err() {
             return Err(invalid(&format!("the parameter {name} is repeated")));
         }

@@ -24,22 +24,6 @@ pub const SUPPORTED_ALGS: [&str; 3] = ["RS256", "ES256", "none"];
 /// How far in the future a request object's `nbf` may be (clock skew).
 const NBF_LEEWAY_SECS: i64 = 60;
 
-/// Claims that hold authorization request parameters and must be strings
-/// when present.
-const PARAMETERS: [&str; 11] = [
-    "client_id",
-    "response_type",
-    "redirect_uri",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-    "prompt",
-    "ui_locales",
-    "response_mode",
-];
-
 /// Why a request object is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestObjectError {
@@ -211,7 +195,7 @@ fn check_claims(
             "a request object must not contain request or request_uri",
         ));
     }
-    for name in PARAMETERS {
+    for name in crate::authorize::REQUEST_PARAMETERS {
         if claims.get(name).is_some_and(|v| !v.is_string()) {
             return Err(invalid(format!(
                 "the request object's {name} must be a string"

@@ -100,10 +100,6 @@ const SIGNER_REFRESH: Duration = Duration::from_secs(60);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ServerSettings) -> Self {
-        let settings = ServerSettings {
-            api_base: settings.api_base.trim_end_matches('/').to_owned(),
-            ..settings
-        };
         Self {
             audiences: Arc::new(ApiAudiences::new(&settings.api_base)),
             store,

@@ -444,24 +444,10 @@ async fn an_https_issuer_gets_a_host_prefixed_secure_cookie() {
 
 #[tokio::test]
 async fn production_mode_has_no_testid_and_answers_server_error() {
-    use samtykke::config::SandboxSetting;
-    use samtykke::startup::Application;
     let url = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite)
         .await
         .unwrap();
-    let store = samtykke::storage::open_store(&url).await.unwrap();
-    let app = Application::build_with(
-        serve_config(&url, SandboxSetting::Off),
-        store,
-        std::sync::Arc::new(samtykke_core::SystemClock),
-    )
-    .await
-    .unwrap();
-    let addr = app.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
-        let _ = rx.await;
-    }));
+    let (addr, tx) = crate::helpers::spawn_production_server(&url).await;
     let out = crate::helpers::run_cli(
         &url,
         &[

@@ -175,6 +175,27 @@ pub fn free_loopback_addr() -> std::net::SocketAddr {
         .expect("free port")
 }
 
+/// Starts a production-mode server (sandbox off, system clock) on
+/// `database_url`; its address, and the sender that stops it.
+pub async fn spawn_production_server(
+    database_url: &str,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let store = open_store(database_url).await.expect("open store");
+    let app = Application::build_with(
+        serve_config(database_url, SandboxSetting::Off),
+        store,
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("build app");
+    let addr = app.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
 /// Starts a sandbox server on an existing database with `config`.
 pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> TestApp {
     let clock = FixedClock::at(SystemClock.now());
@@ -482,25 +503,47 @@ pub async fn run_flow(
     let start = browser.get(auth_url).send().await.unwrap();
     let mut next = location(&start);
     if next.contains("/oauth2/login") {
-        let (flow, csrf, _) = open_page(browser, &next).await;
-        let login = browser
-            .post(app.url("/oauth2/login"))
-            .form(&[
-                ("flow", flow.as_str()),
-                ("csrf", csrf.as_str()),
-                ("nin", nin),
-                ("action", "login"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        next = location(&login);
+        next = location(&testid_login(app, browser, &next, nin).await);
     }
     assert!(
         next.contains("/oauth2/consent"),
         "expected the consent page, got {next}"
     );
-    let (flow, csrf, _) = open_page(browser, &next).await;
+    let (_, decided) = decide_on_consent_page(app, browser, &next, decision).await;
+    location(&decided)
+}
+
+/// TestID: opens the login page at `login_url` and identifies as `nin`;
+/// the answer (not followed).
+pub async fn testid_login(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    login_url: &str,
+    nin: &str,
+) -> reqwest::Response {
+    let (flow, csrf, _) = open_page(browser, login_url).await;
+    browser
+        .post(app.url("/oauth2/login"))
+        .form(&[
+            ("flow", flow.as_str()),
+            ("csrf", csrf.as_str()),
+            ("nin", nin),
+            ("action", "login"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Opens the consent page at `consent_url` and posts `decision`; the
+/// page's text and the answer (not followed).
+pub async fn decide_on_consent_page(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    consent_url: &str,
+    decision: &str,
+) -> (String, reqwest::Response) {
+    let (flow, csrf, page) = open_page(browser, consent_url).await;
     let decided = browser
         .post(app.url("/oauth2/consent"))
         .form(&[
@@ -511,7 +554,7 @@ pub async fn run_flow(
         .send()
         .await
         .unwrap();
-    location(&decided)
+    (page, decided)
 }
 
 /// An authorization URL for the sandbox client.

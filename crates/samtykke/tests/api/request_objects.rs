@@ -10,7 +10,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use samtykke_core::keys::SigningKey;
 use serde_json::{json, Value};
 
-use crate::helpers::{browser, location, open_page, query_of, run_cli, StubServer, TestApp};
+use crate::helpers::{
+    browser, decide_on_consent_page, location, query_of, run_cli, testid_login, StubServer, TestApp,
+};
 
 const NIN: &str = "14842249091";
 const CALLBACK: &str = "http://127.0.0.1:9999/callback";
@@ -130,29 +132,8 @@ async fn accept(app: &TestApp, auth_url: &str) -> (String, String) {
     let start = b.get(auth_url).send().await.unwrap();
     let login_url = location(&start);
     assert!(login_url.contains("/oauth2/login"), "{login_url}");
-    let (flow, csrf, _) = open_page(&b, &login_url).await;
-    let login = b
-        .post(app.url("/oauth2/login"))
-        .form(&[
-            ("flow", flow.as_str()),
-            ("csrf", csrf.as_str()),
-            ("nin", NIN),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let (flow, csrf, page) = open_page(&b, &location(&login)).await;
-    let decided = b
-        .post(app.url("/oauth2/consent"))
-        .form(&[
-            ("flow", flow.as_str()),
-            ("csrf", csrf.as_str()),
-            ("decision", "accept"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let login = testid_login(app, &b, &login_url, NIN).await;
+    let (page, decided) = decide_on_consent_page(app, &b, &location(&login), "accept").await;
     (page, location(&decided))
 }
 
@@ -456,24 +437,10 @@ engine_tests! {
 /// Outside sandbox mode only `https` request URIs are fetched.
 #[tokio::test]
 async fn production_mode_fetches_only_https_request_uris() {
-    use samtykke::config::SandboxSetting;
-    use samtykke::startup::Application;
     let url = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite)
         .await
         .unwrap();
-    let store = samtykke::storage::open_store(&url).await.unwrap();
-    let app = Application::build_with(
-        crate::helpers::serve_config(&url, SandboxSetting::Off),
-        store,
-        std::sync::Arc::new(samtykke_core::SystemClock),
-    )
-    .await
-    .unwrap();
-    let addr = app.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async {
-        let _ = rx.await;
-    }));
+    let (addr, tx) = crate::helpers::spawn_production_server(&url).await;
     let server = StubServer::start().await;
     let request_uri = server.url("/r.jwt");
     server.serve("/r.jwt", 200, "x.y.z");

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use crate::helpers::{
-    auth_url, browser, fragment_of, hidden, location, open_page, query_of, redeem, StubServer,
-    TestApp,
+    auth_url, browser, decide_on_consent_page, fragment_of, hidden, location, open_page, query_of,
+    redeem, testid_login, StubServer, TestApp,
 };
 
 const NIN: &str = "14842249091";
@@ -24,28 +24,10 @@ pub async fn decide(
     let start = b.get(auth_url).send().await.unwrap();
     let login_url = location(&start);
     assert!(login_url.contains("/oauth2/login"), "{login_url}");
-    let (flow, csrf, _) = open_page(b, &login_url).await;
-    let login = b
-        .post(app.url("/oauth2/login"))
-        .form(&[
-            ("flow", flow.as_str()),
-            ("csrf", csrf.as_str()),
-            ("nin", NIN),
-            ("action", "login"),
-        ])
-        .send()
+    let login = testid_login(app, b, &login_url, NIN).await;
+    decide_on_consent_page(app, b, &location(&login), decision)
         .await
-        .unwrap();
-    let (flow, csrf, _) = open_page(b, &location(&login)).await;
-    b.post(app.url("/oauth2/consent"))
-        .form(&[
-            ("flow", flow.as_str()),
-            ("csrf", csrf.as_str()),
-            ("decision", decision),
-        ])
-        .send()
-        .await
-        .unwrap()
+        .1
 }
 
 /// The text of an HTML attribute value as minijinja escapes it.
@@ -74,6 +56,11 @@ async fn form_post_page(response: reqwest::Response) -> (String, HashMap<String,
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["x-frame-options"], "DENY");
     let page = response.text().await.unwrap();
+    // The stylesheet comes from this server's own base URL, like every page's.
+    assert!(
+        page.contains("/assets/samtykke.css\"") && !page.contains("href=\"/assets/"),
+        "{page}"
+    );
 
     // The one script is allowed by its hash, nothing inline otherwise.
     assert!(!csp.contains("unsafe-inline"), "{csp}");
