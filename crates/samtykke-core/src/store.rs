@@ -49,6 +49,26 @@ pub enum RevokeOutcome {
     NotFound,
 }
 
+/// One page of an individual's consents (see [`Store::consents_of_person`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonConsents {
+    /// Newest first, each with how many times it was used to fetch debt.
+    pub consents: Vec<(Consent, u64)>,
+    /// How many consents the person has in all.
+    pub total: u64,
+}
+
+/// One of an individual's consents with one page of its usage log (see
+/// [`Store::person_consent_usage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonConsentUsage {
+    pub consent: Consent,
+    /// Newest first.
+    pub uses: Vec<UsageRecord>,
+    /// How many uses the consent has in all.
+    pub total: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]
@@ -174,6 +194,39 @@ pub trait Store: Send + Sync + 'static {
     /// Marks up to `batch` active consents whose time is up as expired, with
     /// their events; returns how many. Safe to run in several processes.
     async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError>;
+
+    // --- the individual's portal -------------------------------------------
+
+    /// The consents given by `nin`, newest first (by when they were given,
+    /// then by id, so that pages never overlap), skipping `offset`, at most
+    /// `limit`, each with its number of uses; and how many there are.
+    async fn consents_of_person(
+        &self,
+        nin: &Nin,
+        offset: u64,
+        limit: u32,
+    ) -> Result<PersonConsents, StoreError>;
+    /// The consent `id` if `nin` gave it, with its uses newest first,
+    /// skipping `offset`, at most `limit`, and their number; None if there is
+    /// no such consent or another person gave it (the same answer).
+    async fn person_consent_usage(
+        &self,
+        nin: &Nin,
+        id: &ConsentId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Option<PersonConsentUsage>, StoreError>;
+    /// Withdrawal by the individual: revokes the consent `id` given by `nin`
+    /// if it is active (revoked by [`RevokedBy::Individual`], its
+    /// `SAMTYKKE_ARKIVERT` event, tokens bound to it revoked), in one
+    /// transaction. `AlreadyEnded` if it is theirs but no longer active,
+    /// `NotFound` if there is no such consent or another person gave it.
+    async fn revoke_consent_of_person(
+        &self,
+        id: &ConsentId,
+        nin: &Nin,
+        now: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError>;
 
     // --- consent event feed -------------------------------------------------
 

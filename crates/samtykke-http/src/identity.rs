@@ -42,6 +42,12 @@ pub trait IdentityProvider: Send + Sync + 'static {
         params: &[(String, String)],
         policy: NinPolicy,
     ) -> Result<Nin, LoginFailure>;
+    /// Where to send the browser to end its session at the provider too, coming back to `return_to`
+    /// afterwards; `None` when the provider has no end-session endpoint (TestID has none).
+    fn end_session_url(&self, return_to: &str) -> Option<String> {
+        let _ = return_to;
+        None
+    }
 }
 
 /// The sandbox's TestID: anyone may claim any (valid) number. Only ever

@@ -23,7 +23,8 @@ use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
     AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventColumns, ConsentEventRow,
-    ConsentInsert, ConsentRow, LoanRow, LoginSessionEnd, PoolStats, RevokeOutcome,
+    ConsentInsert, ConsentRow, LoanRow, LoginSessionEnd, PersonConsentUsage, PersonConsents,
+    PoolStats, RevokeOutcome,
     SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
@@ -227,6 +228,22 @@ fn consent_row(row: &PgRow) -> Result<ConsentRow, StoreError> {
         ended_at: row.try_get("ended_at").map_err(unavailable)?,
         ended_at_us: row.try_get("ended_at_us").map_err(unavailable)?,
     })
+}
+
+/// A usage-log row.
+fn pg_usage_row(r: &PgRow) -> Result<UsageRow, StoreError> {
+    Ok(UsageRow {
+        consent_id: r.try_get("consent_id").map_err(unavailable)?,
+        client_id: r.try_get("client_id").map_err(unavailable)?,
+        used_at_us: r.try_get("used_at_us").map_err(unavailable)?,
+        purpose: r.try_get("purpose").map_err(unavailable)?,
+        trace_id: r.try_get("trace_id").map_err(unavailable)?,
+    })
+}
+
+/// A row count as SQL gives it (never negative).
+fn row_count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// The event of `client_id` that its `packed` column holds (migration
@@ -722,16 +739,149 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?
             .iter()
-            .map(|r| {
-                UsageRecord::try_from(UsageRow {
-                    consent_id: r.try_get("consent_id").map_err(unavailable)?,
-                    client_id: r.try_get("client_id").map_err(unavailable)?,
-                    used_at_us: r.try_get("used_at_us").map_err(unavailable)?,
-                    purpose: r.try_get("purpose").map_err(unavailable)?,
-                    trace_id: r.try_get("trace_id").map_err(unavailable)?,
-                })
-            })
+            .map(|r| UsageRecord::try_from(pg_usage_row(r)?))
             .collect()
+    }
+
+    async fn consents_of_person(
+        &self,
+        nin: &Nin,
+        offset: u64,
+        limit: u32,
+    ) -> Result<PersonConsents, StoreError> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        // One statement: the page and the person's total in one snapshot.
+        let rows = sqlx::query(
+            "SELECT c.*, \
+                    (SELECT COUNT(*) FROM consent_usage u WHERE u.consent_id = c.id) AS uses, \
+                    COUNT(*) OVER () AS total \
+             FROM consents c WHERE c.nin = $1 \
+             ORDER BY c.created_at DESC, c.id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(nin.as_str())
+        .bind(i64::from(limit))
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        // A page past the end has no row to carry the total.
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get("total").map_err(unavailable)?,
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM consents WHERE nin = $1")
+                .bind(nin.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(PersonConsents {
+            consents: rows
+                .iter()
+                .map(|r| {
+                    let uses: i64 = r.try_get("uses").map_err(unavailable)?;
+                    Ok((Consent::try_from(consent_row(r)?)?, row_count(uses)))
+                })
+                .collect::<Result<_, StoreError>>()?,
+            total: row_count(total),
+        })
+    }
+
+    async fn person_consent_usage(
+        &self,
+        nin: &Nin,
+        id: &ConsentId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Option<PersonConsentUsage>, StoreError> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let consent = sqlx::query("SELECT * FROM consents WHERE id = $1 AND nin = $2")
+            .bind(id.to_string())
+            .bind(nin.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(consent) = consent else {
+            return Ok(None);
+        };
+        let consent = Consent::try_from(consent_row(&consent)?)?;
+        let uses = sqlx::query(
+            "SELECT * FROM consent_usage WHERE consent_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(limit))
+        .bind(offset)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM consent_usage WHERE consent_id = $1")
+                .bind(id.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(PersonConsentUsage {
+            consent,
+            uses: uses
+                .iter()
+                .map(|r| UsageRecord::try_from(pg_usage_row(r)?))
+                .collect::<Result<_, _>>()?,
+            total: row_count(total),
+        }))
+    }
+
+    async fn revoke_consent_of_person(
+        &self,
+        id: &ConsentId,
+        nin: &Nin,
+        now: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let revoked = sqlx::query(
+            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
+             tokens_revoked = TRUE \
+             WHERE id = $3 AND nin = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
+        )
+        .bind(RevokedBy::Individual.as_str())
+        .bind(now.unix_timestamp())
+        .bind(id.to_string())
+        .bind(nin.as_str())
+        .bind(now.unix_timestamp())
+        .bind(unix_micros(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let outcome = match revoked {
+            Some(row) => {
+                let row = consent_row(&row)?;
+                insert_event(
+                    &mut tx,
+                    &new_event_row(&row, ConsentEventType::Archived, now),
+                )
+                .await?;
+                sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE consent_id = $1")
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                RevokeOutcome::Revoked
+            }
+            None => {
+                let exists = sqlx::query("SELECT 1 FROM consents WHERE id = $1 AND nin = $2")
+                    .bind(id.to_string())
+                    .bind(nin.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if exists.is_some() {
+                    RevokeOutcome::AlreadyEnded
+                } else {
+                    RevokeOutcome::NotFound
+                }
+            }
+        };
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
     }
 
     async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError> {

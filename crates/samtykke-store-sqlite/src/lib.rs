@@ -28,7 +28,7 @@ use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
     AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionEnd, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
+    LoanRow, LoginSessionEnd, PersonConsentUsage, PersonConsents, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
     UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
@@ -1143,4 +1143,128 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn consents_of_person(
+        &self,
+        nin: &Nin,
+        offset: u64,
+        limit: u32,
+    ) -> Result<PersonConsents, StoreError> {
+        let nin = nin.as_str();
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let (rows, total) = self.db.read(|c| {
+            let rows = query_all(
+                c,
+                "SELECT c.*, (SELECT COUNT(*) FROM consent_usage u WHERE u.consent_id = c.id) AS uses \
+                 FROM consents c WHERE c.nin = ? ORDER BY c.created_at DESC, c.id DESC LIMIT ? OFFSET ?",
+                params![nin, i64::from(limit), offset],
+                |r| Ok((consent_row(r)?, r.get::<_, i64>("uses")?)),
+            )?;
+            let total = query_opt(c, "SELECT COUNT(*) FROM consents WHERE nin = ?", [nin], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok((rows, total.unwrap_or(0)))
+        })?;
+        Ok(PersonConsents {
+            consents: rows
+                .into_iter()
+                .map(|(row, uses)| Ok((Consent::try_from(row)?, count(uses))))
+                .collect::<Result<_, StoreError>>()?,
+            total: count(total),
+        })
+    }
+
+    async fn person_consent_usage(
+        &self,
+        nin: &Nin,
+        id: &ConsentId,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Option<PersonConsentUsage>, StoreError> {
+        let (nin, id) = (nin.as_str(), id.to_string());
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let found = self.db.read(|c| {
+            let Some(consent) = query_opt(
+                c,
+                "SELECT * FROM consents WHERE id = ? AND nin = ?",
+                params![id, nin],
+                consent_row,
+            )?
+            else {
+                return Ok(None);
+            };
+            let uses = query_all(
+                c,
+                "SELECT * FROM consent_usage WHERE consent_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                params![id, i64::from(limit), offset],
+                usage_row,
+            )?;
+            let total = query_opt(
+                c,
+                "SELECT COUNT(*) FROM consent_usage WHERE consent_id = ?",
+                [&id],
+                |r| r.get::<_, i64>(0),
+            )?;
+            Ok(Some((consent, uses, total.unwrap_or(0))))
+        })?;
+        found
+            .map(|(consent, uses, total)| {
+                Ok(PersonConsentUsage {
+                    consent: Consent::try_from(consent)?,
+                    uses: uses
+                        .into_iter()
+                        .map(UsageRecord::try_from)
+                        .collect::<Result<_, _>>()?,
+                    total: count(total),
+                })
+            })
+            .transpose()
+    }
+
+    async fn revoke_consent_of_person(
+        &self,
+        id: &ConsentId,
+        nin: &Nin,
+        now: OffsetDateTime,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let (id, nin) = (id.to_string(), nin.as_str().to_owned());
+        self.db
+            .write(move |c| {
+                let t = now.unix_timestamp();
+                let revoked = query_opt(
+                    c,
+                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
+                     tokens_revoked = TRUE \
+                     WHERE id = ? AND nin = ? AND status = 'active' AND expires_at > ? RETURNING *",
+                    params![RevokedBy::Individual.as_str(), t, unix_micros(now), id, nin, t],
+                    consent_row,
+                )?;
+                if let Some(row) = revoked {
+                    insert_event(c, &new_event_row(&row, ConsentEventType::Archived, now))?;
+                    execute(
+                        c,
+                        "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ?",
+                        [&row.id],
+                    )?;
+                    return Ok(RevokeOutcome::Revoked);
+                }
+                let exists = query_opt(
+                    c,
+                    "SELECT 1 FROM consents WHERE id = ? AND nin = ?",
+                    params![id, nin],
+                    |r| r.get::<_, i64>(0),
+                )?;
+                Ok(if exists.is_some() {
+                    RevokeOutcome::AlreadyEnded
+                } else {
+                    RevokeOutcome::NotFound
+                })
+            })
+            .await
+    }
+}
+
+/// A row count as SQL gives it (never negative).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }

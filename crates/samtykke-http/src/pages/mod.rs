@@ -10,6 +10,8 @@ pub mod consent;
 pub mod login;
 pub mod logout;
 mod texts;
+pub mod portal;
+mod portal_texts;
 
 use std::sync::OnceLock;
 
@@ -41,6 +43,32 @@ fn environment() -> &'static Environment<'static> {
             (
                 "form_post.html",
                 include_str!("../../templates/form_post.html"),
+            ),
+            // The individual's portal (`portal`).
+            ("portal.html", include_str!("../../templates/portal.html")),
+            (
+                "portal_consent.html",
+                include_str!("../../templates/portal_consent.html"),
+            ),
+            (
+                "portal_withdraw.html",
+                include_str!("../../templates/portal_withdraw.html"),
+            ),
+            (
+                "portal_logged_out.html",
+                include_str!("../../templates/portal_logged_out.html"),
+            ),
+            (
+                "portal_nav.html",
+                include_str!("../../templates/portal_nav.html"),
+            ),
+            (
+                "portal_facts.html",
+                include_str!("../../templates/portal_facts.html"),
+            ),
+            (
+                "portal_paging.html",
+                include_str!("../../templates/portal_paging.html"),
             ),
         ] {
             if let Err(e) = env.add_template(name, source) {
@@ -492,6 +520,13 @@ mod tests {
             "consent.html",
             "message.html",
             "form_post.html",
+            "portal.html",
+            "portal_consent.html",
+            "portal_withdraw.html",
+            "portal_logged_out.html",
+            "portal_nav.html",
+            "portal_facts.html",
+            "portal_paging.html",
         ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }

@@ -795,3 +795,135 @@ engine_tests! {
         browser.close().await;
     }
 }
+
+// --- the individual's portal (issue 20) ----------------------------------
+
+impl Browser {
+    /// How many elements match `css`.
+    async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("find")
+            .len()
+    }
+
+    /// Whether the page is wider than the window (it would scroll sideways).
+    async fn scrolls_sideways(&self) -> bool {
+        let widths = self
+            .client
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                vec![],
+            )
+            .await
+            .expect("script");
+        widths[0].as_i64() > widths[1].as_i64()
+    }
+}
+
+engine_tests! {
+    async fn browser_portal_lists_shows_uses_withdraws_after_confirmation_switches_language_and_fits_a_phone(app) {
+        let Some(browser) = Browser::start().await else { return };
+        let mut callback = CallbackServer::start().await;
+        let shots = screenshots_wanted(&app);
+
+        // Log in through the consent flow, giving the sandbox client a consent.
+        browser.goto(&auth_url(&app, &callback.redirect_uri(), &[])).await;
+        browser.wait_for_url(&app.url("/oauth2/login?flow=")).await;
+        browser.type_into("#nin", PERSON).await;
+        browser.click("button[name=action][value=login]").await;
+        browser.wait_for_url(&app.url("/oauth2/consent?flow=")).await;
+        browser.click("button[name=decision][value=accept]").await;
+        let pairs = callback.next_callback().await;
+        let code = param(&pairs, "code").expect("code").to_owned();
+        let tokens: Value = crate::helpers::redeem(&app, &code, &[("redirect_uri", &callback.redirect_uri())]).await.json().await.unwrap();
+        let debt: Value = app.get_bearer("/v1/debt", tokens["access_token"].as_str().unwrap()).await.json().await.unwrap();
+        let id = debt["consent"]["id"].as_str().expect("consent id").to_owned();
+        let cc = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        for _ in 0..2 {
+            app.clock.advance(time::Duration::minutes(2));
+            assert_eq!(app.get_bearer(&format!("/v1/debt/{id}"), &cc).await.status(), 200);
+        }
+        // The institution also registered two agreements with this person.
+        app.clock.advance(time::Duration::minutes(5));
+        app.agreement_consent(PERSON, "debt.unsecured.processing", 28).await;
+        app.agreement_consent(PERSON, "debt.unsecured.presentation", 365).await;
+
+        // The list, in Norwegian.
+        browser.goto(&app.url("/min-side")).await;
+        browser.assert_sandbox_page("nb", "Testmiljø.").await;
+        assert_eq!(browser.text("h1").await, "Dine samtykker");
+        assert_eq!(browser.count("article.consent").await, 3);
+        let ours = format!("#samtykke-{id}");
+        assert_eq!(browser.text(&format!("{ours} h2")).await, CLIENT_NAME);
+        let facts = browser.text(&format!("{ours} .facts")).await;
+        for expected in [ORG_NUMBER, "Vise deg en oversikt over gjelden din", "Gitt av deg på samtykkesiden", "Aktivt", "100 dager"] {
+            assert!(facts.contains(expected), "{expected} in {facts}");
+        }
+        assert_eq!(browser.text(&format!("{ours} .uses")).await, "3");
+        assert_eq!(browser.attr("a.lang-switch", "lang").await.as_deref(), Some("en"));
+        if shots {
+            browser.screenshot("portal-list").await;
+        }
+
+        // Its uses.
+        browser.click(&format!("{ours} a.button.secondary")).await;
+        let detail = app.url(&format!("/min-side/samtykke/{id}"));
+        browser.wait_for_url(&detail).await;
+        assert_eq!(browser.count("table.uses tbody tr").await, 3);
+        assert!(browser.text("table.uses tbody tr").await.contains(&format!("{CLIENT_NAME} (org.nr. {ORG_NUMBER})")));
+        assert_eq!(browser.text("table.uses th").await, "Tidspunkt");
+        if shots {
+            browser.screenshot("portal-usage").await;
+        }
+
+        // Withdraw: first the confirmation, then the withdrawal.
+        browser.click("a.button.danger").await;
+        browser.wait_for_url(&format!("{detail}/trekk-tilbake")).await;
+        assert_eq!(browser.text("h1").await, "Vil du trekke tilbake samtykket?");
+        assert!(browser.text(".lead").await.contains(CLIENT_NAME));
+        assert_eq!(app.get_bearer(&format!("/v1/debt/{id}"), &cc).await.status(), 200, "not yet withdrawn");
+        if shots {
+            browser.screenshot("portal-withdraw-confirm").await;
+        }
+        browser.click("button.danger").await;
+        browser.wait_for_url(&detail).await;
+        browser.wait_for(".notice").await;
+        assert_eq!(browser.text(".status").await, "Trukket tilbake av deg");
+        assert!(!browser.exists("a.button.danger").await, "nothing left to withdraw");
+        assert_eq!(app.get_bearer(&format!("/v1/debt/{id}"), &cc).await.status(), 403, "the institution is refused at once");
+
+        // The language switch keeps the page.
+        browser.click("a.lang-switch").await;
+        browser.wait_for_url(&app.url(&format!("/en/my-page/consent/{id}"))).await;
+        assert_eq!(browser.attr("html", "lang").await.as_deref(), Some("en"));
+        assert_eq!(browser.text(".status").await, "Withdrawn by you");
+        assert_eq!(browser.text("table.uses th").await, "When");
+        browser.click("a.home").await;
+        browser.wait_for_url(&app.url("/en/my-page")).await;
+        assert_eq!(browser.text("h1").await, "Your consents");
+        browser.click("a.lang-switch").await;
+        browser.wait_for_url(&app.url("/min-side")).await;
+        assert_eq!(browser.text("h1").await, "Dine samtykker");
+
+        // A phone-sized window: everything fits its width.
+        browser.fit_viewport(390, 844).await;
+        browser.goto(&app.url("/min-side")).await;
+        assert_eq!(browser.count("article.consent").await, 3);
+        assert!(!browser.scrolls_sideways().await, "the list scrolls sideways on a phone");
+        if shots {
+            browser.screenshot("portal-phone").await;
+        }
+        browser.goto(&detail).await;
+        assert!(!browser.scrolls_sideways().await, "the consent's page scrolls sideways on a phone");
+
+        // Log out: the portal asks for identification again.
+        browser.click(".logout button").await;
+        browser.wait_for_url(&app.url("/min-side/logout")).await;
+        assert_eq!(browser.text("h1").await, "Du er logget ut");
+        browser.goto(&app.url("/min-side")).await;
+        browser.wait_for_url(&app.url("/min-side/login?return=/min-side")).await;
+        browser.close().await;
+    }
+}

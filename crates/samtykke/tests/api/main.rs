@@ -28,3 +28,5 @@ mod request_objects;
 mod response_modes;
 mod store_contract;
 mod token;
+
+mod portal;

@@ -203,3 +203,120 @@ engine_db_tests! {
         assert_eq!(store.sandbox_credentials().await.unwrap().unwrap().client_secret, rotated);
     }
 }
+
+// --- the individual's portal ------------------------------------------------
+
+mod portal {
+    use samtykke_core::consent::{Consent, ConsentEventType, ConsentId, ConsentKind, ConsentScope, ConsentStatus, RevokedBy};
+    use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
+    use samtykke_core::domain::{Nin, NinPolicy};
+    use samtykke_core::store::RevokeOutcome;
+
+    use super::*;
+
+    fn nin(s: &str) -> Nin {
+        Nin::parse(s, NinPolicy::AllowSynthetic).unwrap()
+    }
+
+    fn consent(client: &Client, person: &Nin, kind: ConsentKind, given: i64) -> Consent {
+        let scope = ConsentScope::parse("debt.unsecured.presentation.100").unwrap();
+        let ccid = (kind == ConsentKind::Agreement).then(|| uuid::Uuid::new_v4().to_string());
+        Consent::new(client.id.clone(), person.clone(), scope, kind, ccid, at(given))
+    }
+
+    async fn archived(store: &Arc<dyn Store>, client: &Client, id: &ConsentId) -> usize {
+        store.consent_events(&client.id, 0, 10_000).await.unwrap().iter()
+            .filter(|e| e.consent_id == *id && e.event_type == ConsentEventType::Archived)
+            .count()
+    }
+
+    engine_db_tests! {
+        async fn a_persons_consents_are_listed_newest_first_a_page_at_a_time_with_their_uses(url) {
+            let store = store(&url).await;
+            let (bank, _) = client("Bank");
+            let (other_bank, _) = client("Other bank");
+            store.insert_client(&bank).await.unwrap();
+            store.insert_client(&other_bank).await.unwrap();
+            let (anne, bo) = (nin("14842249091"), nin("29868099311"));
+            let mut given = Vec::new();
+            for i in 0..25 {
+                let kind = if i % 3 == 0 { ConsentKind::Agreement } else { ConsentKind::Regular };
+                let c = consent(if i % 2 == 0 { &bank } else { &other_bank }, &anne, kind, i / 2);
+                store.insert_consent(&c).await.unwrap();
+                given.push(c);
+            }
+            store.insert_consent(&consent(&bank, &bo, ConsentKind::Regular, 100)).await.unwrap();
+
+            let used = &given[24];
+            for i in 0..3 {
+                let lookup = DebtLookup { consent_id: used.id, client_id: used.client_id.clone(), purposes: vec![Purpose::Presentation], at: at(200 + i), trace_id: format!("t{i}") };
+                assert!(matches!(store.look_up_debt(&lookup).await.unwrap(), DebtLookupOutcome::Served { .. }));
+            }
+
+            let first = store.consents_of_person(&anne, 0, 20).await.unwrap();
+            assert_eq!((first.consents.len(), first.total), (20, 25));
+            let second = store.consents_of_person(&anne, 20, 20).await.unwrap();
+            assert_eq!((second.consents.len(), second.total), (5, 25));
+            let past = store.consents_of_person(&anne, 40, 20).await.unwrap();
+            assert_eq!((past.consents.len(), past.total), (0, 25), "a page past the end still tells the total");
+
+            let listed: Vec<&(Consent, u64)> = first.consents.iter().chain(second.consents.iter()).collect();
+            let mut ids: Vec<ConsentId> = listed.iter().map(|(c, _)| c.id).collect();
+            assert!(listed.windows(2).all(|w| w[0].0.created_at >= w[1].0.created_at), "newest first");
+            ids.sort_by_key(|id| id.to_string());
+            ids.dedup();
+            assert_eq!(ids.len(), 25, "the pages neither overlap nor leave one out");
+            assert!(listed.iter().all(|(c, _)| c.nin == anne), "only the person's own");
+            assert_eq!(listed[0].0, *used, "the newest is first and comes back whole");
+            assert_eq!(listed[0].1, 3, "with its number of uses");
+            assert!(listed[1..].iter().all(|(_, uses)| *uses == 0));
+            assert_eq!(store.consents_of_person(&nin("01019000083"), 0, 20).await.unwrap(), samtykke_core::store::PersonConsents { consents: vec![], total: 0 });
+
+            let page = store.person_consent_usage(&anne, &used.id, 0, 2).await.unwrap().unwrap();
+            assert_eq!(page.consent, *used);
+            assert_eq!(page.total, 3);
+            assert_eq!(page.uses.iter().map(|u| u.used_at).collect::<Vec<_>>(), vec![at(202), at(201)], "newest first");
+            assert_eq!(page.uses[0].client_id, used.client_id);
+            let rest = store.person_consent_usage(&anne, &used.id, 2, 2).await.unwrap().unwrap();
+            assert_eq!(rest.uses.iter().map(|u| u.trace_id.as_str()).collect::<Vec<_>>(), vec!["t0"]);
+            assert!(store.person_consent_usage(&bo, &used.id, 0, 2).await.unwrap().is_none(), "another person's consent is not found");
+            assert!(store.person_consent_usage(&anne, &ConsentId::generate(), 0, 2).await.unwrap().is_none());
+        }
+
+        async fn a_person_withdraws_only_their_own_active_consent_once(url) {
+            let store = store(&url).await;
+            let (bank, _) = client("Bank");
+            store.insert_client(&bank).await.unwrap();
+            let (anne, bo) = (nin("14842249091"), nin("29868099311"));
+            let c = consent(&bank, &anne, ConsentKind::Regular, 0);
+            store.insert_consent(&c).await.unwrap();
+            let (_, mut bound) = token_for(&bank);
+            bound.consent_id = Some(c.id);
+            store.insert_access_token(&bound).await.unwrap();
+
+            assert_eq!(store.revoke_consent_of_person(&c.id, &bo, at(10)).await.unwrap(), RevokeOutcome::NotFound, "another person's");
+            assert_eq!(store.revoke_consent_of_person(&ConsentId::generate(), &anne, at(10)).await.unwrap(), RevokeOutcome::NotFound);
+            assert_eq!(store.find_consent(&c.id).await.unwrap().unwrap().status, ConsentStatus::Active, "untouched");
+            assert_eq!(archived(&store, &bank, &c.id).await, 0);
+
+            assert_eq!(store.revoke_consent_of_person(&c.id, &anne, at(10)).await.unwrap(), RevokeOutcome::Revoked);
+            let stored = store.find_consent(&c.id).await.unwrap().unwrap();
+            assert_eq!((stored.status, stored.revoked_by, stored.ended_at), (ConsentStatus::Revoked, Some(RevokedBy::Individual), Some(at(10))));
+            assert_eq!(archived(&store, &bank, &c.id).await, 1);
+            assert!(store.find_access_token(&bound.hash).await.unwrap().unwrap().revoked, "its stored tokens are revoked");
+            let (_, mut sealed) = token_for(&bank);
+            sealed.consent_id = Some(c.id);
+            assert!(store.sealed_token_revoked(&sealed, 0).await.unwrap(), "and its sealed ones no longer count");
+
+            assert_eq!(store.revoke_consent_of_person(&c.id, &anne, at(20)).await.unwrap(), RevokeOutcome::AlreadyEnded);
+            assert_eq!(archived(&store, &bank, &c.id).await, 1, "no second event");
+            assert_eq!(store.find_consent(&c.id).await.unwrap().unwrap().ended_at, Some(at(10)));
+
+            // One past its time is ended even before the janitor marks it.
+            let single = Consent::new(bank.id.clone(), anne.clone(), ConsentScope::parse("debt.unsecured.presentation").unwrap(), ConsentKind::Regular, None, at(0));
+            store.insert_consent(&single).await.unwrap();
+            assert_eq!(store.revoke_consent_of_person(&single.id, &anne, at(3600)).await.unwrap(), RevokeOutcome::AlreadyEnded);
+            assert_eq!(archived(&store, &bank, &single.id).await, 0);
+        }
+    }
+}
