@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::consent::{Consent, ConsentId, ConsentKind, ConsentStatus, RevokedBy};
 use samtykke_core::flow::{self, LoginSession};
-use samtykke_core::opaque::OpaqueToken;
 use samtykke_core::store::RevokeOutcome;
 use serde::Serialize;
 use time::OffsetDateTime;

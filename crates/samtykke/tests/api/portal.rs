@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use reqwest::cookie::{CookieStore, Jar};
 use serde_json::Value;
+use samtykke_core::clock::Clock;
 use time::OffsetDateTime;
 
 use crate::helpers::{auth_url, hidden, location, query_of, redeem, run_flow, TestApp};
@@ -298,7 +299,7 @@ engine_tests! {
         assert!(!detail.contains("trekk-tilbake\""), "no withdraw link any more");
         let list = page(&anne, &app.url("/min-side")).await;
         assert_eq!(field_of(&list, Some(&id), "status status-revoked"), "Trukket tilbake av deg");
-        assert_shows(&field_of(&list, Some(&id), "ended"), app.clock.now());
+        assert_shows(&field_of(&list, Some(&id), "ended-at"), app.clock.now());
 
         // Again: the same answer, nothing more written.
         let again = post_form(&anne, &confirm_url, &[("csrf", &csrf), ("confirm", "yes")]).await;
