@@ -24,8 +24,7 @@ use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
     AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventColumns, ConsentEventRow,
     ConsentInsert, ConsentRow, LoanRow, LoginSessionEnd, PersonConsentUsage, PersonConsents,
-    PoolStats, RevokeOutcome,
-    SandboxCredentials, Store, StoreError, UsageRow,
+    PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};

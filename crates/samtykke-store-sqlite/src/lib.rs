@@ -28,8 +28,8 @@ use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
     new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
     AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionEnd, PersonConsentUsage, PersonConsents, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError,
-    UsageRow,
+    LoanRow, LoginSessionEnd, PersonConsentUsage, PersonConsents, PoolStats, RevokeOutcome,
+    SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};

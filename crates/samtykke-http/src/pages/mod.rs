@@ -9,9 +9,9 @@ pub mod authorize;
 pub mod consent;
 pub mod login;
 pub mod logout;
-mod texts;
 pub mod portal;
 mod portal_texts;
+mod texts;
 
 use std::sync::OnceLock;
 

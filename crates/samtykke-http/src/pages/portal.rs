@@ -166,7 +166,12 @@ async fn person(state: &AppState, headers: &HeaderMap) -> Result<Option<Person>,
 struct StoreFailure;
 
 /// Whether `presented` is the CSRF token of this browser and session.
-async fn csrf_ok(state: &AppState, headers: &HeaderMap, person: &Person, presented: Option<&str>) -> bool {
+async fn csrf_ok(
+    state: &AppState,
+    headers: &HeaderMap,
+    person: &Person,
+    presented: Option<&str>,
+) -> bool {
     let (Some(browser), Ok(secrets), Some(presented)) = (
         browser_cookie(state, headers),
         state.secrets().await,
@@ -185,7 +190,11 @@ async fn csrf_ok(state: &AppState, headers: &HeaderMap, person: &Person, present
 /// The person, or the answer for a request without one: to identification
 /// when nobody is logged in (nothing else is shown), an error page when the
 /// store fails.
-async fn gate(state: &AppState, headers: &HeaderMap, lang: &'static Lang) -> Result<Person, Response> {
+async fn gate(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: &'static Lang,
+) -> Result<Person, Response> {
     match person(state, headers).await {
         Ok(Some(person)) => Ok(person),
         Ok(None) => Err(see_other(&lang.login(state.settings.base_url()))),
@@ -212,7 +221,12 @@ fn not_found(state: &AppState, lang: &'static Lang) -> Response {
     )
 }
 
-fn render_page(state: &AppState, lang: &'static Lang, template: &str, context: impl Serialize) -> Response {
+fn render_page(
+    state: &AppState,
+    lang: &'static Lang,
+    template: &str,
+    context: impl Serialize,
+) -> Response {
     match render(template, context) {
         Ok(body) => html_page(StatusCode::OK, body, None),
         Err(()) => {
@@ -275,7 +289,13 @@ struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    fn new(state: &'a AppState, lang: &'static Lang, person: &'a Person, title: &'a str, switch_href: String) -> Self {
+    fn new(
+        state: &'a AppState,
+        lang: &'static Lang,
+        person: &'a Person,
+        title: &'a str,
+        switch_href: String,
+    ) -> Self {
         let base = state.settings.base_url();
         Frame {
             t: lang.t(),
@@ -312,21 +332,31 @@ struct ConsentView {
 }
 
 /// An institution's name and organisation number.
-async fn institution(state: &AppState, client_id: &samtykke_core::domain::ClientId) -> (String, String) {
+async fn institution(
+    state: &AppState,
+    client_id: &samtykke_core::domain::ClientId,
+) -> (String, String) {
     match state.client(client_id).await {
         Ok(Some(c)) => (c.name.as_str().to_owned(), c.org_number.as_str().to_owned()),
         _ => (client_id.as_str().to_owned(), String::new()),
     }
 }
 
-async fn consent_view(state: &AppState, lang: &'static Lang, consent: &Consent, uses: u64) -> ConsentView {
+async fn consent_view(
+    state: &AppState,
+    lang: &'static Lang,
+    consent: &Consent,
+    uses: u64,
+) -> ConsentView {
     let (t, p, base) = (lang.t(), lang.p, state.settings.base_url());
     let status = consent.status_at(state.clock.now());
     let (status_text, status_class) = match (status, consent.revoked_by) {
         (ConsentStatus::Active, _) => (p.status_active, "active"),
         (ConsentStatus::Expired, _) => (p.status_expired, "ended"),
         (ConsentStatus::Consumed, _) => (p.status_consumed, "ended"),
-        (ConsentStatus::Revoked, Some(RevokedBy::Individual)) => (p.status_revoked_by_you, "revoked"),
+        (ConsentStatus::Revoked, Some(RevokedBy::Individual)) => {
+            (p.status_revoked_by_you, "revoked")
+        }
         (ConsentStatus::Revoked, _) => (p.status_revoked_by_institution, "revoked"),
     };
     let ended = match status {
@@ -338,7 +368,8 @@ async fn consent_view(state: &AppState, lang: &'static Lang, consent: &Consent, 
     ConsentView {
         id: consent.id.to_string(),
         detail_href: lang.detail(base, &consent.id),
-        withdraw_href: (status == ConsentStatus::Active).then(|| lang.withdrawal(base, &consent.id)),
+        withdraw_href: (status == ConsentStatus::Active)
+            .then(|| lang.withdrawal(base, &consent.id)),
         client_name,
         org_number,
         purpose: t.purpose(consent.purpose),
@@ -386,7 +417,12 @@ struct ListContext<'a> {
     paging: Option<Paging>,
 }
 
-async fn list(state: AppState, headers: HeaderMap, query: Option<String>, lang: &'static Lang) -> Response {
+async fn list(
+    state: AppState,
+    headers: HeaderMap,
+    query: Option<String>,
+    lang: &'static Lang,
+) -> Response {
     let person = match gate(&state, &headers, lang).await {
         Ok(p) => p,
         Err(answer) => return answer,
@@ -514,7 +550,12 @@ struct WithdrawContext<'a> {
 
 /// The confirmation page; a consent that is no longer active sends the
 /// person to its page.
-async fn confirm_withdrawal(state: AppState, headers: HeaderMap, id: String, lang: &'static Lang) -> Response {
+async fn confirm_withdrawal(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    lang: &'static Lang,
+) -> Response {
     let person = match gate(&state, &headers, lang).await {
         Ok(p) => p,
         Err(answer) => return answer,
@@ -522,7 +563,11 @@ async fn confirm_withdrawal(state: AppState, headers: HeaderMap, id: String, lan
     let Some(id) = ConsentId::parse(&id) else {
         return not_found(&state, lang);
     };
-    let found = match state.store.person_consent_usage(&person.session.nin, &id, 0, 0).await {
+    let found = match state
+        .store
+        .person_consent_usage(&person.session.nin, &id, 0, 0)
+        .await
+    {
         Ok(Some(f)) => f,
         Ok(None) => return not_found(&state, lang),
         Err(e) => {
@@ -551,7 +596,13 @@ async fn confirm_withdrawal(state: AppState, headers: HeaderMap, id: String, lan
 /// The withdrawal itself (`csrf`): revokes the person's consent, then
 /// shows its page. Withdrawing an ended consent changes nothing and shows
 /// its page too.
-async fn withdraw(state: AppState, headers: HeaderMap, id: String, body: Bytes, lang: &'static Lang) -> Response {
+async fn withdraw(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    lang: &'static Lang,
+) -> Response {
     let person = match gate(&state, &headers, lang).await {
         Ok(p) => p,
         Err(answer) => return answer,
@@ -652,12 +703,20 @@ fn logged_out_page(state: &AppState, lang: &'static Lang) -> Response {
 // --- routes ---------------------------------------------------------------
 
 /// `GET /min-side`
-pub async fn list_nb(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn list_nb(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     list(state, headers, q, &NB_PORTAL).await
 }
 
 /// `GET /en/my-page`
-pub async fn list_en(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub async fn list_en(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     list(state, headers, q, &EN_PORTAL).await
 }
 
@@ -682,12 +741,20 @@ pub async fn detail_en(
 }
 
 /// `GET /min-side/samtykke/{id}/trekk-tilbake`
-pub async fn confirm_nb(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn confirm_nb(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     confirm_withdrawal(state, headers, id, &NB_PORTAL).await
 }
 
 /// `GET /en/my-page/consent/{id}/withdraw`
-pub async fn confirm_en(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn confirm_en(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     confirm_withdrawal(state, headers, id, &EN_PORTAL).await
 }
 
@@ -765,9 +832,18 @@ mod tests {
     #[test]
     fn the_two_languages_link_to_each_other() {
         let id = ConsentId::generate();
-        assert_eq!(NB_PORTAL.other.detail("", &id), format!("/en/my-page/consent/{id}"));
-        assert_eq!(EN_PORTAL.other.withdrawal("", &id), format!("/min-side/samtykke/{id}/trekk-tilbake"));
+        assert_eq!(
+            NB_PORTAL.other.detail("", &id),
+            format!("/en/my-page/consent/{id}")
+        );
+        assert_eq!(
+            EN_PORTAL.other.withdrawal("", &id),
+            format!("/min-side/samtykke/{id}/trekk-tilbake")
+        );
         assert_eq!(NB_PORTAL.list("", 2), "/min-side?side=2");
-        assert_eq!(EN_PORTAL.login("http://x"), "http://x/min-side/login?return=/en/my-page");
+        assert_eq!(
+            EN_PORTAL.login("http://x"),
+            "http://x/min-side/login?return=/en/my-page"
+        );
     }
 }

@@ -808,6 +808,20 @@ impl Browser {
             .len()
     }
 
+    /// Scrolls the element matching `css` to the top of the window.
+    async fn scroll_to(&self, css: &str) {
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        let element = serde_json::to_value(element).expect("element");
+        self.client
+            .execute("arguments[0].scrollIntoView(true);", vec![element])
+            .await
+            .expect("scroll");
+    }
+
     /// Whether the page is wider than the window (it would scroll sideways).
     async fn scrolls_sideways(&self) -> bool {
         let widths = self
@@ -875,6 +889,7 @@ engine_tests! {
         assert!(browser.text("table.uses tbody tr").await.contains(&format!("{CLIENT_NAME} (org.nr. {ORG_NUMBER})")));
         assert_eq!(browser.text("table.uses th").await, "Tidspunkt");
         if shots {
+            browser.scroll_to(".usage").await;
             browser.screenshot("portal-usage").await;
         }
 

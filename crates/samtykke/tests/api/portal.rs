@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use reqwest::cookie::{CookieStore, Jar};
-use serde_json::Value;
 use samtykke_core::clock::Clock;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::helpers::{auth_url, hidden, location, query_of, redeem, run_flow, TestApp};
@@ -66,14 +66,18 @@ fn listed(page: &str) -> Vec<String> {
 fn field_of(page: &str, id: Option<&str>, class: &str) -> String {
     let scope = match id {
         Some(id) => {
-            let start = page.find(&format!("id=\"samtykke-{id}\"")).expect("consent listed");
+            let start = page
+                .find(&format!("id=\"samtykke-{id}\""))
+                .expect("consent listed");
             &page[start..start + page[start..].find("</article>").unwrap()]
         }
         None => page,
     };
     let marker = format!("class=\"{class}\">");
     let start = scope.find(&marker).unwrap_or_else(|| panic!("no {class}")) + marker.len();
-    scope[start..start + scope[start..].find('<').unwrap()].trim().to_owned()
+    scope[start..start + scope[start..].find('<').unwrap()]
+        .trim()
+        .to_owned()
 }
 
 /// The instant a page shows as `dd.mm.yyyy hh:mm ZONE`.
@@ -97,7 +101,10 @@ fn shown_instant(shown: &str) -> OffsetDateTime {
 
 fn assert_shows(shown: &str, expected: OffsetDateTime) {
     let diff = (shown_instant(shown) - expected).abs();
-    assert!(diff < time::Duration::minutes(1), "{shown} is not {expected}");
+    assert!(
+        diff < time::Duration::minutes(1),
+        "{shown} is not {expected}"
+    );
 }
 
 /// The consent id of a code: the token's consent, as the debt API tells it.
@@ -116,8 +123,11 @@ async fn look_up(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
 }
 
 async fn debt_token(app: &TestApp) -> String {
-    app.sandbox_token("/v1/debt", "debt.unsecured.presentation debt.unsecured.processing")
-        .await
+    app.sandbox_token(
+        "/v1/debt",
+        "debt.unsecured.presentation debt.unsecured.processing",
+    )
+    .await
 }
 
 /// How many `SAMTYKKE_ARKIVERT` events the sandbox client's feed has for `id`.
@@ -139,14 +149,23 @@ async fn archived_events(app: &TestApp, id: &str) -> usize {
         .count()
 }
 
-async fn post_form(browser: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+async fn post_form(
+    browser: &reqwest::Client,
+    url: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
     browser.post(url).form(form).send().await.unwrap()
 }
 
 fn assert_page_headers(response: &reqwest::Response) {
     let h = response.headers();
     let csp = h["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'") && csp.contains("form-action 'self'"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains("frame-ancestors 'none'")
+            && csp.contains("form-action 'self'"),
+        "{csp}"
+    );
     assert!(!csp.contains("script-src"), "no script at all: {csp}");
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["cache-control"], "no-store");

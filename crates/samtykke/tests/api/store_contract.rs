@@ -207,7 +207,9 @@ engine_db_tests! {
 // --- the individual's portal ------------------------------------------------
 
 mod portal {
-    use samtykke_core::consent::{Consent, ConsentEventType, ConsentId, ConsentKind, ConsentScope, ConsentStatus, RevokedBy};
+    use samtykke_core::consent::{
+        Consent, ConsentEventType, ConsentId, ConsentKind, ConsentScope, ConsentStatus, RevokedBy,
+    };
     use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
     use samtykke_core::domain::{Nin, NinPolicy};
     use samtykke_core::store::RevokeOutcome;
@@ -221,11 +223,22 @@ mod portal {
     fn consent(client: &Client, person: &Nin, kind: ConsentKind, given: i64) -> Consent {
         let scope = ConsentScope::parse("debt.unsecured.presentation.100").unwrap();
         let ccid = (kind == ConsentKind::Agreement).then(|| uuid::Uuid::new_v4().to_string());
-        Consent::new(client.id.clone(), person.clone(), scope, kind, ccid, at(given))
+        Consent::new(
+            client.id.clone(),
+            person.clone(),
+            scope,
+            kind,
+            ccid,
+            at(given),
+        )
     }
 
     async fn archived(store: &Arc<dyn Store>, client: &Client, id: &ConsentId) -> usize {
-        store.consent_events(&client.id, 0, 10_000).await.unwrap().iter()
+        store
+            .consent_events(&client.id, 0, 10_000)
+            .await
+            .unwrap()
+            .iter()
             .filter(|e| e.consent_id == *id && e.event_type == ConsentEventType::Archived)
             .count()
     }
