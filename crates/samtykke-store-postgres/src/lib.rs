@@ -229,6 +229,83 @@ fn consent_row(row: &PgRow) -> Result<ConsentRow, StoreError> {
     })
 }
 
+/// Whose consent a revocation must be: the client's (`DELETE
+/// /v1/debt/{id}`) or the person's (the portal).
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    Client(&'a str),
+    Person(&'a str),
+}
+
+/// Revokes the active consent `id` of `owner` (its event, its tokens) in
+/// one transaction, or tells whether it is the owner's at all.
+async fn revoke(
+    pool: &PgPool,
+    id: &ConsentId,
+    owner: Owner<'_>,
+    by: RevokedBy,
+    now: OffsetDateTime,
+) -> Result<RevokeOutcome, StoreError> {
+    let (update, exists, owner) = match owner {
+        Owner::Client(client_id) => (
+            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
+             tokens_revoked = TRUE \
+             WHERE id = $3 AND client_id = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
+            "SELECT 1 FROM consents WHERE id = $1 AND client_id = $2",
+            client_id,
+        ),
+        Owner::Person(nin) => (
+            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
+             tokens_revoked = TRUE \
+             WHERE id = $3 AND nin = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
+            "SELECT 1 FROM consents WHERE id = $1 AND nin = $2",
+            nin,
+        ),
+    };
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let revoked = sqlx::query(update)
+        .bind(by.as_str())
+        .bind(now.unix_timestamp())
+        .bind(id.to_string())
+        .bind(owner)
+        .bind(now.unix_timestamp())
+        .bind(unix_micros(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let outcome = match revoked {
+        Some(row) => {
+            let row = consent_row(&row)?;
+            insert_event(
+                &mut tx,
+                &new_event_row(&row, ConsentEventType::Archived, now),
+            )
+            .await?;
+            sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE consent_id = $1")
+                .bind(&row.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            RevokeOutcome::Revoked
+        }
+        None => {
+            let found = sqlx::query(exists)
+                .bind(id.to_string())
+                .bind(owner)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if found.is_some() {
+                RevokeOutcome::AlreadyEnded
+            } else {
+                RevokeOutcome::NotFound
+            }
+        }
+    };
+    tx.commit().await.map_err(unavailable)?;
+    Ok(outcome)
+}
+
 /// A usage-log row.
 fn pg_usage_row(r: &PgRow) -> Result<UsageRow, StoreError> {
     Ok(UsageRow {
@@ -683,52 +760,7 @@ impl Store for PostgresStore {
         by: RevokedBy,
         now: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let revoked = sqlx::query(
-            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
-             tokens_revoked = TRUE \
-             WHERE id = $3 AND client_id = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
-        )
-        .bind(by.as_str())
-        .bind(now.unix_timestamp())
-        .bind(id.to_string())
-        .bind(client_id.as_str())
-        .bind(now.unix_timestamp())
-        .bind(unix_micros(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let outcome = match revoked {
-            Some(row) => {
-                let row = consent_row(&row)?;
-                insert_event(
-                    &mut tx,
-                    &new_event_row(&row, ConsentEventType::Archived, now),
-                )
-                .await?;
-                sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE consent_id = $1")
-                    .bind(&row.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                RevokeOutcome::Revoked
-            }
-            None => {
-                let exists = sqlx::query("SELECT 1 FROM consents WHERE id = $1 AND client_id = $2")
-                    .bind(id.to_string())
-                    .bind(client_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                if exists.is_some() {
-                    RevokeOutcome::AlreadyEnded
-                } else {
-                    RevokeOutcome::NotFound
-                }
-            }
-        };
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcome)
+        revoke(&self.pool, id, Owner::Client(client_id.as_str()), by, now).await
     }
 
     async fn consent_usage(&self, id: &ConsentId) -> Result<Vec<UsageRecord>, StoreError> {
@@ -835,52 +867,14 @@ impl Store for PostgresStore {
         nin: &Nin,
         now: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let revoked = sqlx::query(
-            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
-             tokens_revoked = TRUE \
-             WHERE id = $3 AND nin = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
+        revoke(
+            &self.pool,
+            id,
+            Owner::Person(nin.as_str()),
+            RevokedBy::Individual,
+            now,
         )
-        .bind(RevokedBy::Individual.as_str())
-        .bind(now.unix_timestamp())
-        .bind(id.to_string())
-        .bind(nin.as_str())
-        .bind(now.unix_timestamp())
-        .bind(unix_micros(now))
-        .fetch_optional(&mut *tx)
         .await
-        .map_err(unavailable)?;
-        let outcome = match revoked {
-            Some(row) => {
-                let row = consent_row(&row)?;
-                insert_event(
-                    &mut tx,
-                    &new_event_row(&row, ConsentEventType::Archived, now),
-                )
-                .await?;
-                sqlx::query("UPDATE access_tokens SET revoked = TRUE WHERE consent_id = $1")
-                    .bind(&row.id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                RevokeOutcome::Revoked
-            }
-            None => {
-                let exists = sqlx::query("SELECT 1 FROM consents WHERE id = $1 AND nin = $2")
-                    .bind(id.to_string())
-                    .bind(nin.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                if exists.is_some() {
-                    RevokeOutcome::AlreadyEnded
-                } else {
-                    RevokeOutcome::NotFound
-                }
-            }
-        };
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcome)
     }
 
     async fn expire_consents(&self, now: OffsetDateTime, batch: u32) -> Result<u64, StoreError> {

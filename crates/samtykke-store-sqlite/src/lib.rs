@@ -662,37 +662,7 @@ impl Store for SqliteStore {
     ) -> Result<RevokeOutcome, StoreError> {
         let (id, client_id) = (id.to_string(), client_id.as_str().to_owned());
         self.db
-            .write(move |c| {
-                let t = now.unix_timestamp();
-                let revoked = query_opt(
-                    c,
-                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
-                     tokens_revoked = TRUE \
-                     WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
-                    params![by.as_str(), t, unix_micros(now), id, client_id, t],
-                    consent_row,
-                )?;
-                if let Some(row) = revoked {
-                    insert_event(c, &new_event_row(&row, ConsentEventType::Archived, now))?;
-                    execute(
-                        c,
-                        "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ?",
-                        [&row.id],
-                    )?;
-                    return Ok(RevokeOutcome::Revoked);
-                }
-                let exists = query_opt(
-                    c,
-                    "SELECT 1 FROM consents WHERE id = ? AND client_id = ?",
-                    params![id, client_id],
-                    |r| r.get::<_, i64>(0),
-                )?;
-                Ok(if exists.is_some() {
-                    RevokeOutcome::AlreadyEnded
-                } else {
-                    RevokeOutcome::NotFound
-                })
-            })
+            .write(move |c| revoke(c, &id, Owner::Client(&client_id), by, now))
             .await
     }
 
@@ -1229,39 +1199,66 @@ impl Store for SqliteStore {
     ) -> Result<RevokeOutcome, StoreError> {
         let (id, nin) = (id.to_string(), nin.as_str().to_owned());
         self.db
-            .write(move |c| {
-                let t = now.unix_timestamp();
-                let revoked = query_opt(
-                    c,
-                    "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
-                     tokens_revoked = TRUE \
-                     WHERE id = ? AND nin = ? AND status = 'active' AND expires_at > ? RETURNING *",
-                    params![RevokedBy::Individual.as_str(), t, unix_micros(now), id, nin, t],
-                    consent_row,
-                )?;
-                if let Some(row) = revoked {
-                    insert_event(c, &new_event_row(&row, ConsentEventType::Archived, now))?;
-                    execute(
-                        c,
-                        "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ?",
-                        [&row.id],
-                    )?;
-                    return Ok(RevokeOutcome::Revoked);
-                }
-                let exists = query_opt(
-                    c,
-                    "SELECT 1 FROM consents WHERE id = ? AND nin = ?",
-                    params![id, nin],
-                    |r| r.get::<_, i64>(0),
-                )?;
-                Ok(if exists.is_some() {
-                    RevokeOutcome::AlreadyEnded
-                } else {
-                    RevokeOutcome::NotFound
-                })
-            })
+            .write(move |c| revoke(c, &id, Owner::Person(&nin), RevokedBy::Individual, now))
             .await
     }
+}
+
+/// Whose consent a revocation must be: the client's (`DELETE
+/// /v1/debt/{id}`) or the person's (the portal).
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    Client(&'a str),
+    Person(&'a str),
+}
+
+/// Revokes the active consent `id` of `owner` (its event, its tokens), or
+/// tells whether it is the owner's at all.
+fn revoke(
+    c: &Connection,
+    id: &str,
+    owner: Owner<'_>,
+    by: RevokedBy,
+    now: OffsetDateTime,
+) -> Result<RevokeOutcome, StoreError> {
+    let (update, exists, owner) = match owner {
+        Owner::Client(client_id) => (
+            "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
+             tokens_revoked = TRUE \
+             WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
+            "SELECT 1 FROM consents WHERE id = ? AND client_id = ?",
+            client_id,
+        ),
+        Owner::Person(nin) => (
+            "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
+             tokens_revoked = TRUE \
+             WHERE id = ? AND nin = ? AND status = 'active' AND expires_at > ? RETURNING *",
+            "SELECT 1 FROM consents WHERE id = ? AND nin = ?",
+            nin,
+        ),
+    };
+    let t = now.unix_timestamp();
+    let revoked = query_opt(
+        c,
+        update,
+        params![by.as_str(), t, unix_micros(now), id, owner, t],
+        consent_row,
+    )?;
+    if let Some(row) = revoked {
+        insert_event(c, &new_event_row(&row, ConsentEventType::Archived, now))?;
+        execute(
+            c,
+            "UPDATE access_tokens SET revoked = TRUE WHERE consent_id = ?",
+            [&row.id],
+        )?;
+        return Ok(RevokeOutcome::Revoked);
+    }
+    let found = query_opt(c, exists, params![id, owner], |r| r.get::<_, i64>(0))?;
+    Ok(if found.is_some() {
+        RevokeOutcome::AlreadyEnded
+    } else {
+        RevokeOutcome::NotFound
+    })
 }
 
 /// A row count as SQL gives it (never negative).

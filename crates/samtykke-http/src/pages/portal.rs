@@ -701,102 +701,71 @@ fn logged_out_page(state: &AppState, lang: &'static Lang) -> Response {
 }
 
 // --- routes ---------------------------------------------------------------
+//
+// Each handler serves both languages: `EN = false` the bokmål paths under
+// `/min-side`, `EN = true` the English ones under `/en/my-page`.
 
-/// `GET /min-side`
-pub async fn list_nb(
+const fn language(en: bool) -> &'static Lang {
+    if en {
+        &EN_PORTAL
+    } else {
+        &NB_PORTAL
+    }
+}
+
+/// `GET /min-side`, `GET /en/my-page`
+pub async fn get_list<const EN: bool>(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    list(state, headers, q, &NB_PORTAL).await
+    list(state, headers, q, language(EN)).await
 }
 
-/// `GET /en/my-page`
-pub async fn list_en(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    list(state, headers, q, &EN_PORTAL).await
-}
-
-/// `GET /min-side/samtykke/{id}`
-pub async fn detail_nb(
+/// `GET /min-side/samtykke/{id}`, `GET /en/my-page/consent/{id}`
+pub async fn get_consent<const EN: bool>(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    detail(state, headers, id, q, &NB_PORTAL).await
+    detail(state, headers, id, q, language(EN)).await
 }
 
-/// `GET /en/my-page/consent/{id}`
-pub async fn detail_en(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    detail(state, headers, id, q, &EN_PORTAL).await
-}
-
-/// `GET /min-side/samtykke/{id}/trekk-tilbake`
-pub async fn confirm_nb(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    confirm_withdrawal(state, headers, id, &NB_PORTAL).await
-}
-
+/// `GET /min-side/samtykke/{id}/trekk-tilbake`,
 /// `GET /en/my-page/consent/{id}/withdraw`
-pub async fn confirm_en(
+pub async fn get_withdraw<const EN: bool>(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    confirm_withdrawal(state, headers, id, &EN_PORTAL).await
+    confirm_withdrawal(state, headers, id, language(EN)).await
 }
 
-/// `POST /min-side/samtykke/{id}/trekk-tilbake`
-pub async fn withdraw_nb(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    withdraw(state, headers, id, body, &NB_PORTAL).await
-}
-
+/// `POST /min-side/samtykke/{id}/trekk-tilbake`,
 /// `POST /en/my-page/consent/{id}/withdraw`
-pub async fn withdraw_en(
+pub async fn post_withdraw<const EN: bool>(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    withdraw(state, headers, id, body, &EN_PORTAL).await
+    withdraw(state, headers, id, body, language(EN)).await
 }
 
-/// `POST /min-side/logout`
-pub async fn logout_nb(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    logout(state, headers, body, &NB_PORTAL).await
+/// `POST /min-side/logout`, `POST /en/my-page/logout`
+pub async fn post_logout<const EN: bool>(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    logout(state, headers, body, language(EN)).await
 }
 
-/// `POST /en/my-page/logout`
-pub async fn logout_en(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    logout(state, headers, body, &EN_PORTAL).await
-}
-
-/// `GET /min-side/logget-ut`: where the identity provider sends the
-/// browser back after its own logout.
-pub async fn logged_out_nb(State(state): State<AppState>) -> Response {
-    logged_out_page(&state, &NB_PORTAL)
-}
-
-/// `GET /en/my-page/logged-out`
-pub async fn logged_out_en(State(state): State<AppState>) -> Response {
-    logged_out_page(&state, &EN_PORTAL)
+/// `GET /min-side/logget-ut`, `GET /en/my-page/logged-out`: where the
+/// identity provider sends the browser back after its own logout.
+pub async fn get_logged_out<const EN: bool>(State(state): State<AppState>) -> Response {
+    logged_out_page(&state, language(EN))
 }
 
 #[cfg(test)]
