@@ -246,24 +246,19 @@ async fn revoke(
     by: RevokedBy,
     now: OffsetDateTime,
 ) -> Result<RevokeOutcome, StoreError> {
-    let (update, exists, owner) = match owner {
-        Owner::Client(client_id) => (
-            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
-             tokens_revoked = TRUE \
-             WHERE id = $3 AND client_id = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
-            "SELECT 1 FROM consents WHERE id = $1 AND client_id = $2",
-            client_id,
-        ),
-        Owner::Person(nin) => (
-            "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
-             tokens_revoked = TRUE \
-             WHERE id = $3 AND nin = $4 AND status = 'active' AND expires_at > $5 RETURNING *",
-            "SELECT 1 FROM consents WHERE id = $1 AND nin = $2",
-            nin,
-        ),
+    // One of two fixed column names, never input.
+    let (column, owner) = match owner {
+        Owner::Client(client_id) => ("client_id", client_id),
+        Owner::Person(nin) => ("nin", nin),
     };
+    let update = format!(
+        "UPDATE consents SET status = 'revoked', revoked_by = $1, ended_at = $2, ended_at_us = $6, \
+         tokens_revoked = TRUE \
+         WHERE id = $3 AND {column} = $4 AND status = 'active' AND expires_at > $5 RETURNING *"
+    );
+    let exists = format!("SELECT 1 FROM consents WHERE id = $1 AND {column} = $2");
     let mut tx = pool.begin().await.map_err(unavailable)?;
-    let revoked = sqlx::query(update)
+    let revoked = sqlx::query(&update)
         .bind(by.as_str())
         .bind(now.unix_timestamp())
         .bind(id.to_string())
@@ -289,7 +284,7 @@ async fn revoke(
             RevokeOutcome::Revoked
         }
         None => {
-            let found = sqlx::query(exists)
+            let found = sqlx::query(&exists)
                 .bind(id.to_string())
                 .bind(owner)
                 .fetch_optional(&mut *tx)

@@ -1221,26 +1221,21 @@ fn revoke(
     by: RevokedBy,
     now: OffsetDateTime,
 ) -> Result<RevokeOutcome, StoreError> {
-    let (update, exists, owner) = match owner {
-        Owner::Client(client_id) => (
-            "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
-             tokens_revoked = TRUE \
-             WHERE id = ? AND client_id = ? AND status = 'active' AND expires_at > ? RETURNING *",
-            "SELECT 1 FROM consents WHERE id = ? AND client_id = ?",
-            client_id,
-        ),
-        Owner::Person(nin) => (
-            "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
-             tokens_revoked = TRUE \
-             WHERE id = ? AND nin = ? AND status = 'active' AND expires_at > ? RETURNING *",
-            "SELECT 1 FROM consents WHERE id = ? AND nin = ?",
-            nin,
-        ),
+    // One of two fixed column names, never input.
+    let (column, owner) = match owner {
+        Owner::Client(client_id) => ("client_id", client_id),
+        Owner::Person(nin) => ("nin", nin),
     };
+    let update = format!(
+        "UPDATE consents SET status = 'revoked', revoked_by = ?, ended_at = ?, ended_at_us = ?, \
+         tokens_revoked = TRUE \
+         WHERE id = ? AND {column} = ? AND status = 'active' AND expires_at > ? RETURNING *"
+    );
+    let exists = format!("SELECT 1 FROM consents WHERE id = ? AND {column} = ?");
     let t = now.unix_timestamp();
     let revoked = query_opt(
         c,
-        update,
+        &update,
         params![by.as_str(), t, unix_micros(now), id, owner, t],
         consent_row,
     )?;
@@ -1253,7 +1248,7 @@ fn revoke(
         )?;
         return Ok(RevokeOutcome::Revoked);
     }
-    let found = query_opt(c, exists, params![id, owner], |r| r.get::<_, i64>(0))?;
+    let found = query_opt(c, &exists, params![id, owner], |r| r.get::<_, i64>(0))?;
     Ok(if found.is_some() {
         RevokeOutcome::AlreadyEnded
     } else {
