@@ -251,25 +251,32 @@ fn page_count(total: u64, per_page: u32) -> u64 {
     total.div_ceil(u64::from(per_page)).max(1)
 }
 
-/// A time as the person reads it: Norwegian time (Europe/Oslo), with its
-/// zone's abbreviation; in UTC, said so, where the system has no time-zone
-/// database.
+/// A time as the person reads it, to the minute: Norwegian time
+/// (Europe/Oslo), with its zone's abbreviation; in UTC, said so, where the
+/// system has no time-zone database.
 pub fn shown_time(t: OffsetDateTime) -> String {
-    static OSLO: OnceLock<Option<jiff::tz::TimeZone>> = OnceLock::new();
-    let oslo = OSLO.get_or_init(|| jiff::tz::TimeZone::get("Europe/Oslo").ok());
-    match (oslo, jiff::Timestamp::from_second(t.unix_timestamp())) {
-        (Some(tz), Ok(ts)) => ts
-            .to_zoned_datetime(tz.clone())
-            .strftime("%d.%m.%Y %H:%M %Z")
+    shown(t, "%d.%m.%Y %H:%M %Z")
+}
+
+/// [`shown_time`] to the second (uses may come minutes apart).
+pub fn shown_time_to_the_second(t: OffsetDateTime) -> String {
+    shown(t, "%d.%m.%Y %H:%M:%S %Z")
+}
+
+fn shown(t: OffsetDateTime, format: &str) -> String {
+    static OSLO: OnceLock<jiff::tz::TimeZone> = OnceLock::new();
+    let oslo = OSLO.get_or_init(|| {
+        jiff::tz::TimeZone::get("Europe/Oslo").unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no time-zone data for Europe/Oslo: the portal shows UTC");
+            jiff::tz::TimeZone::UTC
+        })
+    });
+    match jiff::Timestamp::from_second(t.unix_timestamp()) {
+        Ok(ts) => ts
+            .to_zoned_datetime(oslo.clone())
+            .strftime(format)
             .to_string(),
-        _ => format!(
-            "{:02}.{:02}.{} {:02}:{:02} UTC",
-            t.day(),
-            u8::from(t.month()),
-            t.year(),
-            t.hour(),
-            t.minute()
-        ),
+        Err(_) => String::new(),
     }
 }
 
@@ -515,7 +522,7 @@ async fn detail(
     for used in &found.uses {
         let (name, org) = institution(&state, &used.client_id).await;
         uses.push(UseView {
-            when: shown_time(used.used_at),
+            when: shown_time_to_the_second(used.used_at),
             by: if org.is_empty() {
                 name
             } else {
@@ -779,6 +786,7 @@ mod tests {
         if jiff::tz::TimeZone::get("Europe/Oslo").is_ok() {
             // 2026-11-30 00:53:20 UTC and 2026-06-21 00:00:00 UTC.
             assert_eq!(shown_time(winter), "30.11.2026 01:53 CET");
+            assert_eq!(shown_time_to_the_second(winter), "30.11.2026 01:53:20 CET");
             assert_eq!(shown_time(summer), "21.06.2026 02:00 CEST");
         } else {
             assert_eq!(shown_time(winter), "30.11.2026 00:53 UTC");

@@ -80,11 +80,12 @@ fn field_of(page: &str, id: Option<&str>, class: &str) -> String {
         .to_owned()
 }
 
-/// The instant a page shows as `dd.mm.yyyy hh:mm ZONE`.
+/// The instant a page shows as `dd.mm.yyyy hh:mm[:ss] ZONE`.
 fn shown_instant(shown: &str) -> OffsetDateTime {
     let parts: Vec<&str> = shown.split_whitespace().collect();
     let date: Vec<i32> = parts[0].split('.').map(|p| p.parse().unwrap()).collect();
-    let clock: Vec<u8> = parts[1].split(':').map(|p| p.parse().unwrap()).collect();
+    let mut clock: Vec<u8> = parts[1].split(':').map(|p| p.parse().unwrap()).collect();
+    clock.resize(3, 0);
     let offset = match parts[2] {
         "CET" => 1,
         "CEST" => 2,
@@ -94,7 +95,7 @@ fn shown_instant(shown: &str) -> OffsetDateTime {
     let month = time::Month::try_from(date[1] as u8).unwrap();
     time::Date::from_calendar_date(date[2], month, date[0] as u8)
         .unwrap()
-        .with_hms(clock[0], clock[1], 0)
+        .with_hms(clock[0], clock[1], clock[2])
         .unwrap()
         .assume_offset(time::UtcOffset::from_hms(offset, 0, 0).unwrap())
 }
