@@ -12,6 +12,7 @@
 use std::sync::OnceLock;
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -712,6 +713,12 @@ fn logged_out_page(state: &AppState, lang: &'static Lang) -> Response {
 // Each handler serves both languages: `EN = false` the bokmål paths under
 // `/min-side`, `EN = true` the English ones under `/en/my-page`.
 
+/// The id in the path; an undecodable one (`%FF`) is as unknown as any
+/// other malformed id, so it gets the same answer.
+fn id_of(id: Result<Path<String>, PathRejection>) -> String {
+    id.map(|Path(id)| id).unwrap_or_default()
+}
+
 const fn language(en: bool) -> &'static Lang {
     if en {
         &EN_PORTAL
@@ -733,10 +740,10 @@ pub async fn get_list<const EN: bool>(
 pub async fn get_consent<const EN: bool>(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    detail(state, headers, id, q, language(EN)).await
+    detail(state, headers, id_of(id), q, language(EN)).await
 }
 
 /// `GET /min-side/samtykke/{id}/trekk-tilbake`,
@@ -744,9 +751,9 @@ pub async fn get_consent<const EN: bool>(
 pub async fn get_withdraw<const EN: bool>(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
-    confirm_withdrawal(state, headers, id, language(EN)).await
+    confirm_withdrawal(state, headers, id_of(id), language(EN)).await
 }
 
 /// `POST /min-side/samtykke/{id}/trekk-tilbake`,
@@ -754,10 +761,10 @@ pub async fn get_withdraw<const EN: bool>(
 pub async fn post_withdraw<const EN: bool>(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Response {
-    withdraw(state, headers, id, body, language(EN)).await
+    withdraw(state, headers, id_of(id), body, language(EN)).await
 }
 
 /// `POST /min-side/logout`, `POST /en/my-page/logout`

@@ -382,7 +382,7 @@ engine_tests! {
         let (_, bo_code) = person(&app, BO).await;
         let (bos, _) = consent_of_code(&app, &bo_code).await;
         let csrf = hidden(&page(&anne, &app.url("/min-side")).await, "csrf");
-        let ids = [bos.clone(), uuid::Uuid::new_v4().to_string(), "not-a-consent".to_owned(), "12345".to_owned(), bos.to_uppercase().replace('-', "")];
+        let ids = [bos.clone(), uuid::Uuid::new_v4().to_string(), "not-a-consent".to_owned(), "12345".to_owned(), "%FF%FE".to_owned(), bos.to_uppercase().replace('-', "")];
         let gets = ["/min-side/samtykke/{id}", "/min-side/samtykke/{id}?side=2", "/min-side/samtykke/{id}/trekk-tilbake", "/en/my-page/consent/{id}", "/en/my-page/consent/{id}/withdraw"];
         let posts = ["/min-side/samtykke/{id}/trekk-tilbake", "/en/my-page/consent/{id}/withdraw"];
         for (method, templates) in [("GET", &gets[..]), ("POST", &posts[..])] {
