@@ -475,3 +475,82 @@ engine_tests! {
         assert_eq!(listed(&page(&anne, &app.url("/min-side")).await).len(), 2);
     }
 }
+
+/// An identity provider with an end-session endpoint, standing in for an
+/// upstream OpenID provider: identification is TestID's.
+struct ProviderWithLogout;
+
+#[async_trait::async_trait]
+impl samtykke_http::identity::IdentityProvider for ProviderWithLogout {
+    fn name(&self) -> &'static str {
+        "provider-with-logout"
+    }
+
+    fn begin(&self, flow_id: &str) -> samtykke_http::identity::LoginStart {
+        samtykke_http::identity::TestId.begin(flow_id)
+    }
+
+    async fn complete(
+        &self,
+        params: &[(String, String)],
+        policy: samtykke_core::domain::NinPolicy,
+    ) -> Result<samtykke_core::domain::Nin, samtykke_http::identity::LoginFailure> {
+        samtykke_http::identity::TestId
+            .complete(params, policy)
+            .await
+    }
+
+    fn end_session_url(&self, return_to: &str) -> Option<String> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("post_logout_redirect_uri", return_to)
+            .finish();
+        Some(format!("https://provider.example/logout?{query}"))
+    }
+}
+
+/// A second server on `app`'s database whose identity provider has an
+/// end-session endpoint; its base URL and the sender that stops it.
+async fn server_with_provider_logout(app: &TestApp) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings = samtykke_http::ServerSettings {
+        issuer: base.clone(),
+        api_base: base.clone(),
+        access_token_ttl: time::Duration::hours(1),
+        sandbox: true,
+    };
+    let state =
+        samtykke_http::AppState::new(app.store.clone(), Arc::new(app.clock.clone()), settings)
+            .with_identity_provider(Arc::new(ProviderWithLogout));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(samtykke_http::serve(listener, state, async {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
+engine_tests! {
+    async fn logging_out_continues_at_the_providers_end_session_endpoint_when_it_has_one(app) {
+        let (server, _stop) = server_with_provider_logout(&app).await;
+        // Cookies are kept per host, not per port: the login at the first
+        // server is the browser's login at the second too (same database,
+        // same keys).
+        let (anne, _) = person(&app, ANNE).await;
+        let list = page(&anne, &format!("{server}/min-side")).await;
+        assert_eq!(listed(&list).len(), 1);
+        let out = post_form(&anne, &format!("{server}/min-side/logout"), &[("csrf", &hidden(&list, "csrf"))]).await;
+        let to = location(&out);
+        let expected_return = format!("{server}/min-side/logget-ut");
+        assert!(to.starts_with("https://provider.example/logout?"), "{to}");
+        assert_eq!(query_of(&to)["post_logout_redirect_uri"], expected_return);
+        let cleared: Vec<&str> = out.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        assert!(cleared.iter().any(|c| c.starts_with("samtykke_session=;")), "{cleared:?}");
+        assert_eq!(location(&get(&anne, &app.url("/min-side")).await), app.url("/min-side/login?return=/min-side"), "the session ended here first");
+        assert!(page(&anne, &expected_return).await.contains("Du er logget ut"));
+
+        let (anne, _) = person(&app, ANNE).await;
+        let english = page(&anne, &format!("{server}/en/my-page")).await;
+        let out = post_form(&anne, &format!("{server}/en/my-page/logout"), &[("csrf", &hidden(&english, "csrf"))]).await;
+        assert_eq!(query_of(&location(&out))["post_logout_redirect_uri"], format!("{server}/en/my-page/logged-out"));
+    }
+}
