@@ -808,6 +808,36 @@ impl Browser {
             .len()
     }
 
+    /// Presses and releases `key` on the keyboard.
+    async fn press(&self, key: fantoccini::key::Key) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let value: char = key.into();
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
+        self.client.perform_actions(keys).await.expect("keys");
+    }
+
+    /// Moves the focus with Tab, as a keyboard user would, until it is on
+    /// the element matching `css`.
+    async fn tab_to(&self, css: &str) {
+        for _ in 0..40 {
+            self.press(fantoccini::key::Key::Tab).await;
+            let focused = self
+                .client
+                .execute(
+                    "return document.activeElement.matches(arguments[0]);",
+                    vec![json!(css)],
+                )
+                .await
+                .expect("script");
+            if focused == Value::Bool(true) {
+                return;
+            }
+        }
+        panic!("Tab never reached {css}");
+    }
+
     /// Scrolls the element matching `css` to the top of the window.
     async fn scroll_to(&self, css: &str) {
         let element = self
@@ -893,8 +923,10 @@ engine_tests! {
             browser.screenshot("portal-usage").await;
         }
 
-        // Withdraw: first the confirmation, then the withdrawal.
-        browser.click("a.button.danger").await;
+        // Withdraw, with the keyboard alone: first the confirmation, then
+        // the withdrawal.
+        browser.tab_to("a.button.danger").await;
+        browser.press(fantoccini::key::Key::Enter).await;
         browser.wait_for_url(&format!("{detail}/trekk-tilbake")).await;
         assert_eq!(browser.text("h1").await, "Vil du trekke tilbake samtykket?");
         assert!(browser.text(".lead").await.contains(CLIENT_NAME));
@@ -902,7 +934,8 @@ engine_tests! {
         if shots {
             browser.screenshot("portal-withdraw-confirm").await;
         }
-        browser.click("button.danger").await;
+        browser.tab_to("button.danger").await;
+        browser.press(fantoccini::key::Key::Enter).await;
         browser.wait_for_url(&detail).await;
         browser.wait_for(".notice").await;
         assert_eq!(browser.text(".status").await, "Trukket tilbake av deg");
