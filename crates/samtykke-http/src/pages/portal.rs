@@ -24,8 +24,8 @@ use time::OffsetDateTime;
 
 use super::portal_texts::{PortalTexts, PORTAL_EN, PORTAL_NB};
 use super::{
-    browser_cookie, browser_session, field, html_page, message_page, page_form, render, see_other,
-    set_browser_cookie, set_session_cookie, texts_for, Texts,
+    browser_cookie, browser_session, field, html_page, message_page, origin_of, page_form, render,
+    see_other, set_browser_cookie, set_session_cookie, texts_for, Texts,
 };
 use crate::AppState;
 
@@ -229,7 +229,14 @@ fn render_page(
     context: impl Serialize,
 ) -> Response {
     match render(template, context) {
-        Ok(body) => html_page(StatusCode::OK, body, None),
+        Ok(body) => html_page(
+            StatusCode::OK,
+            body,
+            end_session_url(state, lang)
+                .as_deref()
+                .and_then(origin_of)
+                .as_deref(),
+        ),
         Err(()) => {
             let t = lang.t();
             super::error_page(state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail)
@@ -671,18 +678,21 @@ async fn logout(state: AppState, headers: HeaderMap, body: Bytes, lang: &'static
         }
         tracing::info!("portal login session ended");
     }
-    let return_to = lang.logged_out_page(base);
-    let provider = state
-        .identity
-        .as_deref()
-        .and_then(|i| i.end_session_url(&return_to));
-    let mut response = match provider {
+    let mut response = match end_session_url(&state, lang) {
         Some(url) => see_other(&url),
         None => logged_out_page(&state, lang),
     };
     set_browser_cookie(&state, response.headers_mut(), None);
     set_session_cookie(&state, response.headers_mut(), None);
     response
+}
+
+/// Where logging out continues at the identity provider, if it has an
+/// end-session endpoint. The pages' logout form may end up there, so their
+/// CSP's `form-action` allows its origin.
+fn end_session_url(state: &AppState, lang: &Lang) -> Option<String> {
+    let return_to = lang.logged_out_page(state.settings.base_url());
+    state.identity.as_deref()?.end_session_url(&return_to)
 }
 
 #[derive(Serialize)]

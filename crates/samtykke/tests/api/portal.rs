@@ -536,7 +536,10 @@ engine_tests! {
         // server is the browser's login at the second too (same database,
         // same keys).
         let (anne, _) = person(&app, ANNE).await;
-        let list = page(&anne, &format!("{server}/min-side")).await;
+        let response = get(&anne, &format!("{server}/min-side")).await;
+        let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("form-action 'self' https://provider.example;"), "the logout form may continue at the provider: {csp}");
+        let list = response.text().await.unwrap();
         assert_eq!(listed(&list).len(), 1);
         let out = post_form(&anne, &format!("{server}/min-side/logout"), &[("csrf", &hidden(&list, "csrf"))]).await;
         let to = location(&out);
