@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::consent::{Consent, ConsentId, ConsentKind, ConsentStatus, RevokedBy};
 use samtykke_core::flow::{self, LoginSession};
-use samtykke_core::store::RevokeOutcome;
+use samtykke_core::store::{PersonConsentUsage, RevokeOutcome};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -494,6 +494,35 @@ struct DetailContext<'a> {
     paging: Option<Paging>,
 }
 
+/// The person's consent `id` with page `page` (from 1) of its uses,
+/// `per_page` to a page; or the answer when there is none: the one "not
+/// found" for another person's, an unknown and a malformed id.
+async fn own_consent(
+    state: &AppState,
+    lang: &'static Lang,
+    person: &Person,
+    id: &str,
+    page: u64,
+    per_page: u32,
+) -> Result<(ConsentId, PersonConsentUsage), Response> {
+    let Some(id) = ConsentId::parse(id) else {
+        return Err(not_found(state, lang));
+    };
+    let offset = (page - 1) * u64::from(per_page);
+    match state
+        .store
+        .person_consent_usage(&person.session.nin, &id, offset, per_page)
+        .await
+    {
+        Ok(Some(found)) => Ok((id, found)),
+        Ok(None) => Err(not_found(state, lang)),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the consent");
+            Err(unavailable(state, lang))
+        }
+    }
+}
+
 async fn detail(
     state: AppState,
     headers: HeaderMap,
@@ -505,26 +534,10 @@ async fn detail(
         Ok(p) => p,
         Err(answer) => return answer,
     };
-    let Some(id) = ConsentId::parse(&id) else {
-        return not_found(&state, lang);
-    };
     let page = page_number(query.as_deref(), lang);
-    let found = state
-        .store
-        .person_consent_usage(
-            &person.session.nin,
-            &id,
-            (page - 1) * u64::from(USES_PER_PAGE),
-            USES_PER_PAGE,
-        )
-        .await;
-    let found = match found {
-        Ok(Some(f)) => f,
-        Ok(None) => return not_found(&state, lang),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read the consent's usage");
-            return unavailable(&state, lang);
-        }
+    let (id, found) = match own_consent(&state, lang, &person, &id, page, USES_PER_PAGE).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let mut uses = Vec::with_capacity(found.uses.len());
     for used in &found.uses {
@@ -575,20 +588,9 @@ async fn confirm_withdrawal(
         Ok(p) => p,
         Err(answer) => return answer,
     };
-    let Some(id) = ConsentId::parse(&id) else {
-        return not_found(&state, lang);
-    };
-    let found = match state
-        .store
-        .person_consent_usage(&person.session.nin, &id, 0, 0)
-        .await
-    {
-        Ok(Some(f)) => f,
-        Ok(None) => return not_found(&state, lang),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read the consent");
-            return unavailable(&state, lang);
-        }
+    let (id, found) = match own_consent(&state, lang, &person, &id, 1, 0).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
     };
     let base = state.settings.base_url();
     if found.consent.status_at(state.clock.now()) != ConsentStatus::Active {
@@ -660,7 +662,6 @@ fn forged(state: &AppState, lang: &'static Lang) -> Response {
 /// of the browser) and clears the cookies; then on to the identity
 /// provider's end of session when it has one, else the "logged out" page.
 async fn logout(state: AppState, headers: HeaderMap, body: Bytes, lang: &'static Lang) -> Response {
-    let base = state.settings.base_url();
     let person = match person(&state, &headers).await {
         Ok(p) => p,
         Err(StoreFailure) => return unavailable(&state, lang),
