@@ -39,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .route("/metrics", get(crate::metrics::get_metrics))
+        // Upstream identification (issue 20).
+        .route(pages::login_callback::CALLBACK_PATH, get(pages::login_callback::get_callback))
+        .route("/min-side/login", get(pages::portal_login::get_portal_login).post(pages::portal_login::post_portal_login))
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))

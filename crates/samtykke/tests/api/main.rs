@@ -28,3 +28,4 @@ mod request_objects;
 mod response_modes;
 mod store_contract;
 mod token;
+mod upstream_identity;
