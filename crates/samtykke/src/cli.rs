@@ -121,8 +121,12 @@ impl ServeArgs {
             anyhow::bail!("access_token_ttl must be between 60 and 86400 seconds (got {ttl})");
         }
         let upstream = UpstreamInput {
-            issuer: self.upstream_issuer.or_else(|| file.upstream_issuer.clone()),
-            client_id: self.upstream_client_id.or_else(|| file.upstream_client_id.clone()),
+            issuer: self
+                .upstream_issuer
+                .or_else(|| file.upstream_issuer.clone()),
+            client_id: self
+                .upstream_client_id
+                .or_else(|| file.upstream_client_id.clone()),
             client_secret: self
                 .upstream_client_secret
                 .or_else(|| file.upstream_client_secret.clone()),
@@ -132,9 +136,13 @@ impl ServeArgs {
             private_key_id: self
                 .upstream_private_key_id
                 .or_else(|| file.upstream_private_key_id.clone()),
-            pid_claim: self.upstream_pid_claim.or_else(|| file.upstream_pid_claim.clone()),
+            pid_claim: self
+                .upstream_pid_claim
+                .or_else(|| file.upstream_pid_claim.clone()),
             scope: self.upstream_scope.or_else(|| file.upstream_scope.clone()),
-            acr_values: self.upstream_acr_values.or_else(|| file.upstream_acr_values.clone()),
+            acr_values: self
+                .upstream_acr_values
+                .or_else(|| file.upstream_acr_values.clone()),
         }
         .resolve()?;
         Ok(ServeConfig {

@@ -158,7 +158,8 @@ impl UpstreamInput {
                 }
             }
         };
-        let pid_claim = nonempty(self.pid_claim).unwrap_or_else(|| DEFAULT_UPSTREAM_PID_CLAIM.to_owned());
+        let pid_claim =
+            nonempty(self.pid_claim).unwrap_or_else(|| DEFAULT_UPSTREAM_PID_CLAIM.to_owned());
         let scope = nonempty(self.scope).unwrap_or_else(|| DEFAULT_UPSTREAM_SCOPE.to_owned());
         if !scope.split_whitespace().any(|s| s == "openid") {
             bail!("upstream-scope must include openid (got {scope})");
@@ -280,16 +281,30 @@ mod tests {
     fn upstream_settings_are_checked_with_clear_messages() {
         assert!(UpstreamInput::default().resolve().unwrap().is_none());
         let ok = upstream("https://idporten.no").resolve().unwrap().unwrap();
-        assert_eq!((ok.pid_claim.as_str(), ok.scope.as_str()), ("pid", "openid"));
-        assert!(!format!("{ok:?}").contains("secret\""), "the secret is never printed");
+        assert_eq!(
+            (ok.pid_claim.as_str(), ok.scope.as_str()),
+            ("pid", "openid")
+        );
+        assert!(
+            !format!("{ok:?}").contains("secret\""),
+            "the secret is never printed"
+        );
         let error = |input: UpstreamInput| input.resolve().unwrap_err().to_string();
         assert!(error(upstream("not a url")).contains("upstream-issuer is not a URL"));
         assert!(error(upstream("http://idporten.no")).contains("https://"));
         assert!(upstream("http://127.0.0.1:4000").resolve().is_ok());
-        let no_id = UpstreamInput { client_id: None, ..upstream("https://idporten.no") };
+        let no_id = UpstreamInput {
+            client_id: None,
+            ..upstream("https://idporten.no")
+        };
         assert!(error(no_id).contains("--upstream-client-id"));
-        let no_secret = UpstreamInput { client_secret: None, ..upstream("https://idporten.no") };
-        assert!(error(no_secret).contains("--upstream-client-secret or --upstream-private-key-file"));
+        let no_secret = UpstreamInput {
+            client_secret: None,
+            ..upstream("https://idporten.no")
+        };
+        assert!(
+            error(no_secret).contains("--upstream-client-secret or --upstream-private-key-file")
+        );
         let both = UpstreamInput {
             private_key_file: Some("/nonexistent.pem".to_owned()),
             ..upstream("https://idporten.no")
@@ -306,7 +321,10 @@ mod tests {
         };
         assert!(error(scope).contains("must include openid"));
         let file: FileConfig = toml::from_str("upstream_issuer = \"https://idporten.no\"\nupstream_acr_values = \"idporten-loa-high\"").unwrap();
-        assert_eq!(file.upstream_acr_values.as_deref(), Some("idporten-loa-high"));
+        assert_eq!(
+            file.upstream_acr_values.as_deref(),
+            Some("idporten-loa-high")
+        );
     }
 
     #[test]

@@ -13,15 +13,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreGenderClaim,
-    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
     AdditionalClaims, AuthType, AuthenticationContextClass, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IdToken, IdTokenVerifier, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl, Scope,
-    SignatureVerificationError, TokenResponse,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IdToken, IdTokenVerifier, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadataWithLogout, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use samtykke_core::domain::{Nin, NinPolicy};
 use serde::{Deserialize, Serialize};
@@ -204,7 +203,9 @@ impl Upstream {
         }
         match fetch_discovery(&self.issuer, &self.http).await {
             Ok(d) => self.replace(d),
-            Err(e) => tracing::warn!(error = %e, "upstream discovery refresh failed; keeping the old metadata"),
+            Err(e) => {
+                tracing::warn!(error = %e, "upstream discovery refresh failed; keeping the old metadata")
+            }
         }
     }
 
@@ -348,9 +349,9 @@ impl Upstream {
             .map_err(|e| LoginFailure::Failed(format!("no token endpoint: {e}")))?
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
         if let Some(key) = &self.signing_key {
-            let assertion = self
-                .client_assertion(key)
-                .map_err(|e| LoginFailure::Failed(format!("could not sign the client assertion: {e}")))?;
+            let assertion = self.client_assertion(key).map_err(|e| {
+                LoginFailure::Failed(format!("could not sign the client assertion: {e}"))
+            })?;
             request = request
                 .add_extra_param(
                     "client_assertion_type",
@@ -422,14 +423,18 @@ impl IdentityProvider for Upstream {
                 Nonce::new_random,
             )
             .set_pkce_challenge(challenge);
-        for scope in self.config.scope.split_whitespace().filter(|s| *s != "openid") {
+        for scope in self
+            .config
+            .scope
+            .split_whitespace()
+            .filter(|s| *s != "openid")
+        {
             request = request.add_scope(Scope::new(scope.to_owned()));
         }
         if let Some(acr) = &self.config.acr_values {
             for value in acr.split_whitespace() {
-                request = request.add_auth_context_value(AuthenticationContextClass::new(
-                    value.to_owned(),
-                ));
+                request = request
+                    .add_auth_context_value(AuthenticationContextClass::new(value.to_owned()));
             }
         }
         let (url, state, nonce) = request.url();
@@ -473,8 +478,8 @@ impl IdentityProvider for Upstream {
             }
             None => {}
         }
-        let pending = pending
-            .ok_or_else(|| LoginFailure::Failed("no login in progress".to_owned()))?;
+        let pending =
+            pending.ok_or_else(|| LoginFailure::Failed("no login in progress".to_owned()))?;
         let code = field("code")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| LoginFailure::Failed("the callback has no code".to_owned()))?;
@@ -502,7 +507,11 @@ impl IdentityProvider for Upstream {
 /// `low` < `substantial` < `high`, and the older `Level3` < `Level4`).
 pub fn acr_satisfies(acr: Option<&str>, required: &str) -> bool {
     const LADDERS: [&[&str]; 3] = [
-        &["idporten-loa-low", "idporten-loa-substantial", "idporten-loa-high"],
+        &[
+            "idporten-loa-low",
+            "idporten-loa-substantial",
+            "idporten-loa-high",
+        ],
         &[
             "http://eidas.europa.eu/LoA/low",
             "http://eidas.europa.eu/LoA/substantial",
@@ -577,7 +586,10 @@ mod tests {
         let high = "idporten-loa-high";
         assert!(acr_satisfies(Some("idporten-loa-high"), high));
         assert!(!acr_satisfies(Some("idporten-loa-substantial"), high));
-        assert!(acr_satisfies(Some("idporten-loa-high"), "idporten-loa-substantial"));
+        assert!(acr_satisfies(
+            Some("idporten-loa-high"),
+            "idporten-loa-substantial"
+        ));
         assert!(acr_satisfies(Some("Level4"), "Level3"));
         assert!(!acr_satisfies(Some("Level3"), "Level4"));
         assert!(!acr_satisfies(None, high));

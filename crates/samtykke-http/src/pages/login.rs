@@ -328,23 +328,16 @@ pub async fn post_login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The form is TestID's: in production, or with an upstream provider,
+    // it does not exist, whatever the post holds.
+    let identity = match state.identity.as_deref() {
+        Some(i) if matches!(i.begin(), LoginStart::TestIdForm) => i,
+        _ => return error_page(&state, &NB, StatusCode::FORBIDDEN, NB.testid_unavailable),
+    };
     let (admitted, form) = match admit_form(&state, &headers, &body, FlowStage::Login).await {
         Ok(found) => found,
         Err(page) => return page,
     };
-    let identity = match identity_provider(&state, admitted.t) {
-        Ok(i) => i,
-        Err(page) => return page,
-    };
-    // The form is TestID's: with an upstream provider it does not exist.
-    if !matches!(identity.begin(), LoginStart::TestIdForm) {
-        return error_page(
-            &state,
-            admitted.t,
-            StatusCode::FORBIDDEN,
-            admitted.t.testid_unavailable,
-        );
-    }
     let flow = &admitted.flow;
     let redirect_error = |code: AuthorizeErrorCode, description: &str| {
         error_redirect(&state, ReplyTo::flow(flow, admitted.t), code, description)

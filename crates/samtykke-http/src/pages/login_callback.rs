@@ -110,7 +110,9 @@ async fn callback(
         .and_then(|sealed| PendingLogin::unseal(&secrets.flow_key, sealed))
         .filter(|p| p.answers(browser.as_ref(), returned_state, state.clock.now()));
     let (Some(pending), Some(browser)) = (pending, browser) else {
-        tracing::warn!("login callback without a matching login in progress (state, browser or expiry)");
+        tracing::warn!(
+            "login callback without a matching login in progress (state, browser or expiry)"
+        );
         return error_page(state, t, StatusCode::BAD_REQUEST, t.flow_not_found);
     };
     let check = Pending {
@@ -122,15 +124,18 @@ async fn callback(
         .complete(params, Some(&check), state.nin_policy())
         .await;
     if let Err(LoginFailure::Failed(reason) | LoginFailure::Unacceptable(reason)) = &outcome {
-        tracing::warn!(provider = identity.name(), reason, "upstream identification failed");
+        tracing::warn!(
+            provider = identity.name(),
+            reason,
+            "upstream identification failed"
+        );
     }
     match &pending.target {
         LoginTarget::Flow(sealed) => {
-            let admitted =
-                match admit(state, headers, Some(sealed), None, FlowStage::Login).await {
-                    Ok(a) => a,
-                    Err(page) => return page,
-                };
+            let admitted = match admit(state, headers, Some(sealed), None, FlowStage::Login).await {
+                Ok(a) => a,
+                Err(page) => return page,
+            };
             match outcome {
                 Ok(nin) => continue_identified(state, &admitted, nin, identity.name()).await,
                 Err(LoginFailure::Cancelled) => cancel_flow(state, &admitted).await,
@@ -145,9 +150,11 @@ async fn callback(
         LoginTarget::Portal(path) => match outcome {
             Ok(nin) => {
                 let session = LoginSession::new(&browser, nin, state.clock.now());
-                tracing::info!(provider = identity.name(), "individual identified for the portal");
-                let mut response =
-                    see_other(&format!("{}{path}", state.settings.base_url()));
+                tracing::info!(
+                    provider = identity.name(),
+                    "individual identified for the portal"
+                );
+                let mut response = see_other(&format!("{}{path}", state.settings.base_url()));
                 set_session_cookie(
                     state,
                     response.headers_mut(),
@@ -203,7 +210,10 @@ async fn flow_failed(state: &AppState, admitted: &Admitted, code: AuthorizeError
         AuthorizeErrorCode::AccessDenied => (StatusCode::FORBIDDEN, t.upstream_unacceptable),
         _ => (StatusCode::BAD_GATEWAY, t.upstream_failed),
     };
-    tracing::info!(error = code.as_str(), "identification failed; the flow ended");
+    tracing::info!(
+        error = code.as_str(),
+        "identification failed; the flow ended"
+    );
     let context = FailedContext {
         t,
         title: t.error_heading,

@@ -8,8 +8,8 @@
 pub mod authorize;
 pub mod consent;
 pub mod login;
-pub mod logout;
 pub mod login_callback;
+pub mod logout;
 pub mod portal_login;
 mod texts;
 

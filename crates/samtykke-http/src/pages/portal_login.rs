@@ -13,8 +13,8 @@ use samtykke_core::opaque::OpaqueToken;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    browser_cookie, error_page, field, html_page, message_page, page_form, render,
-    see_other, set_browser_cookie, set_session_cookie, texts_for, Texts, NB,
+    browser_cookie, error_page, field, html_page, message_page, page_form, render, see_other,
+    set_browser_cookie, set_session_cookie, texts_for, Texts, NB,
 };
 use crate::identity::{LoginFailure, LoginStart};
 use crate::AppState;
@@ -165,7 +165,10 @@ pub async fn post_portal_login(
     match identity.complete(&form, None, state.nin_policy()).await {
         Ok(nin) => {
             let session = LoginSession::new(&browser, nin, state.clock.now());
-            tracing::info!(provider = identity.name(), "individual identified for the portal");
+            tracing::info!(
+                provider = identity.name(),
+                "individual identified for the portal"
+            );
             let mut response = see_other(&format!("{}{return_to}", state.settings.base_url()));
             set_session_cookie(
                 &state,
@@ -209,7 +212,12 @@ mod tests {
     fn only_the_portal_pages_are_return_paths() {
         assert_eq!(return_path(None), Some("/min-side"));
         assert_eq!(return_path(Some("/en/my-page")), Some("/en/my-page"));
-        for bad in ["https://evil.example/", "//evil.example", "/min-side/../x", "/oauth2/auth"] {
+        for bad in [
+            "https://evil.example/",
+            "//evil.example",
+            "/min-side/../x",
+            "/oauth2/auth",
+        ] {
             assert_eq!(return_path(Some(bad)), None, "{bad}");
         }
     }

@@ -55,8 +55,10 @@ impl TestProvider {
     /// waits until it listens.
     pub fn start(port: u16, mut config: Value) -> Self {
         config["port"] = json!(port);
-        let config_path =
-            std::env::temp_dir().join(format!("samtykke-test-oidc-{port}-{}.json", std::process::id()));
+        let config_path = std::env::temp_dir().join(format!(
+            "samtykke-test-oidc-{port}-{}.json",
+            std::process::id()
+        ));
         std::fs::write(&config_path, config.to_string()).unwrap();
         let child = Self::spawn(&config_path);
         Self {
@@ -78,7 +80,10 @@ impl TestProvider {
         let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with("listening"), "the provider did not start: {line:?}");
+        assert!(
+            line.starts_with("listening"),
+            "the provider did not start: {line:?}"
+        );
         // Keep reading its notices: a closed pipe would end it.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         child
@@ -199,11 +204,24 @@ fn create_client(database_url: &str) -> (String, String) {
     let output = run_cli(
         database_url,
         &[
-            "client", "create", "--json", "--name", "Eksempelbank", "--org", "974760673",
-            "--purpose", "presentation", "--redirect-uri", CALLBACK,
+            "client",
+            "create",
+            "--json",
+            "--name",
+            "Eksempelbank",
+            "--org",
+            "974760673",
+            "--purpose",
+            "presentation",
+            "--redirect-uri",
+            CALLBACK,
         ],
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let created: Value = serde_json::from_slice(&output.stdout).unwrap();
     (
         created["client_id"].as_str().unwrap().to_owned(),
@@ -297,14 +315,20 @@ impl Upstreamed {
         assert!(page.contains("Eksempelbank"));
         let decided = browser
             .post(format!("{}/oauth2/consent", self.base))
-            .form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")])
+            .form(&[
+                ("flow", flow.as_str()),
+                ("csrf", csrf.as_str()),
+                ("decision", "accept"),
+            ])
             .send()
             .await
             .unwrap();
         let redirect = location(&decided);
         let code = query_of(&redirect)["code"].clone();
         let tokens = self.redeem(&code).await;
-        let access = tokens["access_token"].as_str().unwrap_or_else(|| panic!("{tokens}"));
+        let access = tokens["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{tokens}"));
         let debt: Value = reqwest::Client::new()
             .get(format!("{}/v1/debt", self.base))
             .bearer_auth(access)
@@ -314,7 +338,9 @@ impl Upstreamed {
             .json()
             .await
             .unwrap();
-        let consent_id = debt["consent"]["id"].as_str().unwrap_or_else(|| panic!("{debt}"));
+        let consent_id = debt["consent"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{debt}"));
         let consent = self
             .store
             .find_consent(&ConsentId::parse(consent_id).unwrap())
@@ -365,6 +391,14 @@ engine_db_tests! {
         let login = location(&start);
         let to_provider = browser.get(&login).send().await.unwrap();
         assert!(location(&to_provider).starts_with(&up.provider.issuer));
+        let posted = browser
+            .post(format!("{}/oauth2/login", up.base))
+            .form(&[("flow", query_of(&login)["flow"].as_str()), ("csrf", "x"), ("nin", SYNTHETIC_PID), ("action", "login")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), 403);
+        assert!(posted.text().await.unwrap().contains("TestID finnes bare i testmiljøet"));
         let portal_post = browser
             .post(format!("{}/min-side/login", up.base))
             .form(&[("return", "/min-side"), ("csrf", "x"), ("nin", SYNTHETIC_PID), ("action", "login")])
@@ -486,67 +520,86 @@ engine_db_tests! {
     }
 }
 
-#[tokio::test]
-async fn private_key_jwt_authenticates_samtykke_at_the_provider() {
-    let Some(url) = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite).await else { return };
-    let key = samtykke_core::keys::SigningKey::generate(time::OffsetDateTime::now_utc()).unwrap();
-    let jwk = serde_json::to_value(key.public_jwk().unwrap()).unwrap();
-    let pem_path = std::env::temp_dir().join(format!("samtykke-test-rp-{}.pem", uuid::Uuid::new_v4()));
-    std::fs::write(&pem_path, &key.private_key_pem).unwrap();
-    let Some(up) = start_with(url, SandboxSetting::Off, |s, client| {
-        s.auth = ClientAuth::PrivateKey { pem: key.private_key_pem.clone(), kid: Some(key.kid.clone()) };
-        client.as_object_mut().unwrap().remove("client_secret");
-        client["token_endpoint_auth_method"] = json!("private_key_jwt");
-        client["jwks"] = json!({"keys": [jwk]});
-    })
-    .await else { return };
-    let (nin, _) = up.consent_through_provider("real").await;
-    assert_eq!(nin, REAL_PID);
-    let _ = std::fs::remove_file(&pem_path);
+engine_db_tests! {
+    async fn private_key_jwt_authenticates_samtykke_at_the_provider(url) {
+        let key = samtykke_core::keys::SigningKey::generate(time::OffsetDateTime::now_utc()).unwrap();
+        let jwk = serde_json::to_value(key.public_jwk().unwrap()).unwrap();
+        let pem_path = std::env::temp_dir().join(format!("samtykke-test-rp-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&pem_path, &key.private_key_pem).unwrap();
+        let Some(up) = start_with(url, SandboxSetting::Off, |s, client| {
+            s.auth = ClientAuth::PrivateKey { pem: key.private_key_pem.clone(), kid: Some(key.kid.clone()) };
+            client.as_object_mut().unwrap().remove("client_secret");
+            client["token_endpoint_auth_method"] = json!("private_key_jwt");
+            client["jwks"] = json!({"keys": [jwk]});
+        })
+        .await else { return };
+        let (nin, _) = up.consent_through_provider("real").await;
+        assert_eq!(nin, REAL_PID);
+        let _ = std::fs::remove_file(&pem_path);
+    }
 }
 
-#[tokio::test]
-async fn a_provider_that_does_not_answer_at_start_up_is_a_clear_error() {
-    let Some(url) = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite).await else { return };
-    let issuer = format!("http://127.0.0.1:{}", free_port());
-    let config = ServeConfig {
-        upstream: Some(settings(&issuer)),
-        ..serve_config(&url, SandboxSetting::Off)
-    };
-    let store = open_store(&url).await.unwrap();
-    let error = match Application::build_with(config, store, Arc::new(SystemClock)).await {
-        Ok(_) => panic!("started without its provider"),
-        Err(e) => format!("{e:#}"),
-    };
-    assert!(error.contains("could not discover the upstream OpenID provider at"), "{error}");
-    assert!(error.contains(&issuer), "{error}");
+engine_db_tests! {
+    async fn a_provider_that_does_not_answer_at_start_up_is_a_clear_error(url) {
+        let issuer = format!("http://127.0.0.1:{}", free_port());
+        let config = ServeConfig {
+            upstream: Some(settings(&issuer)),
+            ..serve_config(&url, SandboxSetting::Off)
+        };
+        let store = open_store(&url).await.unwrap();
+        let error = match Application::build_with(config, store, Arc::new(SystemClock)).await {
+            Ok(_) => panic!("started without its provider"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains("could not discover the upstream OpenID provider at"), "{error}");
+        assert!(error.contains(&issuer), "{error}");
+    }
 }
 
 #[tokio::test]
 async fn an_upstream_without_a_client_id_is_refused_by_the_command_line() {
-    let Some(url) = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite).await else { return };
-    let output = run_cli(&url, &["serve", "--listen", "127.0.0.1:0", "--upstream-issuer", "https://idporten.example"]);
+    let Some(url) = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite).await else {
+        return;
+    };
+    let output = run_cli(
+        &url,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream-issuer",
+            "https://idporten.example",
+        ],
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--upstream-client-id"), "{stderr}");
 }
 
-#[tokio::test]
-async fn testid_is_unreachable_in_production_without_an_upstream() {
-    let Some(url) = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite).await else { return };
-    let (addr, _stop) = crate::helpers::spawn_production_server(&url).await;
-    let portal = reqwest::get(format!("http://{addr}/min-side/login?return=/min-side")).await.unwrap();
-    assert_eq!(portal.status(), 403);
-    let posted = reqwest::Client::new()
-        .post(format!("http://{addr}/min-side/login"))
-        .form(&[("return", "/min-side"), ("csrf", "x"), ("nin", REAL_PID), ("action", "login")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 403);
-    assert!(posted.text().await.unwrap().contains("TestID finnes bare i testmiljøet"));
-    let callback = reqwest::get(format!("http://{addr}/login/callback?code=x&state=y")).await.unwrap();
-    assert_eq!(callback.status(), 404);
+engine_db_tests! {
+    async fn testid_is_unreachable_in_production_without_an_upstream(url) {
+        let (addr, _stop) = crate::helpers::spawn_production_server(&url).await;
+        let portal = reqwest::get(format!("http://{addr}/min-side/login?return=/min-side")).await.unwrap();
+        assert_eq!(portal.status(), 403);
+        let posted = reqwest::Client::new()
+            .post(format!("http://{addr}/min-side/login"))
+            .form(&[("return", "/min-side"), ("csrf", "x"), ("nin", REAL_PID), ("action", "login")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), 403);
+        assert!(posted.text().await.unwrap().contains("TestID finnes bare i testmiljøet"));
+        let flow_post = reqwest::Client::new()
+            .post(format!("http://{addr}/oauth2/login"))
+            .form(&[("flow", "f1.x"), ("csrf", "x"), ("nin", REAL_PID), ("action", "login")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(flow_post.status(), 403);
+        assert!(flow_post.text().await.unwrap().contains("TestID finnes bare i testmiljøet"));
+        let callback = reqwest::get(format!("http://{addr}/login/callback?code=x&state=y")).await.unwrap();
+        assert_eq!(callback.status(), 404);
+    }
 }
 
 /// A misbehaving provider: discovery, a JWKS and a token endpoint whose ID
@@ -560,7 +613,8 @@ struct Misbehaving {
 impl Misbehaving {
     async fn start() -> Self {
         let stub = crate::helpers::StubServer::start().await;
-        let key = samtykke_core::keys::SigningKey::generate(time::OffsetDateTime::now_utc()).unwrap();
+        let key =
+            samtykke_core::keys::SigningKey::generate(time::OffsetDateTime::now_utc()).unwrap();
         let issuer = stub.base.clone();
         let metadata = json!({
             "issuer": issuer,
@@ -572,7 +626,12 @@ impl Misbehaving {
             "id_token_signing_alg_values_supported": ["RS256"],
         });
         let json_type = [("content-type", "application/json")];
-        stub.serve_with("/.well-known/openid-configuration", 200, &json_type, &metadata.to_string());
+        stub.serve_with(
+            "/.well-known/openid-configuration",
+            200,
+            &json_type,
+            &metadata.to_string(),
+        );
         let jwks = json!({"keys": [serde_json::to_value(key.public_jwk().unwrap()).unwrap()]});
         stub.serve_with("/jwks", 200, &json_type, &jwks.to_string());
         Self { stub, key }
@@ -583,18 +642,29 @@ impl Misbehaving {
     fn token(&self, key: &samtykke_core::keys::SigningKey, claims: Value) {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(self.key.kid.clone());
-        let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key_pem.as_bytes()).unwrap();
+        let encoding =
+            jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key_pem.as_bytes()).unwrap();
         let id_token = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
         let body = json!({"access_token": "at", "token_type": "Bearer", "expires_in": 60, "id_token": id_token});
-        self.stub.serve_with("/token", 200, &[("content-type", "application/json")], &body.to_string());
+        self.stub.serve_with(
+            "/token",
+            200,
+            &[("content-type", "application/json")],
+            &body.to_string(),
+        );
     }
 }
 
 /// Runs one login against the misbehaving provider whose token's claims
 /// `claims(issuer, nonce)` makes (signed by the provider's key, or another
 /// when `other_key`): the callback's status and the error sent back.
-async fn misbehaving_login(claims: impl FnOnce(&str, &str) -> Value, other_key: bool) -> Option<(u16, String)> {
-    let url = crate::helpers::fresh_database_url(crate::helpers::Engine::Sqlite).await?;
+async fn misbehaving_login(
+    url: &str,
+    claims: impl FnOnce(&str, &str) -> Value,
+    other_key: bool,
+    extra_callback_query: &str,
+) -> (u16, String) {
+    let url = url.to_owned();
     let provider = Misbehaving::start().await;
     let config = ServeConfig {
         listen: free_loopback_addr(),
@@ -602,7 +672,9 @@ async fn misbehaving_login(claims: impl FnOnce(&str, &str) -> Value, other_key: 
         ..serve_config(&url, SandboxSetting::Off)
     };
     let store = open_store(&url).await.unwrap();
-    let app = Application::build_with(config, store.clone(), Arc::new(SystemClock)).await.expect("build");
+    let app = Application::build_with(config, store.clone(), Arc::new(SystemClock))
+        .await
+        .expect("build");
     let base = format!("http://{}", app.local_addr().unwrap());
     let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async {
@@ -610,10 +682,22 @@ async fn misbehaving_login(claims: impl FnOnce(&str, &str) -> Value, other_key: 
     }));
     let client = create_client(&url);
     let query: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("client_id", client.0.as_str()), ("response_type", "code"), ("scope", "debt.unsecured.presentation"), ("state", "s"), ("redirect_uri", CALLBACK)])
+        .extend_pairs([
+            ("client_id", client.0.as_str()),
+            ("response_type", "code"),
+            ("scope", "debt.unsecured.presentation"),
+            ("state", "s"),
+            ("redirect_uri", CALLBACK),
+        ])
         .finish();
     let browser = browser();
-    let login = location(&browser.get(format!("{base}/oauth2/auth?{query}")).send().await.unwrap());
+    let login = location(
+        &browser
+            .get(format!("{base}/oauth2/auth?{query}"))
+            .send()
+            .await
+            .unwrap(),
+    );
     let authorize = location(&browser.get(&login).send().await.unwrap());
     let request = query_of(&authorize);
     assert_eq!(request["code_challenge_method"], "S256");
@@ -630,7 +714,10 @@ async fn misbehaving_login(claims: impl FnOnce(&str, &str) -> Value, other_key: 
     };
     provider.token(&signer, token_claims);
     let callback = browser
-        .get(format!("{base}/login/callback?code=c&state={}", request["state"]))
+        .get(format!(
+            "{base}/login/callback?code=c&state={}{extra_callback_query}",
+            request["state"]
+        ))
         .send()
         .await
         .unwrap();
@@ -640,46 +727,63 @@ async fn misbehaving_login(claims: impl FnOnce(&str, &str) -> Value, other_key: 
         .find("error=")
         .map(|i| page[i + 6..].split(['&', '"']).next().unwrap().to_owned())
         .unwrap_or_default();
-    Some((status, error))
+    (status, error)
 }
 
-#[tokio::test]
-async fn a_well_formed_token_from_the_stub_provider_is_accepted() {
-    // The control for the cases below: the same stub, nothing wrong.
-    let Some((status, _)) = misbehaving_login(|_, _| json!({}), false).await else { return };
-    assert_eq!(status, 303);
-}
+engine_db_tests! {
+    async fn a_well_formed_token_from_the_stub_provider_is_accepted(url) {
+        // The control for the cases below: the same stub, nothing wrong.
+        let (status, _) = misbehaving_login(&url, |_, _| json!({}), false, "").await;
+        assert_eq!(status, 303);
+    }
 
-#[tokio::test]
-async fn a_bad_id_token_signature_is_refused() {
-    let Some(answer) = misbehaving_login(|_, _| json!({}), true).await else { return };
-    assert_eq!(answer, (502, "server_error".to_owned()));
-}
+    async fn a_bad_id_token_signature_is_refused(url) {
+        let answer = misbehaving_login(&url, |_, _| json!({}), true, "").await;
+        assert_eq!(answer, (502, "server_error".to_owned()));
+    }
 
-#[tokio::test]
-async fn a_wrong_nonce_is_refused() {
-    let Some(answer) = misbehaving_login(|_, _| json!({"nonce": "another"}), false).await else { return };
-    assert_eq!(answer, (502, "server_error".to_owned()));
-}
+    async fn a_wrong_nonce_is_refused(url) {
+        let answer = misbehaving_login(&url, |_, _| json!({"nonce": "another"}), false, "").await;
+        assert_eq!(answer, (502, "server_error".to_owned()));
+    }
 
-#[tokio::test]
-async fn a_wrong_issuer_is_refused() {
-    let Some(answer) = misbehaving_login(|_, _| json!({"iss": "http://127.0.0.1:1"}), false).await else { return };
-    assert_eq!(answer, (502, "server_error".to_owned()));
-}
+    async fn a_wrong_issuer_is_refused(url) {
+        let answer = misbehaving_login(&url, |_, _| json!({"iss": "http://127.0.0.1:1"}), false, "").await;
+        assert_eq!(answer, (502, "server_error".to_owned()));
+    }
 
-#[tokio::test]
-async fn a_wrong_audience_is_refused() {
-    let Some(answer) = misbehaving_login(|_, _| json!({"aud": "someone-else"}), false).await else { return };
-    assert_eq!(answer, (502, "server_error".to_owned()));
-}
+    async fn a_callback_naming_another_issuer_is_refused(url) {
+        // RFC 9207: the callback's `iss` must be the provider's.
+        let answer = misbehaving_login(&url, |_, _| json!({}), false, "&iss=http%3A%2F%2F127.0.0.1%3A1").await;
+        assert_eq!(answer, (502, "server_error".to_owned()));
+    }
 
-#[tokio::test]
-async fn an_expired_id_token_is_refused_beyond_the_clock_skew() {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let Some(answer) = misbehaving_login(|_, _| json!({"iat": now - 900, "exp": now - 600}), false).await else { return };
-    assert_eq!(answer, (502, "server_error".to_owned()));
-    // Within the skew it passes.
-    let Some((status, _)) = misbehaving_login(|_, _| json!({"iat": now - 90, "exp": now - 30}), false).await else { return };
-    assert_eq!(status, 303);
+    async fn a_wrong_audience_is_refused(url) {
+        let answer = misbehaving_login(&url, |_, _| json!({"aud": "someone-else"}), false, "").await;
+        assert_eq!(answer, (502, "server_error".to_owned()));
+    }
+
+    async fn an_expired_id_token_is_refused_beyond_the_clock_skew(url) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let answer = misbehaving_login(&url, |_, _| json!({"iat": now - 900, "exp": now - 600}), false, "").await;
+        assert_eq!(answer, (502, "server_error".to_owned()));
+        // Within the skew it passes.
+        let (status, _) = misbehaving_login(&url, |_, _| json!({"iat": now - 90, "exp": now - 30}), false, "").await;
+        assert_eq!(status, 303);
+    }
+
+    async fn something_that_is_not_an_openid_provider_is_a_clear_start_up_error(url) {
+        let stub = crate::helpers::StubServer::start().await;
+        stub.serve("/.well-known/openid-configuration", 200, "<html>hello</html>");
+        let config = ServeConfig {
+            upstream: Some(settings(&stub.base)),
+            ..serve_config(&url, SandboxSetting::Off)
+        };
+        let store = open_store(&url).await.unwrap();
+        let error = match Application::build_with(config, store, Arc::new(SystemClock)).await {
+            Ok(_) => panic!("started with a provider that is none"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(error.contains("could not discover the upstream OpenID provider at"), "{error}");
+    }
 }
