@@ -739,4 +739,50 @@ mod tests {
             "not identified yet"
         );
     }
+
+    #[test]
+    fn a_pending_login_opens_only_sealed_and_answers_only_its_browser_and_state() {
+        let key = FlowSealKey::derive(b"secret");
+        let browser = OpaqueToken::generate();
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        for target in [
+            LoginTarget::Flow("f1.abc".to_owned()),
+            LoginTarget::Portal("/min-side".to_owned()),
+        ] {
+            let pending = PendingLogin::new(
+                &browser,
+                "state-1".to_owned(),
+                "nonce-1".to_owned(),
+                "verifier-1".to_owned(),
+                target,
+                now,
+            );
+            let sealed = pending.seal(&key);
+            assert!(sealed.starts_with(SEALED_PENDING_PREFIX));
+            assert!(!sealed.contains("nonce-1") && !sealed.contains("verifier-1"));
+            let opened = PendingLogin::unseal(&key, &sealed).unwrap();
+            assert_eq!(opened, pending);
+            assert!(opened.answers(Some(&browser), "state-1", now));
+            assert!(
+                !opened.answers(Some(&browser), "state-2", now),
+                "another state"
+            );
+            assert!(
+                !opened.answers(Some(&OpaqueToken::generate()), "state-1", now),
+                "another browser"
+            );
+            assert!(!opened.answers(None, "state-1", now), "no browser");
+            assert!(
+                !opened.answers(Some(&browser), "state-1", now + PENDING_LOGIN_LIFETIME),
+                "expired"
+            );
+            assert_eq!(
+                PendingLogin::unseal(&FlowSealKey::derive(b"other"), &sealed),
+                None
+            );
+            // Neither a flow nor a session opens as a pending login.
+            let as_session = sealed.replacen(SEALED_PENDING_PREFIX, SEALED_SESSION_PREFIX, 1);
+            assert_eq!(LoginSession::unseal(&key, &as_session), None);
+        }
+    }
 }
