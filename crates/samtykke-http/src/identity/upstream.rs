@@ -282,7 +282,7 @@ impl Upstream {
     /// Verifies the ID token against the JWKS we hold.
     fn verify(
         &self,
-        jwks: &CoreJsonWebKeySet,
+        discovered: &Discovered,
         id_token: &UpstreamIdToken,
         nonce: &str,
         policy: NinPolicy,
@@ -291,8 +291,9 @@ impl Upstream {
         let verifier = IdTokenVerifier::new_public_client(
             ClientId::new(self.config.client_id.clone()),
             self.issuer.clone(),
-            jwks.clone(),
+            discovered.jwks.clone(),
         )
+        .set_allowed_algs(signing_algorithms(&discovered.metadata))
         // `exp` may be up to the skew in our past, `iat` up to it in our future.
         .set_time_fn(move || chrono::Utc::now() - skew)
         .set_issue_time_verifier_fn(move |iat| {
@@ -369,13 +370,13 @@ impl Upstream {
         let id_token: UpstreamIdToken = raw
             .parse()
             .map_err(|e| LoginFailure::Failed(format!("the ID token does not parse: {e}")))?;
-        match self.verify(&current.jwks, &id_token, &pending.nonce, policy) {
+        match self.verify(&current, &id_token, &pending.nonce, policy) {
             Ok(result) => result,
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             )) => {
                 self.refresh_jwks().await.map_err(LoginFailure::Failed)?;
-                match self.verify(&self.current().jwks, &id_token, &pending.nonce, policy) {
+                match self.verify(&self.current(), &id_token, &pending.nonce, policy) {
                     Ok(result) => result,
                     Err(e) => Err(LoginFailure::Failed(format!(
                         "the ID token did not verify: {e}"
@@ -498,6 +499,31 @@ impl IdentityProvider for Upstream {
             .append_pair("client_id", &self.config.client_id)
             .append_pair("post_logout_redirect_uri", return_to);
         Some(url.to_string())
+    }
+}
+
+/// The ID-token signing algorithms to accept: the asymmetric ones the
+/// provider lists (never `none`, never a shared-secret HMAC), or RS256 (the
+/// OpenID Connect default) when it lists none of them.
+fn signing_algorithms(metadata: &ProviderMetadataWithLogout) -> Vec<CoreJwsSigningAlgorithm> {
+    let asymmetric: Vec<CoreJwsSigningAlgorithm> = metadata
+        .id_token_signing_alg_values_supported()
+        .iter()
+        .filter(|alg| {
+            !matches!(
+                alg,
+                CoreJwsSigningAlgorithm::None
+                    | CoreJwsSigningAlgorithm::HmacSha256
+                    | CoreJwsSigningAlgorithm::HmacSha384
+                    | CoreJwsSigningAlgorithm::HmacSha512
+            )
+        })
+        .cloned()
+        .collect();
+    if asymmetric.is_empty() {
+        vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+    } else {
+        asymmetric
     }
 }
 

@@ -527,7 +527,16 @@ engine_db_tests! {
         let pem_path = std::env::temp_dir().join(format!("samtykke-test-rp-{}.pem", uuid::Uuid::new_v4()));
         std::fs::write(&pem_path, &key.private_key_pem).unwrap();
         let Some(up) = start_with(url, SandboxSetting::Off, |s, client| {
-            s.auth = ClientAuth::PrivateKey { pem: key.private_key_pem.clone(), kid: Some(key.kid.clone()) };
+            // Read from the key file, as `--upstream-private-key-file` does.
+            let input = samtykke::config::UpstreamInput {
+                issuer: Some(s.issuer.clone()),
+                client_id: Some(s.client_id.clone()),
+                private_key_file: Some(pem_path.display().to_string()),
+                private_key_id: Some(key.kid.clone()),
+                ..Default::default()
+            };
+            s.auth = input.resolve().unwrap().unwrap().auth;
+            assert!(matches!(&s.auth, ClientAuth::PrivateKey { kid: Some(_), .. }));
             client.as_object_mut().unwrap().remove("client_secret");
             client["token_endpoint_auth_method"] = json!("private_key_jwt");
             client["jwks"] = json!({"keys": [jwk]});
