@@ -87,15 +87,18 @@ impl Application {
         if let Some(up) = config.upstream {
             // An upstream provider identifies people everywhere, sandbox
             // mode included; it must answer at start-up.
-            let provider = upstream::Upstream::discover(upstream::UpstreamConfig {
-                issuer: up.issuer,
-                client_id: up.client_id,
-                auth: up.auth,
-                pid_claim: up.pid_claim,
-                scope: up.scope,
-                acr_values: up.acr_values,
-                redirect_uri: callback.clone(),
-            })
+            let provider = upstream::Upstream::discover(
+                upstream::UpstreamConfig {
+                    issuer: up.issuer,
+                    client_id: up.client_id,
+                    auth: up.auth,
+                    pid_claim: up.pid_claim,
+                    scope: up.scope,
+                    acr_values: up.acr_values,
+                    redirect_uri: callback.clone(),
+                },
+                clock.clone(),
+            )
             .await?;
             tracing::info!(%callback, "identification through the upstream OpenID provider");
             state = state.with_identity_provider(Arc::new(provider));

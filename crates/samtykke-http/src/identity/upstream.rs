@@ -8,8 +8,9 @@
 //! `private_key_jwt`, `jsonwebtoken`'s).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::RwLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use openidconnect::core::{
@@ -23,6 +24,7 @@ use openidconnect::{
     ProviderMetadataWithLogout, RedirectUrl, Scope, SignatureVerificationError, TokenResponse,
 };
 use samtykke_core::domain::{Nin, NinPolicy};
+use samtykke_core::Clock;
 use serde::{Deserialize, Serialize};
 
 use super::{IdentityProvider, LoginFailure, LoginStart, Pending};
@@ -129,7 +131,9 @@ pub struct Upstream {
     redirect: RedirectUrl,
     signing_key: Option<jsonwebtoken::EncodingKey>,
     http: openidconnect::reqwest::Client,
-    discovered: RwLock<std::sync::Arc<Discovered>>,
+    /// The server's clock: ID-token times and client assertions.
+    clock: Arc<dyn Clock>,
+    discovered: RwLock<Arc<Discovered>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -143,7 +147,10 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Checks the configuration and discovers the provider (its metadata
     /// and JWKS); an error says clearly what is wrong.
-    pub async fn discover(config: UpstreamConfig) -> Result<Self, UpstreamError> {
+    pub async fn discover(
+        config: UpstreamConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, UpstreamError> {
         let issuer = IssuerUrl::new(config.issuer.clone())
             .map_err(|e| UpstreamError::Issuer(e.to_string()))?;
         let redirect = RedirectUrl::new(config.redirect_uri.clone())
@@ -171,7 +178,8 @@ impl Upstream {
             redirect,
             signing_key,
             http,
-            discovered: RwLock::new(std::sync::Arc::new(discovered)),
+            clock,
+            discovered: RwLock::new(Arc::new(discovered)),
         })
     }
 
@@ -180,7 +188,7 @@ impl Upstream {
         &self.config.redirect_uri
     }
 
-    fn current(&self) -> std::sync::Arc<Discovered> {
+    fn current(&self) -> Arc<Discovered> {
         match self.discovered.read() {
             Ok(d) => d.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -188,7 +196,7 @@ impl Upstream {
     }
 
     fn replace(&self, discovered: Discovered) {
-        let fresh = std::sync::Arc::new(discovered);
+        let fresh = Arc::new(discovered);
         match self.discovered.write() {
             Ok(mut d) => *d = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
@@ -260,10 +268,7 @@ impl Upstream {
             iat: u64,
             exp: u64,
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| e.to_string())?
-            .as_secs();
+        let now = u64::try_from(self.clock.now().unix_timestamp()).map_err(|e| e.to_string())?;
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         if let ClientAuth::PrivateKey { kid, .. } = &self.config.auth {
             header.kid = kid.clone();
@@ -288,6 +293,9 @@ impl Upstream {
         policy: NinPolicy,
     ) -> Result<Result<Nin, LoginFailure>, ClaimsVerificationError> {
         let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
+        let now = self.clock.now();
+        let now = chrono::DateTime::from_timestamp(now.unix_timestamp(), now.nanosecond())
+            .unwrap_or_default();
         let verifier = IdTokenVerifier::new_public_client(
             ClientId::new(self.config.client_id.clone()),
             self.issuer.clone(),
@@ -295,9 +303,9 @@ impl Upstream {
         )
         .set_allowed_algs(signing_algorithms(&discovered.metadata))
         // `exp` may be up to the skew in our past, `iat` up to it in our future.
-        .set_time_fn(move || chrono::Utc::now() - skew)
+        .set_time_fn(move || now - skew)
         .set_issue_time_verifier_fn(move |iat| {
-            if iat > chrono::Utc::now() + skew {
+            if iat > now + skew {
                 Err("issued in the future".to_owned())
             } else {
                 Ok(())

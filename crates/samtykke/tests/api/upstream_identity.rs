@@ -10,7 +10,7 @@ use samtykke::startup::Application;
 use samtykke::storage::open_store;
 use samtykke_core::consent::ConsentId;
 use samtykke_core::store::Store;
-use samtykke_core::SystemClock;
+use samtykke_core::{Clock, SystemClock};
 use samtykke_http::identity::upstream::ClientAuth;
 use serde_json::{json, Value};
 
@@ -522,7 +522,7 @@ engine_db_tests! {
 
 engine_db_tests! {
     async fn private_key_jwt_authenticates_samtykke_at_the_provider(url) {
-        let key = samtykke_core::keys::SigningKey::generate(time::OffsetDateTime::now_utc()).unwrap();
+        let key = samtykke_core::keys::SigningKey::generate(SystemClock.now()).unwrap();
         let jwk = serde_json::to_value(key.public_jwk().unwrap()).unwrap();
         let pem_path = std::env::temp_dir().join(format!("samtykke-test-rp-{}.pem", uuid::Uuid::new_v4()));
         std::fs::write(&pem_path, &key.private_key_pem).unwrap();
@@ -622,8 +622,7 @@ struct Misbehaving {
 impl Misbehaving {
     async fn start() -> Self {
         let stub = crate::helpers::StubServer::start().await;
-        let key =
-            samtykke_core::keys::SigningKey::generate(time::OffsetDateTime::now_utc()).unwrap();
+        let key = samtykke_core::keys::SigningKey::generate(SystemClock.now()).unwrap();
         let issuer = stub.base.clone();
         let metadata = json!({
             "issuer": issuer,
@@ -710,14 +709,14 @@ async fn misbehaving_login(
     let authorize = location(&browser.get(&login).send().await.unwrap());
     let request = query_of(&authorize);
     assert_eq!(request["code_challenge_method"], "S256");
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = SystemClock.now().unix_timestamp();
     let mut token_claims = json!({"iss": provider.stub.base, "aud": "samtykke", "sub": "x", "iat": now, "exp": now + 60, "nonce": request["nonce"], "pid": REAL_PID});
     let changes = claims(&provider.stub.base, &request["nonce"]);
     for (k, v) in changes.as_object().unwrap() {
         token_claims[k] = v.clone();
     }
     let signer = if other_key {
-        samtykke_core::keys::SigningKey::generate(time::OffsetDateTime::now_utc()).unwrap()
+        samtykke_core::keys::SigningKey::generate(SystemClock.now()).unwrap()
     } else {
         provider.key.clone()
     };
@@ -773,7 +772,7 @@ engine_db_tests! {
     }
 
     async fn an_expired_id_token_is_refused_beyond_the_clock_skew(url) {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = SystemClock.now().unix_timestamp();
         let answer = misbehaving_login(&url, |_, _| json!({"iat": now - 900, "exp": now - 600}), false, "").await;
         assert_eq!(answer, (502, "server_error".to_owned()));
         // Within the skew it passes.
