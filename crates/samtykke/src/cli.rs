@@ -284,6 +284,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     writeln!(out, "  issuer    {}", settings.issuer)?;
     writeln!(out, "  api       {}", settings.api_base)?;
     writeln!(out, "  database  {database}")?;
+    // Before the mode's lines: the banner ends with the curl hint or the
+    // production line.
+    match app.upstream_callback() {
+        Some(callback) => {
+            writeln!(out, "Identification through the upstream OpenID provider")?;
+            writeln!(out, "  register this redirect URI there: {callback}")?;
+        }
+        None if !settings.sandbox => writeln!(
+            out,
+            "WARNING: no upstream OpenID provider (--upstream-issuer): nobody can log in"
+        )?,
+        None => {}
+    }
     if let Some(creds) = app.sandbox_credentials() {
         writeln!(
             out,
@@ -302,17 +315,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )?;
     } else {
         writeln!(out, "production mode (sandbox off)")?;
-    }
-    match app.upstream_callback() {
-        Some(callback) => {
-            writeln!(out, "Identification through the upstream OpenID provider")?;
-            writeln!(out, "  register this redirect URI there: {callback}")?;
-        }
-        None if !settings.sandbox => writeln!(
-            out,
-            "WARNING: no upstream OpenID provider (--upstream-issuer): nobody can log in"
-        )?,
-        None => {}
     }
     out.flush()?;
     drop(out);

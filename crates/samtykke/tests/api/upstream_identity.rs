@@ -795,3 +795,63 @@ engine_db_tests! {
         assert!(error.contains("could not discover the upstream OpenID provider at"), "{error}");
     }
 }
+
+engine_db_tests! {
+    async fn the_command_line_prints_the_callback_to_register_and_never_the_secret(url) {
+        use std::io::Read;
+        if !TestProvider::available() {
+            return;
+        }
+        let addr = free_loopback_addr();
+        let port = free_port();
+        let provider = TestProvider::start(port, json!({"clients": [provider_client(addr)], "accounts": accounts()}));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_samtykke"))
+            .args(["serve", "--production", "--listen", &addr.to_string()])
+            .args(["--upstream-issuer", &provider.issuer, "--upstream-client-id", "samtykke"])
+            .args(["--upstream-acr-values", "idporten-loa-high"])
+            .env("SAMTYKKE_UPSTREAM_CLIENT_SECRET", CLIENT_SECRET)
+            .env("SAMTYKKE_DATABASE_URL", &url)
+            .env_remove("SAMTYKKE_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut stdout = String::new();
+        loop {
+            let mut line = String::new();
+            assert_ne!(reader.read_line(&mut line).unwrap(), 0, "the server ended: {stdout}");
+            stdout.push_str(&line);
+            if line.starts_with("production mode") {
+                break;
+            }
+        }
+        assert!(
+            stdout.contains(&format!("register this redirect URI there: http://{addr}/login/callback")),
+            "{stdout}"
+        );
+        // It serves: the authorization flow goes to the provider, asking for the level.
+        let up = Upstreamed {
+            base: format!("http://{addr}"),
+            store: open_store(&url).await.unwrap(),
+            provider,
+            client: create_client(&url),
+            _shutdown: tokio::sync::oneshot::channel().0,
+        };
+        let browser = browser();
+        let login = location(&browser.get(up.auth_url()).send().await.unwrap());
+        let to_provider = location(&browser.get(&login).send().await.unwrap());
+        assert!(to_provider.starts_with(&up.provider.issuer), "{to_provider}");
+        assert_eq!(query_of(&to_provider)["acr_values"], "idporten-loa-high");
+        assert_eq!(query_of(&to_provider)["code_challenge_method"], "S256");
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        let mut logs = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+        for output in [&stdout, &rest, &logs] {
+            assert!(!output.contains(CLIENT_SECRET), "the secret was printed: {output}");
+        }
+    }
+}
