@@ -844,14 +844,62 @@ engine_db_tests! {
         assert!(to_provider.starts_with(&up.provider.issuer), "{to_provider}");
         assert_eq!(query_of(&to_provider)["acr_values"], "idporten-loa-high");
         assert_eq!(query_of(&to_provider)["code_challenge_method"], "S256");
+        let callback = up.through_provider(&browser, &login, "account=real").await;
+        let consent = location(&callback);
+        assert!(consent.contains("/oauth2/consent"), "{consent}");
         let _ = child.kill();
         let _ = child.wait();
         let mut rest = String::new();
         let _ = reader.read_to_string(&mut rest);
         let mut logs = String::new();
         child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+        assert!(logs.contains("individual identified"), "{logs}");
         for output in [&stdout, &rest, &logs] {
             assert!(!output.contains(CLIENT_SECRET), "the secret was printed: {output}");
+            assert!(!output.contains(REAL_PID), "the number was logged: {output}");
+            assert!(!output.contains("p1."), "the pending login was logged: {output}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_providers_end_session_endpoint_is_where_a_logout_goes_too() {
+    use samtykke_http::identity::upstream::{Upstream, UpstreamConfig};
+    use samtykke_http::identity::{IdentityProvider, TestId};
+    if !TestProvider::available() {
+        return;
+    }
+    let addr = free_loopback_addr();
+    let provider = TestProvider::start(
+        free_port(),
+        json!({"clients": [provider_client(addr)], "accounts": accounts()}),
+    );
+    let upstream = Upstream::discover(
+        UpstreamConfig {
+            issuer: provider.issuer.clone(),
+            client_id: "samtykke".to_owned(),
+            auth: ClientAuth::Secret(CLIENT_SECRET.to_owned()),
+            pid_claim: "pid".to_owned(),
+            scope: "openid".to_owned(),
+            acr_values: None,
+            redirect_uri: format!("http://{addr}/login/callback"),
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let return_to = format!("http://{addr}/min-side");
+    let url = upstream
+        .end_session_url(&return_to)
+        .expect("an end-session URL");
+    assert!(
+        url.starts_with(&format!("{}/session/end?", provider.issuer)),
+        "{url}"
+    );
+    let query = query_of(&url);
+    assert_eq!(query["client_id"], "samtykke");
+    assert_eq!(query["post_logout_redirect_uri"], return_to);
+    // The provider takes it (its logout confirmation page).
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    assert_eq!(TestId.end_session_url(&return_to), None);
 }
