@@ -903,3 +903,48 @@ async fn the_providers_end_session_endpoint_is_where_a_logout_goes_too() {
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
     assert_eq!(TestId.end_session_url(&return_to), None);
 }
+
+engine_tests! {
+    async fn the_portal_logs_in_with_testid_in_the_sandbox(app) {
+        let browser = browser();
+        let page = browser.get(app.url("/min-side/login?return=/en/my-page")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let body = page.text().await.unwrap();
+        assert!(body.contains("Log in to see and manage your consents"), "English for /en/my-page");
+        let csrf = crate::helpers::hidden(&body, "csrf");
+        let post = |fields: Vec<(&'static str, String)>| {
+            let browser = browser.clone();
+            let url = app.url("/min-side/login");
+            async move { browser.post(url).form(&fields).send().await.unwrap() }
+        };
+        // A forged CSRF token, another return path, an invalid number.
+        let forged = post(vec![("return", "/en/my-page".into()), ("csrf", "forged".into()), ("nin", SYNTHETIC_PID.into()), ("action", "login".into())]).await;
+        assert_eq!(forged.status(), 403);
+        let elsewhere = post(vec![("return", "https://evil.example/".into()), ("csrf", csrf.clone()), ("nin", SYNTHETIC_PID.into()), ("action", "login".into())]).await;
+        assert_eq!(elsewhere.status(), 400);
+        let invalid = post(vec![("return", "/en/my-page".into()), ("csrf", csrf.clone()), ("nin", "12345678901".into()), ("action", "login".into())]).await;
+        assert_eq!(invalid.status(), 400);
+        assert!(invalid.text().await.unwrap().contains("Enter a valid 11-digit"));
+        let cancelled = post(vec![("return", "/en/my-page".into()), ("csrf", csrf.clone()), ("nin", "".into()), ("action", "cancel".into())]).await;
+        assert_eq!(cancelled.status(), 200);
+        assert!(cancelled.text().await.unwrap().contains("You cancelled the login"));
+        // The real thing: the session cookie and back to the page.
+        let ok = post(vec![("return", "/en/my-page".into()), ("csrf", csrf.clone()), ("nin", SYNTHETIC_PID.into()), ("action", "login".into())]).await;
+        assert_eq!(location(&ok), app.url("/en/my-page"));
+        let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(cookie.starts_with("samtykke_session=s1.") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        // The session serves the regular flow too: no second login.
+        let start = browser.get(crate::helpers::auth_url(&app, &[])).send().await.unwrap();
+        assert!(location(&start).contains("/oauth2/consent"), "logged in already");
+        // The CSRF token of another browser is worth nothing.
+        let other = crate::helpers::browser();
+        let _ = other.get(app.url("/min-side/login")).send().await.unwrap();
+        let stolen = other
+            .post(app.url("/min-side/login"))
+            .form(&[("return", "/min-side"), ("csrf", csrf.as_str()), ("nin", SYNTHETIC_PID), ("action", "login")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stolen.status(), 403);
+    }
+}
