@@ -8,15 +8,15 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::authorize::{AuthorizeErrorCode, ResponseMode};
-use samtykke_core::flow::{FlowStage, LoginSession, LoginTarget, PendingLogin};
+use samtykke_core::flow::{FlowStage, LoginTarget, PendingLogin};
 use samtykke_core::opaque::OpaqueToken;
 use serde::Serialize;
 
 use super::login::{admit, cancel_flow, continue_identified, Admitted};
+use super::portal_login::{logged_in, return_path};
 use super::{
     browser_cookie, error_page, error_redirect, html_page, message_page, negotiate, pending_cookie,
-    render, see_other, set_pending_cookie, set_session_cookie, texts_for, with_fragment,
-    with_query, ReplyTo, Texts,
+    render, see_other, set_pending_cookie, texts_for, with_fragment, with_query, ReplyTo, Texts,
 };
 use crate::identity::{LoginFailure, Pending};
 use crate::AppState;
@@ -147,36 +147,29 @@ async fn callback(
                 }
             }
         }
-        LoginTarget::Portal(path) => match outcome {
-            Ok(nin) => {
-                let session = LoginSession::new(&browser, nin, state.clock.now());
-                tracing::info!(
-                    provider = identity.name(),
-                    "individual identified for the portal"
-                );
-                let mut response = see_other(&format!("{}{path}", state.settings.base_url()));
-                set_session_cookie(
+        LoginTarget::Portal(path) => {
+            let t = texts_for(if path.starts_with("/en/") { "en" } else { "nb" });
+            match outcome {
+                Ok(nin) => match return_path(Some(path)) {
+                    Some(path) => logged_in(state, &browser, nin, path, identity.name()).await,
+                    None => error_page(state, t, StatusCode::BAD_REQUEST, t.bad_form),
+                },
+                Err(LoginFailure::Cancelled) => message_page(
                     state,
-                    response.headers_mut(),
-                    Some(&session.seal(&secrets.flow_key)),
-                );
-                response
+                    t,
+                    StatusCode::OK,
+                    t.error_heading,
+                    t.login_cancelled_text,
+                    None,
+                ),
+                Err(LoginFailure::Unacceptable(_)) => {
+                    error_page(state, t, StatusCode::FORBIDDEN, t.upstream_unacceptable)
+                }
+                Err(LoginFailure::Failed(_) | LoginFailure::Rejected) => {
+                    error_page(state, t, StatusCode::BAD_GATEWAY, t.upstream_failed)
+                }
             }
-            Err(LoginFailure::Cancelled) => message_page(
-                state,
-                t,
-                StatusCode::OK,
-                t.error_heading,
-                t.login_cancelled_text,
-                None,
-            ),
-            Err(LoginFailure::Unacceptable(_)) => {
-                error_page(state, t, StatusCode::FORBIDDEN, t.upstream_unacceptable)
-            }
-            Err(LoginFailure::Failed(_) | LoginFailure::Rejected) => {
-                error_page(state, t, StatusCode::BAD_GATEWAY, t.upstream_failed)
-            }
-        },
+        }
     }
 }
 

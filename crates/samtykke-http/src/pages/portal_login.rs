@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use samtykke_core::domain::Nin;
 use samtykke_core::flow::{self, LoginSession, LoginTarget};
 use samtykke_core::opaque::OpaqueToken;
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,7 @@ pub struct ReturnQuery {
 }
 
 /// The return path if it is one of [`RETURN_PATHS`] (default `/min-side`).
-fn return_path(value: Option<&str>) -> Option<&'static str> {
+pub(crate) fn return_path(value: Option<&str>) -> Option<&'static str> {
     match value {
         None | Some("") => Some(RETURN_PATHS[0]),
         Some(v) => RETURN_PATHS.iter().copied().find(|p| *p == v),
@@ -82,6 +83,30 @@ fn form_page(
         Ok(body) => html_page(status, body, None),
         Err(()) => error_page(state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail),
     }
+}
+
+/// The individual identified as `nin` for the portal: the login session
+/// cookie, and back to the portal page `return_to`.
+pub(crate) async fn logged_in(
+    state: &AppState,
+    browser: &OpaqueToken,
+    nin: Nin,
+    return_to: &str,
+    provider: &'static str,
+) -> Response {
+    let t = texts_of(return_to);
+    let Ok(secrets) = state.secrets().await else {
+        return error_page(state, t, StatusCode::SERVICE_UNAVAILABLE, t.error_detail);
+    };
+    let session = LoginSession::new(browser, nin, state.clock.now());
+    tracing::info!(provider, "individual identified for the portal");
+    let mut response = see_other(&format!("{}{return_to}", state.settings.base_url()));
+    set_session_cookie(
+        state,
+        response.headers_mut(),
+        Some(&session.seal(&secrets.flow_key)),
+    );
+    response
 }
 
 /// `GET /min-side/login?return=…`
@@ -163,20 +188,7 @@ pub async fn post_portal_login(
         return error_page(&state, t, StatusCode::FORBIDDEN, t.flow_forged);
     };
     match identity.complete(&form, None, state.nin_policy()).await {
-        Ok(nin) => {
-            let session = LoginSession::new(&browser, nin, state.clock.now());
-            tracing::info!(
-                provider = identity.name(),
-                "individual identified for the portal"
-            );
-            let mut response = see_other(&format!("{}{return_to}", state.settings.base_url()));
-            set_session_cookie(
-                &state,
-                response.headers_mut(),
-                Some(&session.seal(&secrets.flow_key)),
-            );
-            response
-        }
+        Ok(nin) => logged_in(&state, &browser, nin, return_to, identity.name()).await,
         Err(LoginFailure::Cancelled) => message_page(
             &state,
             t,

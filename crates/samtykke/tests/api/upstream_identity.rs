@@ -948,3 +948,22 @@ engine_tests! {
         assert_eq!(stolen.status(), 403);
     }
 }
+
+engine_db_tests! {
+    async fn the_portal_shows_what_went_wrong_at_the_provider(url) {
+        let Some(up) = start(url).await else { return };
+        let login = format!("{}/min-side/login?return=/en/my-page", up.base);
+        let cancelled = up.through_provider(&browser(), &login, "abort=1").await;
+        assert_eq!(cancelled.status(), 200);
+        assert!(cancelled.text().await.unwrap().contains("You cancelled the login"));
+        let nopid = up.through_provider(&browser(), &login, "account=nopid").await;
+        assert_eq!(nopid.status(), 403);
+        assert!(nopid.text().await.unwrap().contains("did not give a national identity number we can use"));
+        let browser = browser();
+        let norwegian = up.through_provider(&browser, &format!("{}/min-side/login?return=/min-side", up.base), "account=badpid").await;
+        assert_eq!(norwegian.status(), 403);
+        let cookies: Vec<String> = norwegian.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert!(!cookies.iter().any(|c| c.starts_with("samtykke_session=s1.")), "no session: {cookies:?}");
+        assert!(norwegian.text().await.unwrap().contains("fødselsnummer vi kan bruke"));
+    }
+}
