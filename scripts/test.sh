@@ -8,6 +8,12 @@
 # The browser tests (tests/api/browser.rs) drive Debian's headless Chromium
 # through chromedriver; this script installs both when they are missing and
 # sets SAMTYKKE_REQUIRE_BROWSER=1 so those tests fail rather than skip.
+#
+# The upstream-identification tests (tests/api/upstream_identity.rs) start an
+# independent OpenID provider, npm `oidc-provider` (crates/samtykke/tests/
+# oidc-provider, Node.js 20+); this script installs it with `npm ci` when
+# node_modules is missing and sets SAMTYKKE_REQUIRE_OIDC_PROVIDER=1 so those
+# tests fail rather than skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +46,23 @@ install_browser() {
 }
 install_browser
 export SAMTYKKE_REQUIRE_BROWSER=1
+
+install_oidc_provider() {
+  local dir=crates/samtykke/tests/oidc-provider
+  if [ -d "$dir/node_modules/oidc-provider" ]; then
+    return 0
+  fi
+  echo "== installing the test OpenID provider (npm ci in $dir)"
+  if ! command -v npm >/dev/null 2>&1; then
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -q nodejs npm || { $sudo apt-get update -q && $sudo apt-get install -y -q nodejs npm; }
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund)
+}
+install_oidc_provider
+export SAMTYKKE_REQUIRE_OIDC_PROVIDER=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -26,6 +26,9 @@ pub enum AuthorizeErrorCode {
     UnsupportedResponseType,
     InvalidScopes,
     ServerError,
+    /// RFC 6749 §4.1.2.1: the identity the provider gave cannot be accepted
+    /// (no or a malformed national identity number, too low an `acr`).
+    AccessDenied,
     LoginCancelled,
     ConsentDenied,
     LoginRequired,
@@ -45,6 +48,7 @@ impl AuthorizeErrorCode {
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::InvalidScopes => "invalid_scopes",
             Self::ServerError => "server_error",
+            Self::AccessDenied => "access_denied",
             Self::LoginCancelled => "login_cancelled",
             Self::ConsentDenied => "consent_denied",
             Self::LoginRequired => "login_required",

@@ -447,6 +447,119 @@ impl LoginSession {
     }
 }
 
+/// How long an individual has to come back from an upstream identity
+/// provider.
+pub const PENDING_LOGIN_LIFETIME: Duration = Duration::minutes(15);
+
+/// Where an identification continues once the individual has identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginTarget {
+    /// An authorization flow: its sealed `flow` value.
+    Flow(String),
+    /// The individual's portal: the local path to return to.
+    Portal(String),
+}
+
+/// An identification in progress at an upstream OpenID Connect provider:
+/// what the callback needs to check the provider's answer (`state`, `nonce`,
+/// the PKCE verifier) and where to continue. It travels sealed in a cookie
+/// bound to the browser, never in a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLogin {
+    pub browser_hash: TokenHash,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub target: LoginTarget,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What every sealed pending login starts with: the format and its version.
+pub const SEALED_PENDING_PREFIX: &str = "p1.";
+
+/// Associated data of every sealed pending login.
+const SEALED_PENDING_AAD: &[u8] = b"samtykke upstream login";
+
+#[derive(Serialize, Deserialize)]
+struct SealedPending {
+    b: String,
+    s: String,
+    n: String,
+    v: String,
+    /// `f` (flow) or `p` (portal), and its value in `w`.
+    k: String,
+    w: String,
+    e: i64,
+}
+
+impl PendingLogin {
+    /// A pending login for `browser` until [`PENDING_LOGIN_LIFETIME`] from
+    /// `now`.
+    pub fn new(
+        browser: &OpaqueToken,
+        state: String,
+        nonce: String,
+        pkce_verifier: String,
+        target: LoginTarget,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            browser_hash: browser.hash(),
+            state,
+            nonce,
+            pkce_verifier,
+            target,
+            expires_at: now + PENDING_LOGIN_LIFETIME,
+        }
+    }
+
+    pub fn seal(&self, key: &FlowSealKey) -> String {
+        let (k, w) = match &self.target {
+            LoginTarget::Flow(f) => ("f", f.clone()),
+            LoginTarget::Portal(p) => ("p", p.clone()),
+        };
+        let fields = SealedPending {
+            b: URL_SAFE_NO_PAD.encode(self.browser_hash.as_bytes()),
+            s: self.state.clone(),
+            n: self.nonce.clone(),
+            v: self.pkce_verifier.clone(),
+            k: k.to_owned(),
+            w,
+            e: self.expires_at.unix_timestamp(),
+        };
+        key.seal(SEALED_PENDING_PREFIX, SEALED_PENDING_AAD, &fields)
+    }
+
+    /// Opens a sealed pending login; None for anything this server did not
+    /// seal as one. Expiry and the browser are the caller's to check (see
+    /// [`PendingLogin::answers`]).
+    pub fn unseal(key: &FlowSealKey, value: &str) -> Option<PendingLogin> {
+        let f: SealedPending = key.open(SEALED_PENDING_PREFIX, SEALED_PENDING_AAD, value)?;
+        let browser_hash = URL_SAFE_NO_PAD.decode(&f.b).ok()?;
+        Some(PendingLogin {
+            browser_hash: TokenHash::from_bytes(&browser_hash)?,
+            state: f.s,
+            nonce: f.n,
+            pkce_verifier: f.v,
+            target: match f.k.as_str() {
+                "f" => LoginTarget::Flow(f.w),
+                "p" => LoginTarget::Portal(f.w),
+                _ => return None,
+            },
+            expires_at: OffsetDateTime::from_unix_timestamp(f.e).ok()?,
+        })
+    }
+
+    /// Whether a callback with `state`, in `browser`, at `now` answers this
+    /// login (the state compared in constant time).
+    pub fn answers(&self, browser: Option<&OpaqueToken>, state: &str, now: OffsetDateTime) -> bool {
+        use subtle::ConstantTimeEq;
+        let same_browser = browser.is_some_and(|b| b.hash() == self.browser_hash);
+        let same_state: bool = self.state.as_bytes().ct_eq(state.as_bytes()).into();
+        same_browser && same_state && now < self.expires_at
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,5 +738,51 @@ mod tests {
             !session.vouches_for(&unidentified, now),
             "not identified yet"
         );
+    }
+
+    #[test]
+    fn a_pending_login_opens_only_sealed_and_answers_only_its_browser_and_state() {
+        let key = FlowSealKey::derive(b"secret");
+        let browser = OpaqueToken::generate();
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        for target in [
+            LoginTarget::Flow("f1.abc".to_owned()),
+            LoginTarget::Portal("/min-side".to_owned()),
+        ] {
+            let pending = PendingLogin::new(
+                &browser,
+                "state-1".to_owned(),
+                "nonce-1".to_owned(),
+                "verifier-1".to_owned(),
+                target,
+                now,
+            );
+            let sealed = pending.seal(&key);
+            assert!(sealed.starts_with(SEALED_PENDING_PREFIX));
+            assert!(!sealed.contains("nonce-1") && !sealed.contains("verifier-1"));
+            let opened = PendingLogin::unseal(&key, &sealed).unwrap();
+            assert_eq!(opened, pending);
+            assert!(opened.answers(Some(&browser), "state-1", now));
+            assert!(
+                !opened.answers(Some(&browser), "state-2", now),
+                "another state"
+            );
+            assert!(
+                !opened.answers(Some(&OpaqueToken::generate()), "state-1", now),
+                "another browser"
+            );
+            assert!(!opened.answers(None, "state-1", now), "no browser");
+            assert!(
+                !opened.answers(Some(&browser), "state-1", now + PENDING_LOGIN_LIFETIME),
+                "expired"
+            );
+            assert_eq!(
+                PendingLogin::unseal(&FlowSealKey::derive(b"other"), &sealed),
+                None
+            );
+            // Neither a flow nor a session opens as a pending login.
+            let as_session = sealed.replacen(SEALED_PENDING_PREFIX, SEALED_SESSION_PREFIX, 1);
+            assert_eq!(LoginSession::unseal(&key, &as_session), None);
+        }
     }
 }

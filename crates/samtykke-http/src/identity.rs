@@ -5,16 +5,29 @@
 //! trait: `begin` answers with a redirect to the provider, and `complete`
 //! exchanges the provider's code from its callback.
 
+pub mod upstream;
+
 use async_trait::async_trait;
 use samtykke_core::domain::{Nin, NinPolicy};
 
-/// What to do to start identification for one flow.
+/// What to do to start identification (for a flow or for the portal).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginStart {
     /// Show our own TestID form.
     TestIdForm,
-    /// Send the browser to an upstream provider.
-    Redirect(String),
+    /// Send the browser to an upstream provider: `url` is its authorization
+    /// request; `pending` what its callback must be checked against (the
+    /// pages seal it in a cookie bound to the browser).
+    Redirect { url: String, pending: Pending },
+}
+
+/// What an upstream authorization request was sent with, kept (sealed, in
+/// the browser) until the provider's callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
 }
 
 /// Why identification did not give a number.
@@ -24,22 +37,28 @@ pub enum LoginFailure {
     Cancelled,
     /// The input was not acceptable; the message is for the individual.
     Rejected,
-    /// The provider failed (`error=server_error`).
+    /// The provider failed, or its answer did not verify (`error=server_error`);
+    /// the reason is for the log (never a secret).
     Failed(String),
+    /// The provider identified someone Samtykke cannot accept: no or a
+    /// malformed national identity number, or a lower level of assurance
+    /// than required (`error=access_denied`); the reason is for the log.
+    Unacceptable(String),
 }
 
 #[async_trait]
 pub trait IdentityProvider: Send + Sync + 'static {
     /// A short name for logs.
     fn name(&self) -> &'static str;
-    /// Starts identification for a flow (`flow_id` is the sealed flow value
-    /// the pages carry).
-    fn begin(&self, flow_id: &str) -> LoginStart;
+    /// Starts identification (for a flow or for the portal).
+    fn begin(&self) -> LoginStart;
     /// Finishes identification from the submitted form or callback
-    /// parameters.
+    /// parameters; `pending` is what [`LoginStart::Redirect`] gave, checked
+    /// by the caller to belong to this browser and callback (`state`).
     async fn complete(
         &self,
         params: &[(String, String)],
+        pending: Option<&Pending>,
         policy: NinPolicy,
     ) -> Result<Nin, LoginFailure>;
     /// Where to send the browser to end its session at the provider too, coming back to `return_to`
@@ -61,13 +80,14 @@ impl IdentityProvider for TestId {
         "testid"
     }
 
-    fn begin(&self, _flow_id: &str) -> LoginStart {
+    fn begin(&self) -> LoginStart {
         LoginStart::TestIdForm
     }
 
     async fn complete(
         &self,
         params: &[(String, String)],
+        _pending: Option<&Pending>,
         policy: NinPolicy,
     ) -> Result<Nin, LoginFailure> {
         let field = |name: &str| {

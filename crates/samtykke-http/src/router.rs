@@ -50,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .route("/en/my-page/consent/{id}/withdraw", get(pages::portal::get_withdraw::<true>).post(pages::portal::post_withdraw::<true>))
         .route("/en/my-page/logout", post(pages::portal::post_logout::<true>))
         .route("/en/my-page/logged-out", get(pages::portal::get_logged_out::<true>))
+        // Upstream identification (issue 20).
+        .route(pages::login_callback::CALLBACK_PATH, get(pages::login_callback::get_callback))
+        .route("/min-side/login", get(pages::portal_login::get_portal_login).post(pages::portal_login::post_portal_login))
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))

@@ -12,7 +12,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::commands::{client, debt, keys};
 use crate::config::{
-    parse_listen, FileConfig, LogFormat, SandboxSetting, ServeConfig,
+    parse_listen, FileConfig, LogFormat, SandboxSetting, ServeConfig, UpstreamInput,
     DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_DATABASE_URL, DEFAULT_JANITOR_INTERVAL_SECONDS,
     DEFAULT_LISTEN,
 };
@@ -80,6 +80,30 @@ pub struct ServeArgs {
     /// Seconds between janitor passes (expire consents, purge old events); 0 = off [default: 60]
     #[arg(long, env = "SAMTYKKE_JANITOR_INTERVAL")]
     pub janitor_interval: Option<u64>,
+    /// Upstream OpenID provider (issuer URL) that identifies people, e.g. ID-porten; its callback is {issuer}/login/callback
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_ISSUER")]
+    pub upstream_issuer: Option<String>,
+    /// Samtykke's client id at the upstream provider
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_CLIENT_ID")]
+    pub upstream_client_id: Option<String>,
+    /// Client secret at the upstream provider (client_secret_basic)
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_CLIENT_SECRET", hide_env_values = true)]
+    pub upstream_client_secret: Option<String>,
+    /// RSA private key (PEM file) for private_key_jwt instead of a secret
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_PRIVATE_KEY_FILE")]
+    pub upstream_private_key_file: Option<String>,
+    /// The key id (kid) of the private key as registered at the provider
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_PRIVATE_KEY_ID")]
+    pub upstream_private_key_id: Option<String>,
+    /// ID-token claim holding the national identity number [default: pid]
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_PID_CLAIM")]
+    pub upstream_pid_claim: Option<String>,
+    /// Scopes asked of the upstream provider [default: openid]
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_SCOPE")]
+    pub upstream_scope: Option<String>,
+    /// Required level(s) of assurance, e.g. idporten-loa-high; the ID token's acr is checked
+    #[arg(long, env = "SAMTYKKE_UPSTREAM_ACR_VALUES")]
+    pub upstream_acr_values: Option<String>,
 }
 
 impl ServeArgs {
@@ -96,7 +120,33 @@ impl ServeArgs {
         if !(60..=86400).contains(&ttl) {
             anyhow::bail!("access_token_ttl must be between 60 and 86400 seconds (got {ttl})");
         }
+        let upstream = UpstreamInput {
+            issuer: self
+                .upstream_issuer
+                .or_else(|| file.upstream_issuer.clone()),
+            client_id: self
+                .upstream_client_id
+                .or_else(|| file.upstream_client_id.clone()),
+            client_secret: self
+                .upstream_client_secret
+                .or_else(|| file.upstream_client_secret.clone()),
+            private_key_file: self
+                .upstream_private_key_file
+                .or_else(|| file.upstream_private_key_file.clone()),
+            private_key_id: self
+                .upstream_private_key_id
+                .or_else(|| file.upstream_private_key_id.clone()),
+            pid_claim: self
+                .upstream_pid_claim
+                .or_else(|| file.upstream_pid_claim.clone()),
+            scope: self.upstream_scope.or_else(|| file.upstream_scope.clone()),
+            acr_values: self
+                .upstream_acr_values
+                .or_else(|| file.upstream_acr_values.clone()),
+        }
+        .resolve()?;
         Ok(ServeConfig {
+            upstream,
             database_url: database_url
                 .or_else(|| file.database_url.clone())
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
@@ -234,6 +284,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     writeln!(out, "  issuer    {}", settings.issuer)?;
     writeln!(out, "  api       {}", settings.api_base)?;
     writeln!(out, "  database  {database}")?;
+    // Before the mode's lines: the banner ends with the curl hint or the
+    // production line.
+    match app.upstream_callback() {
+        Some(callback) => {
+            writeln!(out, "Identification through the upstream OpenID provider")?;
+            writeln!(out, "  register this redirect URI there: {callback}")?;
+        }
+        None if !settings.sandbox => writeln!(
+            out,
+            "WARNING: no upstream OpenID provider (--upstream-issuer): nobody can log in"
+        )?,
+        None => {}
+    }
     if let Some(creds) = app.sandbox_credentials() {
         writeln!(
             out,

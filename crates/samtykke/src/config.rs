@@ -27,6 +27,15 @@ pub struct FileConfig {
     pub access_token_ttl: Option<u64>,
     pub janitor_interval: Option<u64>,
     pub log_format: Option<LogFormat>,
+    // Upstream OpenID Connect identification (docs/identity.md).
+    pub upstream_issuer: Option<String>,
+    pub upstream_client_id: Option<String>,
+    pub upstream_client_secret: Option<String>,
+    pub upstream_private_key_file: Option<String>,
+    pub upstream_private_key_id: Option<String>,
+    pub upstream_pid_claim: Option<String>,
+    pub upstream_scope: Option<String>,
+    pub upstream_acr_values: Option<String>,
 }
 
 impl FileConfig {
@@ -61,6 +70,109 @@ pub struct ServeConfig {
     pub access_token_ttl: time::Duration,
     /// None = no background janitor in this process.
     pub janitor_interval: Option<std::time::Duration>,
+    /// The upstream OpenID Connect provider that identifies people; None =
+    /// TestID in sandbox mode, nobody can be identified in production.
+    pub upstream: Option<UpstreamSettings>,
+}
+
+pub const DEFAULT_UPSTREAM_PID_CLAIM: &str = "pid";
+pub const DEFAULT_UPSTREAM_SCOPE: &str = "openid";
+
+/// The upstream provider as configured (the callback is derived from the
+/// issuer at start-up). Debug never prints the secret or the key.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub auth: samtykke_http::identity::upstream::ClientAuth,
+    pub pid_claim: String,
+    pub scope: String,
+    pub acr_values: Option<String>,
+}
+
+/// The upstream settings as given (flags, environment, file), before
+/// they are checked.
+#[derive(Debug, Default)]
+pub struct UpstreamInput {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub private_key_file: Option<String>,
+    pub private_key_id: Option<String>,
+    pub pid_claim: Option<String>,
+    pub scope: Option<String>,
+    pub acr_values: Option<String>,
+}
+
+impl UpstreamInput {
+    /// Checks the settings: None when no upstream is configured at all.
+    pub fn resolve(self) -> anyhow::Result<Option<UpstreamSettings>> {
+        use samtykke_http::identity::upstream::ClientAuth;
+        let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let Some(issuer) = nonempty(self.issuer) else {
+            let given = [
+                ("upstream-client-id", self.client_id.is_some()),
+                ("upstream-client-secret", self.client_secret.is_some()),
+                ("upstream-private-key-file", self.private_key_file.is_some()),
+                ("upstream-private-key-id", self.private_key_id.is_some()),
+                ("upstream-pid-claim", self.pid_claim.is_some()),
+                ("upstream-scope", self.scope.is_some()),
+                ("upstream-acr-values", self.acr_values.is_some()),
+            ];
+            if let Some((name, _)) = given.iter().find(|(_, set)| *set) {
+                bail!("--{name} needs --upstream-issuer (the upstream OpenID provider)");
+            }
+            return Ok(None);
+        };
+        validate_base_url("upstream-issuer", &issuer)?;
+        let url = url::Url::parse(&issuer)?;
+        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if url.scheme() != "https" && !loopback {
+            bail!("upstream-issuer must be an https:// URL (http:// only on loopback, for tests): {issuer}");
+        }
+        let Some(client_id) = nonempty(self.client_id) else {
+            bail!("--upstream-issuer needs --upstream-client-id (Samtykke's client id at the provider)");
+        };
+        let auth = match (nonempty(self.client_secret), nonempty(self.private_key_file)) {
+            (Some(_), Some(_)) => bail!(
+                "give either --upstream-client-secret or --upstream-private-key-file, not both"
+            ),
+            (None, None) => bail!(
+                "the upstream client needs --upstream-client-secret or --upstream-private-key-file (private_key_jwt)"
+            ),
+            (Some(secret), None) => {
+                if self.private_key_id.is_some() {
+                    bail!("--upstream-private-key-id goes with --upstream-private-key-file");
+                }
+                ClientAuth::Secret(secret)
+            }
+            (None, Some(file)) => {
+                let pem = std::fs::read_to_string(&file)
+                    .with_context(|| format!("could not read upstream-private-key-file {file}"))?;
+                if !pem.contains("PRIVATE KEY-----") {
+                    bail!("upstream-private-key-file {file} is not a PEM private key");
+                }
+                ClientAuth::PrivateKey {
+                    pem,
+                    kid: nonempty(self.private_key_id),
+                }
+            }
+        };
+        let pid_claim =
+            nonempty(self.pid_claim).unwrap_or_else(|| DEFAULT_UPSTREAM_PID_CLAIM.to_owned());
+        let scope = nonempty(self.scope).unwrap_or_else(|| DEFAULT_UPSTREAM_SCOPE.to_owned());
+        if !scope.split_whitespace().any(|s| s == "openid") {
+            bail!("upstream-scope must include openid (got {scope})");
+        }
+        Ok(Some(UpstreamSettings {
+            issuer,
+            client_id,
+            auth,
+            pid_claim,
+            scope,
+            acr_values: nonempty(self.acr_values),
+        }))
+    }
 }
 
 /// Whether sandbox mode was asked for explicitly (SPEC §12).
@@ -154,6 +266,65 @@ mod tests {
             .unwrap()
             .enabled(lo, "http://x"));
         assert!(SandboxSetting::resolve(Some(true), Some(true)).is_err());
+    }
+
+    fn upstream(issuer: &str) -> UpstreamInput {
+        UpstreamInput {
+            issuer: Some(issuer.to_owned()),
+            client_id: Some("samtykke".to_owned()),
+            client_secret: Some("secret".to_owned()),
+            ..UpstreamInput::default()
+        }
+    }
+
+    #[test]
+    fn upstream_settings_are_checked_with_clear_messages() {
+        assert!(UpstreamInput::default().resolve().unwrap().is_none());
+        let ok = upstream("https://idporten.no").resolve().unwrap().unwrap();
+        assert_eq!(
+            (ok.pid_claim.as_str(), ok.scope.as_str()),
+            ("pid", "openid")
+        );
+        assert!(
+            !format!("{ok:?}").contains("secret\""),
+            "the secret is never printed"
+        );
+        let error = |input: UpstreamInput| input.resolve().unwrap_err().to_string();
+        assert!(error(upstream("not a url")).contains("upstream-issuer is not a URL"));
+        assert!(error(upstream("http://idporten.no")).contains("https://"));
+        assert!(upstream("http://127.0.0.1:4000").resolve().is_ok());
+        let no_id = UpstreamInput {
+            client_id: None,
+            ..upstream("https://idporten.no")
+        };
+        assert!(error(no_id).contains("--upstream-client-id"));
+        let no_secret = UpstreamInput {
+            client_secret: None,
+            ..upstream("https://idporten.no")
+        };
+        assert!(
+            error(no_secret).contains("--upstream-client-secret or --upstream-private-key-file")
+        );
+        let both = UpstreamInput {
+            private_key_file: Some("/nonexistent.pem".to_owned()),
+            ..upstream("https://idporten.no")
+        };
+        assert!(error(both).contains("not both"));
+        let no_issuer = UpstreamInput {
+            client_id: Some("x".to_owned()),
+            ..UpstreamInput::default()
+        };
+        assert!(error(no_issuer).contains("needs --upstream-issuer"));
+        let scope = UpstreamInput {
+            scope: Some("profile".to_owned()),
+            ..upstream("https://idporten.no")
+        };
+        assert!(error(scope).contains("must include openid"));
+        let file: FileConfig = toml::from_str("upstream_issuer = \"https://idporten.no\"\nupstream_acr_values = \"idporten-loa-high\"").unwrap();
+        assert_eq!(
+            file.upstream_acr_values.as_deref(),
+            Some("idporten-loa-high")
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use samtykke_core::domain::{
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{SandboxCredentials, Store};
 use samtykke_core::{Clock, SystemClock};
+use samtykke_http::identity::upstream;
 use samtykke_http::{AppState, ServerSettings};
 use tokio::net::TcpListener;
 
@@ -32,6 +33,8 @@ pub struct Application {
     clock: Arc<dyn Clock>,
     sandbox_credentials: Option<SandboxCredentials>,
     janitor_interval: Option<std::time::Duration>,
+    /// The callback to register at the upstream provider, when one is used.
+    upstream_callback: Option<String>,
 }
 
 impl Application {
@@ -78,8 +81,29 @@ impl Application {
             access_token_ttl: config.access_token_ttl,
             sandbox,
         };
+        let callback = format!("{}{}", settings.base_url(), upstream::CALLBACK_PATH);
         let mut state = AppState::new(store.clone(), clock.clone(), settings);
-        if sandbox {
+        let mut upstream_callback = None;
+        if let Some(up) = config.upstream {
+            // An upstream provider identifies people everywhere, sandbox
+            // mode included; it must answer at start-up.
+            let provider = upstream::Upstream::discover(
+                upstream::UpstreamConfig {
+                    issuer: up.issuer,
+                    client_id: up.client_id,
+                    auth: up.auth,
+                    pid_claim: up.pid_claim,
+                    scope: up.scope,
+                    acr_values: up.acr_values,
+                    redirect_uri: callback.clone(),
+                },
+                clock.clone(),
+            )
+            .await?;
+            tracing::info!(%callback, "identification through the upstream OpenID provider");
+            state = state.with_identity_provider(Arc::new(provider));
+            upstream_callback = Some(callback);
+        } else if sandbox {
             // TestID lets anyone claim to be anyone: sandbox only (SPEC §6).
             state = state.with_identity_provider(Arc::new(samtykke_http::identity::TestId));
         }
@@ -90,7 +114,13 @@ impl Application {
             clock,
             sandbox_credentials,
             janitor_interval: config.janitor_interval,
+            upstream_callback,
         })
+    }
+
+    /// The callback to register at the upstream provider, if one is used.
+    pub fn upstream_callback(&self) -> Option<&str> {
+        self.upstream_callback.as_deref()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -205,8 +205,8 @@ pub async fn get_authorize(
     let fail = |code: AuthorizeErrorCode, description: &str| {
         error_redirect(&state, ReplyTo::request(&request, t), code, description)
     };
-    if !state.settings.sandbox {
-        // Upstream OpenID Connect identification is not configured: there is
+    if state.identity.is_none() {
+        // Production without an upstream OpenID Connect provider: there is
         // no way to identify the individual.
         tracing::error!("authorization request in production mode without an identity provider");
         return fail(

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::authorize::AuthorizeErrorCode;
 use samtykke_core::domain::Client;
-use samtykke_core::flow::{self, AuthFlow, FlowRefusal, FlowStage, LoginSession};
+use samtykke_core::flow::{self, AuthFlow, FlowRefusal, FlowStage, LoginSession, LoginTarget};
 use samtykke_core::opaque::OpaqueToken;
 use serde::{Deserialize, Serialize};
 
@@ -173,7 +173,7 @@ pub(crate) async fn client_and_csrf(
 
 /// The configured identity provider, or the page that says there is none.
 #[allow(clippy::result_large_err)] // the error is the page to answer with
-fn identity_provider<'a>(
+pub(crate) fn identity_provider<'a>(
     state: &'a AppState,
     t: &'static Texts,
 ) -> Result<&'a dyn IdentityProvider, Response> {
@@ -251,9 +251,73 @@ pub async fn get_login(
         Ok(i) => i,
         Err(page) => return page,
     };
-    match identity.begin(&admitted.sealed) {
+    match identity.begin() {
         LoginStart::TestIdForm => login_page(&state, &admitted, StatusCode::OK, None, "").await,
-        LoginStart::Redirect(url) => see_other(&url),
+        LoginStart::Redirect { url, pending } => {
+            super::login_callback::redirect_upstream(
+                &state,
+                &admitted.browser,
+                &pending,
+                LoginTarget::Flow(admitted.sealed.clone()),
+                &url,
+                admitted.t,
+            )
+            .await
+        }
+    }
+}
+
+/// The individual identified as `nin` for the admitted flow: the login
+/// session cookie, and on to the consent page.
+pub(crate) async fn continue_identified(
+    state: &AppState,
+    admitted: &Admitted,
+    nin: samtykke_core::domain::Nin,
+    provider: &'static str,
+) -> Response {
+    let flow = &admitted.flow;
+    // Identifying writes nothing: the login session travels sealed in its
+    // own cookie, bound to this browser.
+    let session = LoginSession::new(&admitted.browser, nin.clone(), state.clock.now());
+    let secrets = match state.secrets().await {
+        Ok(s) => s,
+        Err(_) => {
+            return error_redirect(
+                state,
+                ReplyTo::flow(flow, admitted.t),
+                AuthorizeErrorCode::ServerError,
+                "",
+            )
+        }
+    };
+    let next = flow.identified(nin).seal(&secrets.flow_key);
+    tracing::info!(provider, "individual identified");
+    let mut response = see_other(&format!(
+        "{}/oauth2/consent?flow={next}",
+        state.settings.base_url()
+    ));
+    set_session_cookie(
+        state,
+        response.headers_mut(),
+        Some(&session.seal(&secrets.flow_key)),
+    );
+    response
+}
+
+/// The individual cancelled identification for the admitted flow: the flow
+/// ends and the institution gets `error=login_cancelled`.
+pub(crate) async fn cancel_flow(state: &AppState, admitted: &Admitted) -> Response {
+    let flow = &admitted.flow;
+    let reply = ReplyTo::flow(flow, admitted.t);
+    match state.store.end_auth_flow(flow).await {
+        Ok(true) => error_redirect(state, reply, AuthorizeErrorCode::LoginCancelled, ""),
+        Ok(false) => error_page(
+            state,
+            admitted.t,
+            StatusCode::BAD_REQUEST,
+            admitted.t.flow_finished,
+        ),
+        Err(_) => error_redirect(state, reply, AuthorizeErrorCode::ServerError, ""),
     }
 }
 
@@ -264,50 +328,23 @@ pub async fn post_login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The form is TestID's: in production, or with an upstream provider,
+    // it does not exist, whatever the post holds.
+    let identity = match state.identity.as_deref() {
+        Some(i) if matches!(i.begin(), LoginStart::TestIdForm) => i,
+        _ => return error_page(&state, &NB, StatusCode::FORBIDDEN, NB.testid_unavailable),
+    };
     let (admitted, form) = match admit_form(&state, &headers, &body, FlowStage::Login).await {
         Ok(found) => found,
-        Err(page) => return page,
-    };
-    let identity = match identity_provider(&state, admitted.t) {
-        Ok(i) => i,
         Err(page) => return page,
     };
     let flow = &admitted.flow;
     let redirect_error = |code: AuthorizeErrorCode, description: &str| {
         error_redirect(&state, ReplyTo::flow(flow, admitted.t), code, description)
     };
-    match identity.complete(&form, state.nin_policy()).await {
-        Ok(nin) => {
-            // Identifying writes nothing: the login session travels sealed
-            // in its own cookie, bound to this browser.
-            let session = LoginSession::new(&admitted.browser, nin.clone(), state.clock.now());
-            let secrets = match state.secrets().await {
-                Ok(s) => s,
-                Err(_) => return redirect_error(AuthorizeErrorCode::ServerError, ""),
-            };
-            let next = flow.identified(nin).seal(&secrets.flow_key);
-            tracing::info!(provider = identity.name(), "individual identified");
-            let mut response = see_other(&format!(
-                "{}/oauth2/consent?flow={next}",
-                state.settings.base_url()
-            ));
-            set_session_cookie(
-                &state,
-                response.headers_mut(),
-                Some(&session.seal(&secrets.flow_key)),
-            );
-            response
-        }
-        Err(LoginFailure::Cancelled) => match state.store.end_auth_flow(flow).await {
-            Ok(true) => redirect_error(AuthorizeErrorCode::LoginCancelled, ""),
-            Ok(false) => error_page(
-                &state,
-                admitted.t,
-                StatusCode::BAD_REQUEST,
-                admitted.t.flow_finished,
-            ),
-            Err(_) => redirect_error(AuthorizeErrorCode::ServerError, ""),
-        },
+    match identity.complete(&form, None, state.nin_policy()).await {
+        Ok(nin) => continue_identified(&state, &admitted, nin, identity.name()).await,
+        Err(LoginFailure::Cancelled) => cancel_flow(&state, &admitted).await,
         Err(LoginFailure::Rejected) => {
             let typed: String = field(&form, "nin").unwrap_or("").chars().take(20).collect();
             login_page(
@@ -319,7 +356,7 @@ pub async fn post_login(
             )
             .await
         }
-        Err(LoginFailure::Failed(reason)) => {
+        Err(LoginFailure::Failed(reason) | LoginFailure::Unacceptable(reason)) => {
             tracing::error!(provider = identity.name(), reason, "identification failed");
             let _ = state.store.end_auth_flow(flow).await;
             redirect_error(AuthorizeErrorCode::ServerError, "")

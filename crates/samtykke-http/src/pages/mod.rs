@@ -8,9 +8,11 @@
 pub mod authorize;
 pub mod consent;
 pub mod login;
+pub mod login_callback;
 pub mod logout;
 pub mod portal;
 mod portal_texts;
+pub mod portal_login;
 mod texts;
 
 use std::sync::OnceLock;
@@ -69,6 +71,14 @@ fn environment() -> &'static Environment<'static> {
             (
                 "portal_paging.html",
                 include_str!("../../templates/portal_paging.html"),
+            ),
+            (
+                "login_failed.html",
+                include_str!("../../templates/login_failed.html"),
+            ),
+            (
+                "portal_login.html",
+                include_str!("../../templates/portal_login.html"),
             ),
         ] {
             if let Err(e) = env.add_template(name, source) {
@@ -464,6 +474,32 @@ fn set_cookie(
     }
 }
 
+/// The cookie that carries an identification in progress at an upstream
+/// provider, sealed (see [`samtykke_core::flow::PendingLogin`]).
+pub(crate) fn pending_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.issuer.starts_with("https://") {
+        "__Host-samtykke-login"
+    } else {
+        "samtykke_login"
+    }
+}
+
+/// The sealed pending login the browser presents, if any.
+pub(crate) fn pending_cookie<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
+    cookie(headers, pending_cookie_name(state))
+}
+
+/// `Set-Cookie` for the sealed pending login (`None` clears it).
+pub(crate) fn set_pending_cookie(state: &AppState, headers: &mut HeaderMap, sealed: Option<&str>) {
+    let lifetime = flow::PENDING_LOGIN_LIFETIME.whole_seconds();
+    set_cookie(
+        state,
+        headers,
+        pending_cookie_name(state),
+        sealed.map(|v| (v, Some(lifetime))),
+    );
+}
+
 /// Decodes a page's form body (`application/x-www-form-urlencoded`). A
 /// repeated field makes the whole form invalid.
 pub(crate) fn page_form(headers: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
@@ -527,6 +563,8 @@ mod tests {
             "portal_nav.html",
             "portal_facts.html",
             "portal_paging.html",
+            "login_failed.html",
+            "portal_login.html",
         ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }

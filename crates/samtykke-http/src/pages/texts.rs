@@ -57,6 +57,12 @@ pub struct Texts {
     pub logged_out_heading: &'static str,
     pub logged_out_text: &'static str,
     pub bad_logout: &'static str,
+    // Upstream identification and the portal's login (issue 20).
+    pub upstream_failed: &'static str,
+    pub upstream_unacceptable: &'static str,
+    pub back_to_service: &'static str,
+    pub portal_login_lead: &'static str,
+    pub login_cancelled_text: &'static str,
 }
 
 pub static NB: Texts = Texts {
@@ -110,6 +116,11 @@ pub static NB: Texts = Texts {
     logged_out_heading: "Du er logget ut",
     logged_out_text: "Innloggingen din hos Samtykke er avsluttet.",
     bad_logout: "Adressen du skulle sendes til etter utlogging er ikke registrert.",
+    upstream_failed: "Innloggingen hos identitetsleverandøren mislyktes. Prøv igjen senere.",
+    upstream_unacceptable: "Innloggingen ga ikke et fødselsnummer vi kan bruke, eller ikke et høyt nok sikkerhetsnivå.",
+    back_to_service: "Tilbake til tjenesten",
+    portal_login_lead: "Logg inn for å se og administrere samtykkene dine.",
+    login_cancelled_text: "Du avbrøt innloggingen.",
 };
 
 pub static EN: Texts = Texts {
@@ -163,6 +174,11 @@ pub static EN: Texts = Texts {
     logged_out_heading: "You are logged out",
     logged_out_text: "Your login at Samtykke has ended.",
     bad_logout: "The address to send you to after logout is not registered.",
+    upstream_failed: "Logging in at the identity provider failed. Please try again later.",
+    upstream_unacceptable: "The login did not give a national identity number we can use, or not a high enough level of assurance.",
+    back_to_service: "Back to the service",
+    portal_login_lead: "Log in to see and manage your consents.",
+    login_cancelled_text: "You cancelled the login.",
 };
 
 /// The texts for a stored locale code.

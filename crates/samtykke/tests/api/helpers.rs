@@ -152,6 +152,7 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         sandbox,
         access_token_ttl: time::Duration::hours(1),
         janitor_interval: None,
+        upstream: None,
     }
 }
 

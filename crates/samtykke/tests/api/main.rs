@@ -30,3 +30,4 @@ mod store_contract;
 mod token;
 
 mod portal;
+mod upstream_identity;

@@ -486,17 +486,18 @@ impl samtykke_http::identity::IdentityProvider for ProviderWithLogout {
         "provider-with-logout"
     }
 
-    fn begin(&self, flow_id: &str) -> samtykke_http::identity::LoginStart {
-        samtykke_http::identity::TestId.begin(flow_id)
+    fn begin(&self) -> samtykke_http::identity::LoginStart {
+        samtykke_http::identity::TestId.begin()
     }
 
     async fn complete(
         &self,
         params: &[(String, String)],
+        pending: Option<&samtykke_http::identity::Pending>,
         policy: samtykke_core::domain::NinPolicy,
     ) -> Result<samtykke_core::domain::Nin, samtykke_http::identity::LoginFailure> {
         samtykke_http::identity::TestId
-            .complete(params, policy)
+            .complete(params, pending, policy)
             .await
     }
 
