@@ -11,8 +11,8 @@ pub mod login;
 pub mod login_callback;
 pub mod logout;
 pub mod portal;
-mod portal_texts;
 pub mod portal_login;
+mod portal_texts;
 mod texts;
 
 use std::sync::OnceLock;

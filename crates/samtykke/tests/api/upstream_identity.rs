@@ -144,7 +144,10 @@ fn provider_client(addr: std::net::SocketAddr) -> Value {
         "client_id": "samtykke",
         "client_secret": CLIENT_SECRET,
         "redirect_uris": [format!("http://{addr}/login/callback")],
-        "post_logout_redirect_uris": [format!("http://{addr}/min-side")],
+        "post_logout_redirect_uris": [
+            format!("http://{addr}/min-side"),
+            format!("http://{addr}/min-side/logget-ut"),
+        ],
     })
 }
 
@@ -213,6 +216,7 @@ fn create_client(database_url: &str) -> (String, String) {
             "974760673",
             "--purpose",
             "presentation",
+            "--events",
             "--redirect-uri",
             CALLBACK,
         ],
@@ -965,5 +969,149 @@ engine_db_tests! {
         let cookies: Vec<String> = norwegian.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
         assert!(!cookies.iter().any(|c| c.starts_with("samtykke_session=s1.")), "no session: {cookies:?}");
         assert!(norwegian.text().await.unwrap().contains("fødselsnummer vi kan bruke"));
+    }
+}
+
+/// Follows the portal's login through the provider with a cookie-keeping
+/// browser and answers the portal page it lands on.
+async fn portal_through_provider(up: &Upstreamed, browser: &reqwest::Client) -> String {
+    let first = browser
+        .get(format!("{}/min-side", up.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 303, "not logged in yet");
+    let login = location(&first);
+    assert_eq!(
+        login,
+        format!("{}/min-side/login?return=/min-side", up.base)
+    );
+    let body = first.text().await.unwrap();
+    assert!(body.is_empty(), "nothing is shown before the login: {body}");
+    let callback = up.through_provider(browser, &login, "account=real").await;
+    assert_eq!(location(&callback), format!("{}/min-side", up.base));
+    let list = browser
+        .get(format!("{}/min-side", up.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    list.text().await.unwrap()
+}
+
+engine_db_tests! {
+    // The issue's own check: an institution's regular flow identifies the
+    // person at a provider Samtykke has never seen; the person finds that
+    // consent in /min-side through the same provider and
+    // withdraws it; the institution's next lookup is refused and its feed
+    // says SAMTYKKE_ARKIVERT; logging out continues at the provider.
+    async fn a_consent_given_through_the_provider_is_found_and_withdrawn_in_the_portal(url) {
+        let Some(up) = start(url).await else { return };
+        // The institution's flow (one debt lookup included).
+        let browser_a = browser();
+        let callback = up.identify(&browser_a, "account=real").await;
+        let (flow, csrf, _) = open_page(&browser_a, &location(&callback)).await;
+        let decided = browser_a
+            .post(format!("{}/oauth2/consent", up.base))
+            .form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("decision", "accept")])
+            .send()
+            .await
+            .unwrap();
+        let code = query_of(&location(&decided))["code"].clone();
+        let tokens = up.redeem(&code).await;
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let lookup = || async {
+            reqwest::Client::new()
+                .get(format!("{}/v1/debt", up.base))
+                .bearer_auth(&access)
+                .send()
+                .await
+                .unwrap()
+        };
+
+        // The person, in another browser, logs in to the portal at the
+        // same provider and finds the consent (still unused: a regular
+        // consent is spent by its one lookup).
+        let person = browser();
+        let list = portal_through_provider(&up, &person).await;
+        assert!(list.contains("Eksempelbank"), "{list}");
+        assert!(list.contains("974760673"), "{list}");
+        let link = format!("href=\"{}/min-side/samtykke/", up.base);
+        let at = list.find(&link).unwrap_or_else(|| panic!("a consent link: {list}")) + link.len();
+        let consent_id = list[at..at + 36].to_owned();
+        let stored = up.store.find_consent(&ConsentId::parse(&consent_id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(stored.nin.as_str(), REAL_PID, "the provider's pid");
+        let detail_url = format!("{}/min-side/samtykke/{consent_id}", up.base);
+        let detail = person.get(&detail_url).send().await.unwrap().text().await.unwrap();
+        assert!(detail.contains("Eksempelbank"));
+        assert!(detail.contains("Aktivt"), "{detail}");
+
+        // Withdrawal: the confirmation page, then its form.
+        let confirm = person.get(format!("{detail_url}/trekk-tilbake")).send().await.unwrap();
+        assert_eq!(confirm.status(), 200);
+        let confirm = confirm.text().await.unwrap();
+        let csrf = crate::helpers::hidden(&confirm, "csrf");
+        let withdrawn = person
+            .post(format!("{detail_url}/trekk-tilbake"))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(withdrawn.status(), 303);
+        let after = person.get(&detail_url).send().await.unwrap().text().await.unwrap();
+        assert!(after.contains("Trukket tilbake"), "{after}");
+
+        // The institution: refused at once, and the feed says so.
+        let refused = lookup().await;
+        assert_eq!(refused.status(), 403);
+        let refusal: Value = refused.json().await.unwrap();
+        // Withdrawing revoked the tokens bound to the consent with it.
+        assert_eq!(refusal["error"], "Invalid access token", "{refusal}");
+        let feed_token: Value = reqwest::Client::new()
+            .post(format!("{}/oauth2/token", up.base))
+            .basic_auth(&up.client.0, Some(&up.client.1))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "client.access.consent.events"),
+                ("audience", &format!("{}/feed/v1/consent", up.base)),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let feed: Value = reqwest::Client::new()
+            .get(format!("{}/feed/v1/consent?fromSequenceNr=0&limit=100", up.base))
+            .bearer_auth(feed_token["access_token"].as_str().unwrap_or_else(|| panic!("{feed_token}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let archived = feed["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{feed}"))
+            .iter()
+            .filter(|e| e["consentId"] == consent_id.as_str() && e["eventType"] == "SAMTYKKE_ARKIVERT")
+            .count();
+        assert_eq!(archived, 1, "{feed}");
+
+        // Logging out ends the session here and continues at the provider,
+        // which accepts the return address.
+        let list = person.get(format!("{}/min-side", up.base)).send().await.unwrap().text().await.unwrap();
+        let out = person
+            .post(format!("{}/min-side/logout", up.base))
+            .form(&[("csrf", crate::helpers::hidden(&list, "csrf").as_str())])
+            .send()
+            .await
+            .unwrap();
+        let to = location(&out);
+        assert!(to.starts_with(&format!("{}/session/end?", up.provider.issuer)), "{to}");
+        assert_eq!(query_of(&to)["post_logout_redirect_uri"], format!("{}/min-side/logget-ut", up.base));
+        assert_eq!(person.get(&to).send().await.unwrap().status(), 200, "the provider takes the logout");
+        let again = person.get(format!("{}/min-side", up.base)).send().await.unwrap();
+        assert_eq!(location(&again), format!("{}/min-side/login?return=/min-side", up.base));
     }
 }
