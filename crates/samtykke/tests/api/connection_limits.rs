@@ -516,3 +516,80 @@ async fn connection_settings_are_validated_at_start() {
     let taken_addr = taken.local_addr().unwrap().to_string();
     assert!(serve(&["--admin-listen", &taken_addr]).contains("admin-listen"));
 }
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_closes_idle_connections_and_refuses_new_ones() {
+    use samtykke::startup::Application;
+    use samtykke_core::SystemClock;
+    use std::sync::Arc;
+
+    let url = fresh_database_url(Engine::Sqlite).await.unwrap();
+    let store = samtykke::storage::open_store(&url).await.unwrap();
+    let app = Application::build_with(
+        serve_config(&url, SandboxSetting::On),
+        store,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let to = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    // One keep-alive connection between requests, one request in flight
+    // (its body half sent).
+    let mut idle = TcpStream::connect(to).await.unwrap();
+    idle.write_all(HEALTHZ).await.unwrap();
+    assert_eq!(read_response(&mut idle).await.0, 200);
+    let mut busy = TcpStream::connect(to).await.unwrap();
+    let body = b"grant_type=client_credentials";
+    busy.write_all(
+        format!("POST /oauth2/token HTTP/1.1\r\nHost: samtykke\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", body.len()).as_bytes(),
+    )
+    .await
+    .unwrap();
+    // `100 Continue` once the handler reads the body: the request is in flight.
+    let continue_line = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut interim = vec![0u8; continue_line.len()];
+    busy.read_exact(&mut interim).await.unwrap();
+    assert_eq!(interim, continue_line);
+    busy.write_all(&body[..10]).await.unwrap();
+
+    stop.send(()).unwrap();
+    // The idle connection is closed at once; new connections are refused.
+    server_closes(&mut idle, Duration::from_secs(2))
+        .await
+        .expect("the idle connection closed");
+    let mut refused = false;
+    for _ in 0..200 {
+        if TcpStream::connect(to).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        refused,
+        "new connections were still accepted after shutdown"
+    );
+    assert!(
+        !server.is_finished(),
+        "the server stopped with a request in flight"
+    );
+
+    // The request in flight is answered (no client authentication: 401),
+    // then the connection closes and the server stops.
+    busy.write_all(&body[10..]).await.unwrap();
+    let (status, head) = read_response(&mut busy).await;
+    assert_eq!(status, 401, "{head}");
+    server_closes(&mut busy, Duration::from_secs(2))
+        .await
+        .expect("closed after its answer");
+    tokio::time::timeout(Duration::from_secs(2), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
