@@ -394,26 +394,48 @@ async fn handle(
     in_flight: InFlight,
     body_read_timeout: Duration,
 ) -> Result<Response<TrackedBody>, Infallible> {
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let request = request.map(|body| BodyDeadline {
+    let late = BodyLate {
+        flag: Arc::new(AtomicBool::new(false)),
+        timeout: body_read_timeout,
+    };
+    let mut request = request.map(|body| BodyDeadline {
         inner: body,
         deadline: Instant::now() + body_read_timeout,
         sleep: None,
-        timed_out: Arc::clone(&timed_out),
+        timed_out: Arc::clone(&late.flag),
     });
+    // Read by [`answer_late_bodies`], inside the router (so that the
+    // metrics count the 408).
+    request.extensions_mut().insert(late);
     let response = match router.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
-    };
-    let response = if timed_out.load(Ordering::Relaxed) {
-        body_timeout_response(body_read_timeout)
-    } else {
-        response
     };
     Ok(response.map(|body| TrackedBody {
         inner: body,
         _in_flight: in_flight,
     }))
+}
+
+/// Set when a request's body deadline passed (a request extension).
+#[derive(Clone)]
+pub(crate) struct BodyLate {
+    flag: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+/// Middleware: a request whose body came too late is answered `408`,
+/// whatever its handler made of the failed read.
+pub(crate) async fn answer_late_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let late = request.extensions().get::<BodyLate>().cloned();
+    let response = next.run(request).await;
+    match late {
+        Some(late) if late.flag.load(Ordering::Relaxed) => body_timeout_response(late.timeout),
+        _ => response,
+    }
 }
 
 fn body_timeout_response(timeout: Duration) -> Response<Body> {
