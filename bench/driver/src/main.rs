@@ -49,7 +49,8 @@ fn main() {
             .and_then(|path| table_command(path)),
         Some("splice") if args.len() == 4 => splice_command(&args[1], &args[2], &args[3]),
         _ => Err(
-            "usage: samtykke-bench run|wait-ready|attack|table|splice … (see the source header)".into(),
+            "usage: samtykke-bench run|wait-ready|attack|table|splice … (see the source header)"
+                .into(),
         ),
     };
     if let Err(e) = result {
@@ -1217,7 +1218,10 @@ impl AttackOptions {
             || !(1.0..=60.0).contains(&o.before)
             || !(1.0..=120.0).contains(&o.after)
         {
-            return Err("--duration 1..=120, --interval 0.1..=30, --before 1..=60, --after 1..=120 seconds".into());
+            return Err(
+                "--duration 1..=120, --interval 0.1..=30, --before 1..=60, --after 1..=120 seconds"
+                    .into(),
+            );
         }
         Ok(o)
     }
@@ -1320,14 +1324,22 @@ async fn new_connection_probe(shared: Arc<AttackShared>, addr: SocketAddr, host:
     }
 }
 
-async fn attack_socket(shared: Arc<AttackShared>, o: Arc<AttackOptions>, addr: SocketAddr, i: usize) {
+async fn attack_socket(
+    shared: Arc<AttackShared>,
+    o: Arc<AttackOptions>,
+    addr: SocketAddr,
+    i: usize,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let source: std::net::IpAddr = format!("127.0.0.{}", 2 + i % o.sources)
         .parse()
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 2]));
     let interval = Duration::from_secs_f64(o.interval);
     // Spread the starts over two seconds and the drips over the interval.
-    tokio::time::sleep(Duration::from_micros((i as u64 * 2_000_000) / o.sockets as u64)).await;
+    tokio::time::sleep(Duration::from_micros(
+        (i as u64 * 2_000_000) / o.sockets as u64,
+    ))
+    .await;
     let offset = interval.mul_f64((i % 97) as f64 / 97.0);
     while !shared.stop_attack.load(Ordering::Relaxed) {
         let connected = async {
@@ -1416,9 +1428,12 @@ fn attack_command(o: AttackOptions) -> Result<(), Error> {
         let mut probes = tokio::task::JoinSet::new();
         {
             let host = host.clone();
-            probes.spawn(keep_alive_probe(shared.clone(), addr, "healthz", move || {
-                request(Method::GET, &host, "/healthz", None, None, Bytes::new())
-            }));
+            probes.spawn(keep_alive_probe(
+                shared.clone(),
+                addr,
+                "healthz",
+                move || request(Method::GET, &host, "/healthz", None, None, Bytes::new()),
+            ));
         }
         {
             let host = host.clone();
@@ -1446,7 +1461,9 @@ fn attack_command(o: AttackOptions) -> Result<(), Error> {
                     if phase < PHASES.len() {
                         let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
                         stats[phase].fds.push(fds);
-                        stats[phase].attack_open.push(shared.open.load(Ordering::Relaxed));
+                        stats[phase]
+                            .attack_open
+                            .push(shared.open.load(Ordering::Relaxed));
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
@@ -1472,7 +1489,12 @@ fn attack_command(o: AttackOptions) -> Result<(), Error> {
         while probes.join_next().await.is_some() {}
 
         let stats = std::mem::take(&mut *shared.stats.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut lifetimes = std::mem::take(&mut *shared.lifetimes_ms.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut lifetimes = std::mem::take(
+            &mut *shared
+                .lifetimes_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         lifetimes.sort_unstable();
         for (phase, mut s) in PHASES.iter().zip(stats) {
             let mut line = serde_json::json!({
@@ -1499,14 +1521,19 @@ fn attack_command(o: AttackOptions) -> Result<(), Error> {
             }
             if *phase == "during" {
                 line["attack_connections_opened"] = shared.opened.load(Ordering::Relaxed).into();
-                line["attack_closed_by_server"] = shared.closed_by_server.load(Ordering::Relaxed).into();
-                line["attack_closed_within_1s"] = shared.closed_within_1s.load(Ordering::Relaxed).into();
-                line["attack_connect_errors"] = shared.connect_errors.load(Ordering::Relaxed).into();
+                line["attack_closed_by_server"] =
+                    shared.closed_by_server.load(Ordering::Relaxed).into();
+                line["attack_closed_within_1s"] =
+                    shared.closed_within_1s.load(Ordering::Relaxed).into();
+                line["attack_connect_errors"] =
+                    shared.connect_errors.load(Ordering::Relaxed).into();
                 let ms = |p: f64| {
                     if lifetimes.is_empty() {
                         0
                     } else {
-                        lifetimes[((p / 100.0 * lifetimes.len() as f64).ceil() as usize).clamp(1, lifetimes.len()) - 1]
+                        lifetimes[((p / 100.0 * lifetimes.len() as f64).ceil() as usize)
+                            .clamp(1, lifetimes.len())
+                            - 1]
                     }
                 };
                 line["closed_lifetime_p50_ms"] = ms(50.0).into();
@@ -1514,7 +1541,8 @@ fn attack_command(o: AttackOptions) -> Result<(), Error> {
                 line["closed_lifetime_max_ms"] = ms(100.0).into();
             }
             if *phase == "after" {
-                line["attack_sockets_closed_after_ms"] = (attack_stopped_after.as_millis() as u64).into();
+                line["attack_sockets_closed_after_ms"] =
+                    (attack_stopped_after.as_millis() as u64).into();
             }
             println!("{line}");
         }
