@@ -29,6 +29,7 @@ if [ "$build" = 1 ]; then
 fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/samtykke-attack.XXXXXX")"
 pid=""
+: >"$work/out"
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   rm -rf "$work"

@@ -67,7 +67,7 @@ pub fn router_with(state: AppState, metrics_on_public_listener: bool) -> Router 
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(axum::middleware::from_fn(crate::server::answer_late_bodies))
+        .layer(crate::server::LateBodyLayer)
         .layer(crate::metrics::MetricsLayer::new(&state))
         .with_state(state)
 }
@@ -98,7 +98,7 @@ pub fn admin_router(state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(axum::middleware::from_fn(crate::server::answer_late_bodies))
+        .layer(crate::server::LateBodyLayer)
         .layer(crate::metrics::MetricsLayer::new(&state))
         .with_state(state)
 }

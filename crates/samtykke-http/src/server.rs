@@ -394,15 +394,18 @@ async fn handle(
     in_flight: InFlight,
     body_read_timeout: Duration,
 ) -> Result<Response<TrackedBody>, Infallible> {
+    // One request at a time on an HTTP/1 connection: the flag is the
+    // connection's, cleared for each request.
+    in_flight.0.body_late.store(false, Ordering::Relaxed);
     let late = BodyLate {
-        flag: Arc::new(AtomicBool::new(false)),
+        activity: Arc::clone(&in_flight.0),
         timeout: body_read_timeout,
     };
     let mut request = request.map(|body| BodyDeadline {
         inner: body,
         deadline: Instant::now() + body_read_timeout,
         sleep: None,
-        timed_out: Arc::clone(&late.flag),
+        activity: Arc::clone(&in_flight.0),
     });
     // Read by [`answer_late_bodies`], inside the router (so that the
     // metrics count the 408).
@@ -420,21 +423,73 @@ async fn handle(
 /// Set when a request's body deadline passed (a request extension).
 #[derive(Clone)]
 pub(crate) struct BodyLate {
-    flag: Arc<AtomicBool>,
+    activity: Arc<Activity>,
     timeout: Duration,
 }
 
-/// Middleware: a request whose body came too late is answered `408`,
-/// whatever its handler made of the failed read.
-pub(crate) async fn answer_late_bodies(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response<Body> {
-    let late = request.extensions().get::<BodyLate>().cloned();
-    let response = next.run(request).await;
-    match late {
-        Some(late) if late.flag.load(Ordering::Relaxed) => body_timeout_response(late.timeout),
-        _ => response,
+/// A request whose body came too late is answered `408`, whatever its
+/// handler made of the failed read. A layer of the router (inside the
+/// metrics layer, which then counts the 408); it allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LateBodyLayer;
+
+impl<S> tower::Layer<S> for LateBodyLayer {
+    type Service = LateBodyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LateBodyService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LateBodyService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request<B>> for LateBodyService<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = LateBodyFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let late = request.extensions().get::<BodyLate>().cloned();
+        LateBodyFuture {
+            inner: self.inner.call(request),
+            late,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct LateBodyFuture<F> {
+        #[pin]
+        inner: F,
+        late: Option<BodyLate>,
+    }
+}
+
+impl<F, E> Future for LateBodyFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        Poll::Ready(match (result, this.late.as_ref()) {
+            (Ok(_), Some(late)) if late.activity.body_late.load(Ordering::Relaxed) => {
+                Ok(body_timeout_response(late.timeout))
+            }
+            (result, _) => result,
+        })
     }
 }
 
@@ -476,6 +531,8 @@ struct Activity {
     idle_since: AtomicU64,
     /// The first byte read since then, plus one (0: none yet).
     first_byte: AtomicU64,
+    /// The current request's body missed its deadline.
+    body_late: AtomicBool,
 }
 
 impl Activity {
@@ -486,6 +543,7 @@ impl Activity {
             requests: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
             first_byte: AtomicU64::new(0),
+            body_late: AtomicBool::new(false),
         }
     }
 
@@ -637,7 +695,7 @@ pin_project_lite::pin_project! {
         deadline: Instant,
         // Made only when the body has to be waited for.
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        timed_out: Arc<AtomicBool>,
+        activity: Arc<Activity>,
     }
 }
 
@@ -650,7 +708,7 @@ impl HttpBody for BodyDeadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        if this.timed_out.load(Ordering::Relaxed) {
+        if this.activity.body_late.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Err(BodyTimedOut.into())));
         }
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
@@ -661,7 +719,7 @@ impl HttpBody for BodyDeadline {
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if sleep.as_mut().poll(cx).is_ready() {
-            this.timed_out.store(true, Ordering::Relaxed);
+            this.activity.body_late.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(BodyTimedOut.into())));
         }
         Poll::Pending
