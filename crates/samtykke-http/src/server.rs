@@ -100,7 +100,7 @@ impl Default for ConnectionLimits {
 /// The operator listener's connection cap (per process and per address).
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
-/// How [`serve`] serves.
+/// How [`crate::serve`] serves.
 #[derive(Debug)]
 pub struct ServeOptions {
     /// Limits of the public listener (the admin listener takes
@@ -407,7 +407,7 @@ async fn handle(
         sleep: None,
         activity: Arc::clone(&in_flight.0),
     });
-    // Read by [`answer_late_bodies`], inside the router (so that the
+    // Read by [`LateBodyLayer`], inside the router (so that the
     // metrics count the 408).
     request.extensions_mut().insert(late);
     let response = match router.oneshot(request).await {
