@@ -200,7 +200,7 @@ impl AppState {
 
 /// Serves the public routes on `listener` (and the operator routes on
 /// `options.admin`) with the connection limits of `options` until `shutdown`
-/// completes, then finishes the requests in flight (see [`server`]).
+/// completes, then finishes the requests in flight (see `server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
