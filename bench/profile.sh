@@ -42,7 +42,7 @@ else
   url="${pg_base}?options=-c%20search_path%3D${schema}"
 fi
 
-SAMTYKKE_DATABASE_URL="$url" target/release/samtykke serve --listen 127.0.0.1:0 >"$work/out" 2>"$work/log" &
+SAMTYKKE_DATABASE_URL="$url" target/release/samtykke serve --listen 127.0.0.1:0 --admin-listen off >"$work/out" 2>"$work/log" &
 pid=$!
 until grep -q '^  client_secret' "$work/out"; do kill -0 "$pid" || exit 1; sleep 0.05; done
 base="$(sed -n 's/^Samtykke listening on //p' "$work/out")"

@@ -108,7 +108,7 @@ start_server() {
   local name="$1"; shift
   local out="$work/$name.out"
   : >"$out"
-  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen "${listen:-127.0.0.1:0}" "$@" \
+  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen "${listen:-127.0.0.1:0}" --admin-listen 127.0.0.1:0 "$@" \
     >"$out" 2>"$work/$name.log" &
   started_pid=$!
   pids+=("$started_pid")

@@ -102,7 +102,7 @@ fi
 start_server() {
   local out="$work/$1.out"
   : >"$out"
-  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen 127.0.0.1:0 \
+  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen 127.0.0.1:0 --admin-listen off \
     >"$out" 2>"$work/$1.log" &
   pid=$!
   for _ in $(seq 1 1200); do

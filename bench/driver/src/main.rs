@@ -6,6 +6,9 @@
 //!     --client-id ID --client-secret SECRET [--api URL] \
 //!     [--connections 64] [--duration 10] [--warmup 2] [--threads 2]
 //! samtykke-bench wait-ready --base URL [--timeout 10]
+//! samtykke-bench attack --base URL --pid PID --client-id ID --client-secret S \
+//!     [--mode slow-headers|idle] [--sockets 5000] [--sources 25] [--interval 3] \
+//!     [--duration 60] [--before 10] [--after 20]
 //! samtykke-bench table RESULTS.jsonl
 //! samtykke-bench splice BENCHMARKS.md KEY BLOCK.md
 //! ```
@@ -39,13 +42,15 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("run") => Options::parse(&args[1..]).and_then(run_command),
         Some("wait-ready") => Options::parse(&args[1..]).and_then(wait_ready_command),
+        Some("attack") => AttackOptions::parse(&args[1..]).and_then(attack_command),
         Some("table") => args
             .get(1)
             .ok_or_else(|| "table needs a results file".into())
             .and_then(|path| table_command(path)),
         Some("splice") if args.len() == 4 => splice_command(&args[1], &args[2], &args[3]),
         _ => Err(
-            "usage: samtykke-bench run|wait-ready|table|splice … (see the source header)".into(),
+            "usage: samtykke-bench run|wait-ready|attack|table|splice … (see the source header)"
+                .into(),
         ),
     };
     if let Err(e) = result {
@@ -1121,4 +1126,426 @@ fn splice_command(doc: &str, key: &str, block: &str) -> Result<(), Error> {
     };
     std::fs::write(doc, updated)?;
     Ok(())
+}
+
+// ---------------------------------------------------------------- attack --
+
+/// `attack`: a bounded slow-headers attack or idle keep-alive flood against
+/// one server on loopback, while probes measure its latency and a sampler
+/// counts the server process's open descriptors, before, during and after.
+///
+/// ```text
+/// samtykke-bench attack --base URL --pid PID --client-id ID --client-secret S \
+///     [--mode slow-headers|idle] [--sockets 5000] [--sources 25] \
+///     [--interval 3] [--duration 60] [--before 10] [--after 20]
+/// ```
+///
+/// Attack sockets come from `--sources` loopback addresses 127.0.0.2, …
+/// (the probes from 127.0.0.1), so that a per-address cap on the server
+/// sees several clients; with `--sources 1` it sees one. `slow-headers`:
+/// each socket sends a request line and a partial header, then one byte
+/// every `--interval` seconds, never ending the headers. `idle`: each
+/// socket sends one complete request, reads the answer, then stays silent.
+/// A socket the server closes is opened again a second later, until the
+/// attack ends. Prints one JSON line per phase.
+#[derive(Debug, Clone)]
+struct AttackOptions {
+    base: String,
+    api: Option<String>,
+    pid: u32,
+    client_id: String,
+    client_secret: String,
+    mode: String,
+    sockets: usize,
+    sources: usize,
+    interval: f64,
+    duration: f64,
+    before: f64,
+    after: f64,
+}
+
+impl AttackOptions {
+    fn parse(args: &[String]) -> Result<Self, Error> {
+        let mut o = AttackOptions {
+            base: String::new(),
+            api: None,
+            pid: 0,
+            client_id: String::new(),
+            client_secret: String::new(),
+            mode: "slow-headers".to_owned(),
+            sockets: 5000,
+            sources: 25,
+            interval: 3.0,
+            duration: 60.0,
+            before: 10.0,
+            after: 20.0,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| Error::from(format!("{flag} needs a value")))
+            };
+            match flag.as_str() {
+                "--base" => o.base = value()?.trim_end_matches('/').to_owned(),
+                "--api" => o.api = Some(value()?.trim_end_matches('/').to_owned()),
+                "--pid" => o.pid = value()?.parse()?,
+                "--client-id" => o.client_id = value()?,
+                "--client-secret" => o.client_secret = value()?,
+                "--mode" => o.mode = value()?,
+                "--sockets" => o.sockets = value()?.parse()?,
+                "--sources" => o.sources = value()?.parse()?,
+                "--interval" => o.interval = value()?.parse()?,
+                "--duration" => o.duration = value()?.parse()?,
+                "--before" => o.before = value()?.parse()?,
+                "--after" => o.after = value()?.parse()?,
+                other => return Err(format!("unknown option {other}").into()),
+            }
+        }
+        if !socket_addr(&o.base)?.ip().is_loopback() {
+            return Err("only loopback targets are allowed".into());
+        }
+        if !matches!(o.mode.as_str(), "slow-headers" | "idle") {
+            return Err("--mode is slow-headers or idle".into());
+        }
+        // Bounded: at most 10,000 sockets for at most 120 s.
+        if !(1..=10_000).contains(&o.sockets) || !(1..=200).contains(&o.sources) {
+            return Err("--sockets 1..=10000, --sources 1..=200".into());
+        }
+        if !(1.0..=120.0).contains(&o.duration)
+            || !(0.1..=30.0).contains(&o.interval)
+            || !(1.0..=60.0).contains(&o.before)
+            || !(1.0..=120.0).contains(&o.after)
+        {
+            return Err(
+                "--duration 1..=120, --interval 0.1..=30, --before 1..=60, --after 1..=120 seconds"
+                    .into(),
+            );
+        }
+        Ok(o)
+    }
+}
+
+const PHASES: [&str; 3] = ["before", "during", "after"];
+
+/// What the probes and the sampler saw in one phase.
+#[derive(Default)]
+struct PhaseStats {
+    /// Latencies in µs by probe.
+    latencies: BTreeMap<&'static str, Vec<u32>>,
+    errors: BTreeMap<&'static str, u64>,
+    fds: Vec<usize>,
+    /// Attack sockets open (client side), sampled with the descriptors.
+    attack_open: Vec<u64>,
+}
+
+struct AttackShared {
+    phase: std::sync::atomic::AtomicUsize,
+    stats: std::sync::Mutex<[PhaseStats; 3]>,
+    stop_attack: std::sync::atomic::AtomicBool,
+    done: std::sync::atomic::AtomicBool,
+    open: AtomicU64,
+    opened: AtomicU64,
+    closed_by_server: AtomicU64,
+    closed_within_1s: AtomicU64,
+    connect_errors: AtomicU64,
+    /// Lifetimes in ms of attack sockets the server closed.
+    lifetimes_ms: std::sync::Mutex<Vec<u32>>,
+}
+
+impl AttackShared {
+    fn record(&self, probe: &'static str, result: Result<Duration, ()>) {
+        let phase = self.phase.load(Ordering::Relaxed);
+        if phase >= PHASES.len() {
+            return;
+        }
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        match result {
+            Ok(elapsed) => stats[phase]
+                .latencies
+                .entry(probe)
+                .or_default()
+                .push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX)),
+            Err(()) => *stats[phase].errors.entry(probe).or_default() += 1,
+        }
+    }
+}
+
+fn count_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// A keep-alive probe: `make` builds each request; reconnects after an error.
+async fn keep_alive_probe(
+    shared: Arc<AttackShared>,
+    addr: SocketAddr,
+    name: &'static str,
+    make: impl Fn() -> Request<Full<Bytes>>,
+) {
+    let mut sender: Option<Sender> = None;
+    while !shared.done.load(Ordering::Relaxed) {
+        if sender.is_none() {
+            sender = connect(addr).await.ok();
+        }
+        let start = Instant::now();
+        let result = match sender.as_mut() {
+            Some(s) => match send(s, make()).await {
+                Ok((StatusCode::OK, _)) => Ok(start.elapsed()),
+                _ => Err(()),
+            },
+            None => Err(()),
+        };
+        if result.is_err() {
+            sender = None;
+        }
+        shared.record(name, result);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `GET /healthz` on a new connection each time (the accept path).
+async fn new_connection_probe(shared: Arc<AttackShared>, addr: SocketAddr, host: HeaderValue) {
+    while !shared.done.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        let result = async {
+            let mut sender = connect(addr).await.map_err(|_| ())?;
+            let req = request(Method::GET, &host, "/healthz", None, None, Bytes::new());
+            match send(&mut sender, req).await {
+                Ok((StatusCode::OK, _)) => Ok(start.elapsed()),
+                _ => Err(()),
+            }
+        };
+        let result = tokio::time::timeout(Duration::from_secs(5), result)
+            .await
+            .unwrap_or(Err(()));
+        shared.record("healthz_new_connection", result);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn attack_socket(
+    shared: Arc<AttackShared>,
+    o: Arc<AttackOptions>,
+    addr: SocketAddr,
+    i: usize,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let source: std::net::IpAddr = format!("127.0.0.{}", 2 + i % o.sources)
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 2]));
+    let interval = Duration::from_secs_f64(o.interval);
+    // Spread the starts over two seconds and the drips over the interval.
+    tokio::time::sleep(Duration::from_micros(
+        (i as u64 * 2_000_000) / o.sockets as u64,
+    ))
+    .await;
+    let offset = interval.mul_f64((i % 97) as f64 / 97.0);
+    while !shared.stop_attack.load(Ordering::Relaxed) {
+        let connected = async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(source, 0))?;
+            socket.connect(addr).await
+        };
+        let mut stream = match connected.await {
+            Ok(stream) => stream,
+            Err(_) => {
+                shared.connect_errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let opened = Instant::now();
+        shared.opened.fetch_add(1, Ordering::Relaxed);
+        shared.open.fetch_add(1, Ordering::Relaxed);
+        let first: &[u8] = if o.mode == "idle" {
+            b"GET /healthz HTTP/1.1\r\nHost: samtykke\r\n\r\n"
+        } else {
+            b"GET /healthz HTTP/1.1\r\nHost: samtykke\r\nX-Slow: "
+        };
+        let mut closed = stream.write_all(first).await.is_err();
+        let mut buf = [0u8; 2048];
+        let mut next_drip = tokio::time::Instant::now() + offset;
+        while !closed {
+            if shared.stop_attack.load(Ordering::Relaxed) {
+                break;
+            }
+            tokio::select! {
+                read = stream.read(&mut buf) => {
+                    // The idle flood reads its one answer; end-of-file or a
+                    // reset is the server closing the socket.
+                    if matches!(read, Ok(0) | Err(_)) {
+                        closed = true;
+                    }
+                }
+                () = tokio::time::sleep_until(next_drip), if o.mode == "slow-headers" => {
+                    next_drip += interval;
+                    closed = stream.write_all(b"a").await.is_err();
+                }
+                // Look at the stop flag now and then.
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        shared.open.fetch_sub(1, Ordering::Relaxed);
+        if closed {
+            let lived = opened.elapsed();
+            shared.closed_by_server.fetch_add(1, Ordering::Relaxed);
+            if lived < Duration::from_secs(1) {
+                shared.closed_within_1s.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Ok(mut l) = shared.lifetimes_ms.lock() {
+                l.push(u32::try_from(lived.as_millis()).unwrap_or(u32::MAX));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+fn attack_command(o: AttackOptions) -> Result<(), Error> {
+    let rt = runtime(2)?;
+    rt.block_on(async {
+        let o = Arc::new(o);
+        let addr = socket_addr(&o.base)?;
+        let host = host_header(&o.base)?;
+        let shared = Arc::new(AttackShared {
+            phase: std::sync::atomic::AtomicUsize::new(0),
+            stats: std::sync::Mutex::new(Default::default()),
+            stop_attack: false.into(),
+            done: false.into(),
+            open: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            closed_by_server: AtomicU64::new(0),
+            closed_within_1s: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
+            lifetimes_ms: std::sync::Mutex::new(Vec::new()),
+        });
+        let api = o.api.clone().unwrap_or_else(|| o.base.clone());
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", o.client_id, o.client_secret))
+        );
+        let mut probes = tokio::task::JoinSet::new();
+        {
+            let host = host.clone();
+            probes.spawn(keep_alive_probe(
+                shared.clone(),
+                addr,
+                "healthz",
+                move || request(Method::GET, &host, "/healthz", None, None, Bytes::new()),
+            ));
+        }
+        {
+            let host = host.clone();
+            let form = Bytes::from(token_form(&api, "/v1/debt", "debt.unsecured.presentation"));
+            probes.spawn(keep_alive_probe(shared.clone(), addr, "token", move || {
+                request(
+                    Method::POST,
+                    &host,
+                    "/oauth2/token",
+                    Some(&basic),
+                    Some("application/x-www-form-urlencoded"),
+                    form.clone(),
+                )
+            }));
+        }
+        probes.spawn(new_connection_probe(shared.clone(), addr, host.clone()));
+        // The descriptor sampler.
+        {
+            let shared = shared.clone();
+            let pid = o.pid;
+            probes.spawn(async move {
+                while !shared.done.load(Ordering::Relaxed) {
+                    let fds = count_fds(pid);
+                    let phase = shared.phase.load(Ordering::Relaxed);
+                    if phase < PHASES.len() {
+                        let mut stats = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+                        stats[phase].fds.push(fds);
+                        stats[phase]
+                            .attack_open
+                            .push(shared.open.load(Ordering::Relaxed));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_secs_f64(o.before)).await;
+
+        shared.phase.store(1, Ordering::Relaxed);
+        let mut attackers = tokio::task::JoinSet::new();
+        for i in 0..o.sockets {
+            attackers.spawn(attack_socket(shared.clone(), o.clone(), addr, i));
+        }
+        tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
+        shared.stop_attack.store(true, Ordering::Relaxed);
+        shared.phase.store(2, Ordering::Relaxed);
+        let after_start = Instant::now();
+        while attackers.join_next().await.is_some() {}
+        let attack_stopped_after = after_start.elapsed();
+        let remaining = Duration::from_secs_f64(o.after).saturating_sub(after_start.elapsed());
+        tokio::time::sleep(remaining).await;
+        shared.phase.store(3, Ordering::Relaxed);
+        shared.done.store(true, Ordering::Relaxed);
+        while probes.join_next().await.is_some() {}
+
+        let stats = std::mem::take(&mut *shared.stats.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut lifetimes = std::mem::take(
+            &mut *shared
+                .lifetimes_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        lifetimes.sort_unstable();
+        for (phase, mut s) in PHASES.iter().zip(stats) {
+            let mut line = serde_json::json!({
+                "kind": "attack",
+                "mode": o.mode,
+                "phase": phase,
+                "sockets": o.sockets,
+                "sources": o.sources,
+                "interval_s": o.interval,
+                "fds_min": s.fds.iter().min(),
+                "fds_max": s.fds.iter().max(),
+                "fds_last": s.fds.last(),
+                "attack_open_max": s.attack_open.iter().max(),
+            });
+            for (probe, latencies) in &mut s.latencies {
+                latencies.sort_unstable();
+                line[format!("{probe}_n")] = latencies.len().into();
+                line[format!("{probe}_p50_ms")] = percentile(latencies, 50.0).into();
+                line[format!("{probe}_p99_ms")] = percentile(latencies, 99.0).into();
+                line[format!("{probe}_max_ms")] = percentile(latencies, 100.0).into();
+            }
+            for (probe, errors) in &s.errors {
+                line[format!("{probe}_errors")] = (*errors).into();
+            }
+            if *phase == "during" {
+                line["attack_connections_opened"] = shared.opened.load(Ordering::Relaxed).into();
+                line["attack_closed_by_server"] =
+                    shared.closed_by_server.load(Ordering::Relaxed).into();
+                line["attack_closed_within_1s"] =
+                    shared.closed_within_1s.load(Ordering::Relaxed).into();
+                line["attack_connect_errors"] =
+                    shared.connect_errors.load(Ordering::Relaxed).into();
+                let ms = |p: f64| {
+                    if lifetimes.is_empty() {
+                        0
+                    } else {
+                        lifetimes[((p / 100.0 * lifetimes.len() as f64).ceil() as usize)
+                            .clamp(1, lifetimes.len())
+                            - 1]
+                    }
+                };
+                line["closed_lifetime_p50_ms"] = ms(50.0).into();
+                line["closed_lifetime_p99_ms"] = ms(99.0).into();
+                line["closed_lifetime_max_ms"] = ms(100.0).into();
+            }
+            if *phase == "after" {
+                line["attack_sockets_closed_after_ms"] =
+                    (attack_stopped_after.as_millis() as u64).into();
+            }
+            println!("{line}");
+        }
+        Ok(())
+    })
 }

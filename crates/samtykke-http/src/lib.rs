@@ -16,6 +16,7 @@ mod oauth;
 mod pages;
 mod remote;
 mod router;
+mod server;
 pub mod token_keys;
 
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,8 @@ use crate::error::OAuthErrorResponse;
 use crate::identity::IdentityProvider;
 
 pub use client_cache::CLIENT_CACHE_TTL;
-pub use router::router;
+pub use router::{admin_router, router, router_with};
+pub use server::{ConnectionLimits, ServeOptions, ADMIN_MAX_CONNECTIONS};
 
 /// Settings the HTTP layer reads.
 #[derive(Debug, Clone)]
@@ -196,14 +198,14 @@ impl AppState {
     }
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes, then
-/// finishes the requests in flight.
+/// Serves the public routes on `listener` (and the operator routes on
+/// `options.admin`) with the connection limits of `options` until `shutdown`
+/// completes, then finishes the requests in flight (see `server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, state, options, shutdown).await
 }

@@ -18,7 +18,8 @@ use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    TextEncoder,
 };
 use samtykke_core::consent::{Consent, ConsentDuration, ConsentKind, RevokedBy};
 use samtykke_core::domain::{ApiAudience, Purpose};
@@ -49,6 +50,18 @@ pub struct Metrics {
     pool_idle: IntGauge,
     pool_max: IntGauge,
     build_info: IntGaugeVec,
+    connections_open: IntGaugeVec,
+    connections_refused: IntCounterVec,
+    connections_timed_out: IntCounterVec,
+}
+
+/// One listener's connection metrics (see `crate::server`).
+pub(crate) struct ConnectionMetrics {
+    pub open: IntGauge,
+    pub refused_max_connections: IntCounter,
+    pub refused_max_connections_per_ip: IntCounter,
+    pub closed_header_timeout: IntCounter,
+    pub closed_idle_timeout: IntCounter,
 }
 
 /// Metric construction fails only for an invalid name or label, which are
@@ -129,7 +142,25 @@ impl Metrics {
                 Opts::new("samtykke_build_info", "Always 1; the label names the version."),
                 &["version"],
             )),
+            connections_open: fixed(IntGaugeVec::new(
+                Opts::new(
+                    "samtykke_connections_open",
+                    "Open client connections, by listener (public, admin).",
+                ),
+                &["listener"],
+            )),
+            connections_refused: counter(
+                "samtykke_connections_refused_total",
+                "Connections closed at once because a cap was reached, by listener and cap (max_connections, max_connections_per_ip).",
+                &["listener", "reason"],
+            ),
+            connections_timed_out: counter(
+                "samtykke_connections_timed_out_total",
+                "Connections closed by the server because a request's headers came too slowly or the connection sat idle, by listener and reason (header_timeout, idle_timeout).",
+                &["listener", "reason"],
+            ),
         };
+        metrics.connections("public");
         // Series known in advance exist from the start, at 0.
         for audience in ApiAudience::ALL {
             metrics
@@ -194,9 +225,29 @@ impl Metrics {
         }
     }
 
+    /// The connection metrics of the listener `listener` (its series exist
+    /// from this call on, at 0).
+    pub(crate) fn connections(&self, listener: &str) -> ConnectionMetrics {
+        ConnectionMetrics {
+            open: self.connections_open.with_label_values(&[listener]),
+            refused_max_connections: self
+                .connections_refused
+                .with_label_values(&[listener, "max_connections"]),
+            refused_max_connections_per_ip: self
+                .connections_refused
+                .with_label_values(&[listener, "max_connections_per_ip"]),
+            closed_header_timeout: self
+                .connections_timed_out
+                .with_label_values(&[listener, "header_timeout"]),
+            closed_idle_timeout: self
+                .connections_timed_out
+                .with_label_values(&[listener, "idle_timeout"]),
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, pool: Option<PoolStats>) -> Vec<u8> {
-        let collectors: [&dyn Collector; 8] = [
+        let collectors: [&dyn Collector; 11] = [
             &self.http_requests,
             &self.http_duration,
             &self.tokens_issued,
@@ -205,6 +256,9 @@ impl Metrics {
             &self.consents_consumed,
             &self.debt_lookups,
             &self.build_info,
+            &self.connections_open,
+            &self.connections_refused,
+            &self.connections_timed_out,
         ];
         let mut families: Vec<_> = collectors.iter().flat_map(|c| c.collect()).collect();
         if let Some(pool) = pool {

@@ -13,8 +13,15 @@ use crate::{discovery, health, oauth, pages, AppState};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Every route of the server.
+/// Every public route of the server (`GET /metrics` is on the operator
+/// listener: [`admin_router`]).
 pub fn router(state: AppState) -> Router {
+    router_with(state, false)
+}
+
+/// The public routes, with `GET /metrics` too when the operator asked for it
+/// (`--metrics-on-public-listener`).
+pub fn router_with(state: AppState, metrics_on_public_listener: bool) -> Router {
     Router::new()
         .route("/oauth2/token", post(oauth::token::post_token))
         .route("/oauth2/revoke", post(oauth::revoke::post_revoke))
@@ -38,7 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(crate::api::openapi::get_openapi))
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
-        .route("/metrics", get(crate::metrics::get_metrics))
+        .merge(metrics_route(metrics_on_public_listener))
         // The individual's portal (SPEC §9), bokmål and English.
         .route("/min-side", get(pages::portal::get_list::<false>))
         .route("/min-side/samtykke/{id}", get(pages::portal::get_consent::<false>))
@@ -74,6 +81,38 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(crate::server::LateBodyLayer)
+        .layer(crate::metrics::MetricsLayer::new(&state))
+        .with_state(state)
+}
+
+/// `GET /metrics` when `enabled`, else no route (the path answers 404 like
+/// any unknown path).
+fn metrics_route(enabled: bool) -> Router<AppState> {
+    let routes = Router::new();
+    if enabled {
+        routes.route("/metrics", get(crate::metrics::get_metrics))
+    } else {
+        routes
+    }
+}
+
+/// The operator listener (`serve --admin-listen`): `GET /metrics`, and the
+/// probes `GET /healthz` and `GET /readyz` (also public: load balancers and
+/// orchestrators probe the port they send traffic to, and they reveal
+/// nothing but liveness and whether the database answers).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::get_metrics))
+        .route("/healthz", get(health::get_healthz))
+        .route("/readyz", get(health::get_readyz))
+        .fallback(health::not_found)
+        .method_not_allowed_fallback(health::method_not_allowed)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(crate::server::LateBodyLayer)
         .layer(crate::metrics::MetricsLayer::new(&state))
         .with_state(state)
 }

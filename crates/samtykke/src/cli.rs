@@ -12,12 +12,17 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::commands::{client, debt, keys};
 use crate::config::{
+    connection_caps, connection_timeout, parse_admin_listen, DEFAULT_ADMIN_LISTEN,
+};
+use crate::config::{
     parse_listen, FileConfig, LogFormat, SandboxSetting, ServeConfig, UpstreamInput,
     DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_DATABASE_URL, DEFAULT_JANITOR_INTERVAL_SECONDS,
     DEFAULT_LISTEN,
 };
 use crate::startup::Application;
 use crate::storage::{open_store, redact_database_url};
+use samtykke_http::ConnectionLimits;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,6 +109,27 @@ pub struct ServeArgs {
     /// Required level(s) of assurance, e.g. idporten-loa-high; the ID token's acr is checked
     #[arg(long, env = "SAMTYKKE_UPSTREAM_ACR_VALUES")]
     pub upstream_acr_values: Option<String>,
+    /// Seconds for a request's headers to arrive, from the connection opening (first request) or the request's first byte [default: 10]
+    #[arg(long, env = "SAMTYKKE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a connection with no request in progress may stay silent before it is closed [default: 30]
+    #[arg(long, env = "SAMTYKKE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds for a request body to arrive after its headers (else 408) [default: 10]
+    #[arg(long, env = "SAMTYKKE_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<u64>,
+    /// Open connections per process on the public listener; more are closed at once [default: 10000]
+    #[arg(long, env = "SAMTYKKE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one IP address; more are closed at once [default: 256]
+    #[arg(long, env = "SAMTYKKE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Operator listener for /metrics (and /healthz, /readyz): ADDR:PORT or `off` [default: 127.0.0.1:9464]
+    #[arg(long, env = "SAMTYKKE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// Also answer GET /metrics on the public listener
+    #[arg(long, env = "SAMTYKKE_METRICS_ON_PUBLIC_LISTENER", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_on_public_listener: Option<bool>,
 }
 
 impl ServeArgs {
@@ -120,6 +146,7 @@ impl ServeArgs {
         if !(60..=86400).contains(&ttl) {
             anyhow::bail!("access_token_ttl must be between 60 and 86400 seconds (got {ttl})");
         }
+        let (connection_limits, admin_listen) = self.connection_settings(file)?;
         let upstream = UpstreamInput {
             issuer: self
                 .upstream_issuer
@@ -171,7 +198,62 @@ impl ServeArgs {
                 0 => None,
                 seconds => Some(std::time::Duration::from_secs(seconds)),
             },
+            connection_limits,
+            admin_listen,
+            metrics_on_public_listener: self
+                .metrics_on_public_listener
+                .or(file.metrics_on_public_listener)
+                .unwrap_or(false),
         })
+    }
+
+    /// The connection limits and the operator listener, validated.
+    fn connection_settings(
+        &self,
+        file: &FileConfig,
+    ) -> anyhow::Result<(ConnectionLimits, Option<std::net::SocketAddr>)> {
+        let defaults = ConnectionLimits::DEFAULT;
+        let timeout = |name: &str, flag: Option<u64>, key: Option<u64>, default: Duration| {
+            flag.or(key)
+                .map_or(Ok(default), |s| connection_timeout(name, s))
+        };
+        let (max_connections, max_connections_per_ip) = connection_caps(
+            self.max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections),
+            self.max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(defaults.max_connections_per_ip),
+        )?;
+        let limits = ConnectionLimits {
+            header_read_timeout: timeout(
+                "header-read-timeout",
+                self.header_read_timeout,
+                file.header_read_timeout,
+                defaults.header_read_timeout,
+            )?,
+            idle_timeout: timeout(
+                "idle-timeout",
+                self.idle_timeout,
+                file.idle_timeout,
+                defaults.idle_timeout,
+            )?,
+            body_read_timeout: timeout(
+                "body-read-timeout",
+                self.body_read_timeout,
+                file.body_read_timeout,
+                defaults.body_read_timeout,
+            )?,
+            max_connections,
+            max_connections_per_ip,
+        };
+        let admin_listen = parse_admin_listen(
+            self.admin_listen
+                .as_deref()
+                .or(file.admin_listen.as_deref())
+                .unwrap_or(DEFAULT_ADMIN_LISTEN),
+        )?;
+        Ok((limits, admin_listen))
     }
 }
 
@@ -274,6 +356,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     let addr = app.local_addr()?;
     let settings = app.settings().clone();
+    if let Some(admin) = app.admin_addr() {
+        tracing::info!(%admin, metrics_on_public_listener = app.metrics_on_public_listener(), "operator listener (/metrics)");
+    }
     tracing::info!(%addr, issuer = %settings.issuer, api = %settings.api_base, %database, sandbox = settings.sandbox, "samtykke listening");
     if settings.sandbox {
         tracing::warn!("SANDBOX MODE: test environment with TestID logins and synthetic data; never use it for real people");
@@ -284,6 +369,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     writeln!(out, "  issuer    {}", settings.issuer)?;
     writeln!(out, "  api       {}", settings.api_base)?;
     writeln!(out, "  database  {database}")?;
+    if let Some(admin) = app.admin_addr() {
+        writeln!(
+            out,
+            "  admin     http://{admin} (/metrics, /healthz, /readyz)"
+        )?;
+    }
     // Before the mode's lines: the banner ends with the curl hint or the
     // production line.
     match app.upstream_callback() {

@@ -12,6 +12,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://samtykke.db";
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECONDS: u64 = 3600;
 pub const DEFAULT_JANITOR_INTERVAL_SECONDS: u64 = 60;
+/// The operator listener (`/metrics`): loopback only unless told otherwise.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 
 /// The optional TOML file (`--config FILE` / `SAMTYKKE_CONFIG`). Keys are the
 /// long flag names with `_` for `-`.
@@ -36,6 +38,14 @@ pub struct FileConfig {
     pub upstream_pid_claim: Option<String>,
     pub upstream_scope: Option<String>,
     pub upstream_acr_values: Option<String>,
+    // Connection limits and the operator listener (docs/operations.md).
+    pub header_read_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub body_read_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub admin_listen: Option<String>,
+    pub metrics_on_public_listener: Option<bool>,
 }
 
 impl FileConfig {
@@ -73,6 +83,12 @@ pub struct ServeConfig {
     /// The upstream OpenID Connect provider that identifies people; None =
     /// TestID in sandbox mode, nobody can be identified in production.
     pub upstream: Option<UpstreamSettings>,
+    /// Timeouts and caps of the public listener's connections.
+    pub connection_limits: samtykke_http::ConnectionLimits,
+    /// The operator listener (`/metrics`, `/healthz`, `/readyz`); None = off.
+    pub admin_listen: Option<SocketAddr>,
+    /// `GET /metrics` on the public listener too.
+    pub metrics_on_public_listener: bool,
 }
 
 pub const DEFAULT_UPSTREAM_PID_CLAIM: &str = "pid";
@@ -232,6 +248,43 @@ pub fn parse_listen(value: &str) -> anyhow::Result<SocketAddr> {
     })
 }
 
+/// The longest any connection timeout may be set to (an hour).
+pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
+/// The most connections a listener may be allowed.
+pub const MAX_MAX_CONNECTIONS: usize = 1_000_000;
+
+/// A connection timeout in seconds: 1 to [`MAX_TIMEOUT_SECONDS`].
+pub fn connection_timeout(name: &str, seconds: u64) -> anyhow::Result<std::time::Duration> {
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&seconds) {
+        bail!("{name} must be between 1 and {MAX_TIMEOUT_SECONDS} seconds (got {seconds})");
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// Checks the connection caps: the total at least 1, the per-address cap
+/// between 1 and the total.
+pub fn connection_caps(total: usize, per_ip: usize) -> anyhow::Result<(usize, usize)> {
+    if !(1..=MAX_MAX_CONNECTIONS).contains(&total) {
+        bail!("max-connections must be between 1 and {MAX_MAX_CONNECTIONS} (got {total})");
+    }
+    if !(1..=total).contains(&per_ip) {
+        bail!(
+            "max-connections-per-ip must be between 1 and max-connections ({total}) (got {per_ip})"
+        );
+    }
+    Ok((total, per_ip))
+}
+
+/// `--admin-listen`: an IP address and port, or `off`.
+pub fn parse_admin_listen(value: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    value.parse().map(Some).with_context(|| {
+        format!("admin-listen must be an IP address and port, e.g. 127.0.0.1:9464, or off (got {value})")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +386,25 @@ mod tests {
         let c: FileConfig = toml::from_str("production = true\naccess_token_ttl = 600").unwrap();
         assert_eq!(c.production, Some(true));
         assert_eq!(c.access_token_ttl, Some(600));
+    }
+
+    #[test]
+    fn connection_settings_are_validated() {
+        assert!(connection_timeout("idle-timeout", 0).is_err());
+        assert!(connection_timeout("idle-timeout", 3601).is_err());
+        assert_eq!(
+            connection_timeout("idle-timeout", 5).unwrap(),
+            std::time::Duration::from_secs(5)
+        );
+        assert!(connection_caps(0, 0).is_err());
+        assert!(connection_caps(10, 0).is_err());
+        assert!(connection_caps(10, 11).is_err());
+        assert_eq!(connection_caps(10, 10).unwrap(), (10, 10));
+        assert_eq!(parse_admin_listen("off").unwrap(), None);
+        assert_eq!(
+            parse_admin_listen("127.0.0.1:9464").unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(parse_admin_listen("localhost").is_err());
     }
 }

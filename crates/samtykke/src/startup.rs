@@ -35,6 +35,10 @@ pub struct Application {
     janitor_interval: Option<std::time::Duration>,
     /// The callback to register at the upstream provider, when one is used.
     upstream_callback: Option<String>,
+    /// The operator listener, the connection limits, `/metrics` publicly.
+    admin_listener: Option<TcpListener>,
+    connection_limits: samtykke_http::ConnectionLimits,
+    metrics_on_public_listener: bool,
 }
 
 impl Application {
@@ -53,6 +57,12 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on {}", config.listen))?;
         let bound = listener.local_addr()?;
+        let admin_listener = match config.admin_listen {
+            Some(admin) => Some(TcpListener::bind(admin).await.with_context(|| {
+                format!("could not listen on {admin} (admin-listen; `off` disables it)")
+            })?),
+            None => None,
+        };
         let issuer = match &config.issuer {
             Some(issuer) => validate_base_url("issuer", issuer)?,
             None => format!("http://{bound}"),
@@ -115,7 +125,20 @@ impl Application {
             sandbox_credentials,
             janitor_interval: config.janitor_interval,
             upstream_callback,
+            admin_listener,
+            connection_limits: config.connection_limits,
+            metrics_on_public_listener: config.metrics_on_public_listener,
         })
+    }
+
+    /// The operator listener's address (`/metrics`), if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref()?.local_addr().ok()
+    }
+
+    /// Whether the public listener answers `GET /metrics` too.
+    pub fn metrics_on_public_listener(&self) -> bool {
+        self.metrics_on_public_listener
     }
 
     /// The callback to register at the upstream provider, if one is used.
@@ -147,7 +170,12 @@ impl Application {
         let janitor = self
             .janitor_interval
             .map(|every| crate::janitor::spawn(self.store.clone(), self.clock.clone(), every));
-        let served = samtykke_http::serve(self.listener, self.state, shutdown).await;
+        let options = samtykke_http::ServeOptions {
+            limits: self.connection_limits,
+            admin: self.admin_listener,
+            metrics_on_public_listener: self.metrics_on_public_listener,
+        };
+        let served = samtykke_http::serve(self.listener, self.state, options, shutdown).await;
         if let Some(janitor) = janitor {
             janitor.abort();
         }

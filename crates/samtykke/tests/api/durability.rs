@@ -18,7 +18,14 @@ struct Server {
 
 fn start(database_url: &str) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_samtykke"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--sandbox"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+            "--sandbox",
+        ])
         .env("SAMTYKKE_DATABASE_URL", database_url)
         .env_remove("SAMTYKKE_CONFIG")
         .stdout(Stdio::piped())

@@ -140,6 +140,8 @@ pub struct TestApp {
     pub sandbox: SandboxCredentials,
     pub http: reqwest::Client,
     pub clock: FixedClock,
+    /// The operator listener (`/metrics`), when the configuration has one.
+    pub admin_base: Option<String>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -153,6 +155,9 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         access_token_ttl: time::Duration::hours(1),
         janitor_interval: None,
         upstream: None,
+        connection_limits: samtykke_http::ConnectionLimits::DEFAULT,
+        admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
+        metrics_on_public_listener: false,
     }
 }
 
@@ -205,6 +210,7 @@ pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> Te
         .await
         .expect("build app");
     let addr = app.local_addr().expect("addr");
+    let admin_base = app.admin_addr().map(|a| format!("http://{a}"));
     let sandbox = app
         .sandbox_credentials()
         .cloned()
@@ -223,6 +229,7 @@ pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> Te
             .build()
             .expect("client"),
         clock,
+        admin_base,
         _shutdown: tx,
     }
 }
@@ -235,6 +242,12 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// A URL on the operator listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin_base.as_deref().expect("an admin listener");
+        format!("{admin}{path}")
     }
 
     pub fn audience(&self, path: &str) -> String {

@@ -13,6 +13,7 @@ mod authorization_pages;
 mod browser;
 mod cli;
 mod conformance;
+mod connection_limits;
 mod debt_api;
 mod debt_import;
 mod discovery;

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text with per-route-template request counts and
-//! latency histograms, the business counters and the pool gauges.
+//! latency histograms, the business counters and the pool gauges, on the
+//! operator listener.
 
 use samtykke_core::consent::{Consent, ConsentKind, ConsentScope};
 use samtykke_core::domain::{Nin, NinPolicy};
@@ -23,7 +24,12 @@ fn http(route: &str, method: &str, status: u16) -> String {
 }
 
 async fn scrape(app: &TestApp) -> String {
-    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],

@@ -16,7 +16,7 @@ impl ServerProcess {
     fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_samtykke"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("SAMTYKKE_DATABASE_URL", database_url)
             .envs(envs.iter().copied())

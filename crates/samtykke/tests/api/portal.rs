@@ -524,9 +524,14 @@ async fn server_with_provider_logout(app: &TestApp) -> (String, tokio::sync::one
         samtykke_http::AppState::new(app.store.clone(), Arc::new(app.clock.clone()), settings)
             .with_identity_provider(Arc::new(ProviderWithLogout));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(samtykke_http::serve(listener, state, async {
-        let _ = rx.await;
-    }));
+    tokio::spawn(samtykke_http::serve(
+        listener,
+        state,
+        samtykke_http::ServeOptions::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     (base, tx)
 }
 

@@ -810,7 +810,7 @@ engine_db_tests! {
         let port = free_port();
         let provider = TestProvider::start(port, json!({"clients": [provider_client(addr)], "accounts": accounts()}));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_samtykke"))
-            .args(["serve", "--production", "--listen", &addr.to_string()])
+            .args(["serve", "--production", "--listen", &addr.to_string(), "--admin-listen", "off"])
             .args(["--upstream-issuer", &provider.issuer, "--upstream-client-id", "samtykke"])
             .args(["--upstream-acr-values", "idporten-loa-high"])
             .env("SAMTYKKE_UPSTREAM_CLIENT_SECRET", CLIENT_SECRET)
