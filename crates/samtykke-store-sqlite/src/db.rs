@@ -495,12 +495,14 @@ mod tests {
         }
         // How far the WAL runs past the restart length depends on how fast
         // this machine writes while a checkpoint pass runs (on a loaded
-        // 2-core machine it once held 30% of them); started over it has if
-        // it never held half of the pages.
+        // 2-core machine it once held 30% of them, and 62% while two
+        // builds ran beside the suite); started over it has if it never
+        // held three quarters of the pages (without checkpoints it holds
+        // them all).
         let frame = 4096 + 24;
         let wal = file_len(&path.with_extension("db-wal"));
         assert!(
-            wal < rows as u64 * frame / 2,
+            wal < rows as u64 * frame * 3 / 4,
             "the WAL grew to {wal} bytes for {rows} pages"
         );
         let count: i64 = db
