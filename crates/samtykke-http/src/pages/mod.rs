@@ -13,6 +13,7 @@ pub mod logout;
 pub mod portal;
 pub mod portal_login;
 mod portal_texts;
+pub mod sandbox;
 mod texts;
 
 use std::sync::OnceLock;
@@ -79,6 +80,15 @@ fn environment() -> &'static Environment<'static> {
             (
                 "portal_login.html",
                 include_str!("../../templates/portal_login.html"),
+            ),
+            // The sandbox's landing page and callback (`sandbox`).
+            (
+                "sandbox_landing.html",
+                include_str!("../../templates/sandbox_landing.html"),
+            ),
+            (
+                "sandbox_callback.html",
+                include_str!("../../templates/sandbox_callback.html"),
             ),
         ] {
             if let Err(e) = env.add_template(name, source) {
@@ -319,11 +329,14 @@ const FORM_POST_SCRIPT: &str = r#"document.getElementById("response").submit();"
 /// The CSP source (`'sha256-…'`) of [`FORM_POST_SCRIPT`].
 fn form_post_script_source() -> &'static str {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    SOURCE.get_or_init(|| {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(FORM_POST_SCRIPT.as_bytes());
-        format!("'sha256-{}'", STANDARD.encode(digest))
-    })
+    SOURCE.get_or_init(|| script_source(FORM_POST_SCRIPT))
+}
+
+/// The CSP source (`'sha256-…'`) that allows exactly `script`.
+pub(crate) fn script_source(script: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(script.as_bytes());
+    format!("'sha256-{}'", STANDARD.encode(digest))
 }
 
 #[derive(Serialize)]
@@ -565,6 +578,8 @@ mod tests {
             "portal_paging.html",
             "login_failed.html",
             "portal_login.html",
+            "sandbox_landing.html",
+            "sandbox_callback.html",
         ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }

@@ -31,3 +31,5 @@ mod token;
 
 mod portal;
 mod upstream_identity;
+
+mod sandbox_pages;
