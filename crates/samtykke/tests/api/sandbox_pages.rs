@@ -244,4 +244,22 @@ engine_tests! {
         assert!(!page.contains("sandbox"), "{page}");
         assert!(!page.contains("oauth2/auth"), "{page}");
     }
+
+    async fn the_consent_page_says_where_to_withdraw_the_consent(app) {
+        for (lang, portal, text) in [
+            ("nb", "/min-side", "Det gjør du på Min side."),
+            ("en", "/en/my-page", "You do so on My page."),
+        ] {
+            let b = browser();
+            let flow = auth_url(&app, &[("ui_locales", lang)]);
+            let start = b.get(&flow).send().await.unwrap();
+            let login = location(&start);
+            let consent = location(&testid_login(&app, &b, &login, NIN).await);
+            let (_, _, page) = open_page(&b, &consent).await;
+            let link = format!("<a href=\"{}\">{text}</a>", app.url(portal));
+            assert!(page.contains(&link), "{lang}: {page}");
+            let portal_page = b.get(app.url(portal)).send().await.unwrap();
+            assert_eq!(portal_page.status(), 200, "{portal}");
+        }
+    }
 }
