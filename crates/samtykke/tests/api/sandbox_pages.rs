@@ -256,6 +256,10 @@ engine_tests! {
             let login = location(&start);
             let consent = location(&testid_login(&app, &b, &login, NIN).await);
             let (_, _, page) = open_page(&b, &consent).await;
+            // The title names the service once ("Samtykke", not
+            // "Samtykke – Samtykke").
+            let title = &page[page.find("<title>").unwrap() + 7..page.find("</title>").unwrap()];
+            assert_eq!(title.matches("Samtykke").count(), 1, "{lang}: {title}");
             let link = format!("<a href=\"{}\">{text}</a>", app.url(portal));
             assert!(page.contains(&link), "{lang}: {page}");
             let portal_page = b.get(app.url(portal)).send().await.unwrap();
