@@ -542,6 +542,18 @@ pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
         .map(|(_, v)| v.as_str())
 }
 
+/// A national identity number as pages show it: the birth date and the
+/// first digit of the personal number hidden, the last four shown
+/// (`******* 9091`), as Norwegian services do. Anything else is hidden whole.
+pub(crate) fn masked_nin(nin: &str) -> String {
+    match nin.get(7..) {
+        Some(last) if nin.len() == 11 && nin.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("******* {last}")
+        }
+        _ => "*".repeat(nin.chars().count().min(11)),
+    }
+}
+
 /// `GET /assets/samtykke.css`
 pub async fn get_stylesheet() -> Response {
     let mut response = (
@@ -605,6 +617,13 @@ mod tests {
             ),
             "https://bank.example/cb?a=1#code=x+y&state=s%26t"
         );
+    }
+
+    #[test]
+    fn a_national_identity_number_is_shown_masked() {
+        assert_eq!(masked_nin("14842249091"), "******* 9091");
+        assert_eq!(masked_nin("1484224909"), "**********");
+        assert_eq!(masked_nin(""), "");
     }
 
     #[test]

@@ -260,10 +260,18 @@ engine_tests! {
             // "Samtykke – Samtykke").
             let title = &page[page.find("<title>").unwrap() + 7..page.find("</title>").unwrap()];
             assert_eq!(title.matches("Samtykke").count(), 1, "{lang}: {title}");
+            // The identity number masked: the birth date hidden.
+            assert!(page.contains("<span class=\"nin\">******* 9091</span>"), "{lang}");
+            assert!(!page.contains(NIN) && !page.contains("148422"), "{lang}");
             let link = format!("<a href=\"{}\">{text}</a>", app.url(portal));
             assert!(page.contains(&link), "{lang}: {page}");
+            // The portal's "logged in with" line, masked too (the same
+            // browser's login session).
             let portal_page = b.get(app.url(portal)).send().await.unwrap();
             assert_eq!(portal_page.status(), 200, "{portal}");
+            let portal_page = portal_page.text().await.unwrap();
+            assert!(portal_page.contains("<span class=\"nin\">******* 9091</span>"), "{portal_page}");
+            assert!(!portal_page.contains(NIN), "{portal}");
         }
     }
 }
