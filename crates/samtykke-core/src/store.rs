@@ -127,6 +127,13 @@ pub trait Store: Send + Sync + 'static {
     async fn set_client_disabled(&self, id: &ClientId, disabled: bool) -> Result<(), StoreError>;
     /// Deletes the client and every token issued to it. NotFound if absent.
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError>;
+    /// Replaces the client's registered redirect URIs (the sandbox client
+    /// gets the server's own `/sandbox/callback`). NotFound if absent.
+    async fn set_client_redirect_uris(
+        &self,
+        id: &ClientId,
+        redirect_uris: &[RedirectUri],
+    ) -> Result<(), StoreError>;
 
     // --- access tokens -----------------------------------------------------
 
@@ -368,6 +375,14 @@ pub struct ClientRow {
     pub allow_unsigned_request_objects: bool,
 }
 
+/// Redirect URIs as [`ClientRow::redirect_uris`] keeps them.
+pub fn join_redirect_uris(uris: &[RedirectUri]) -> String {
+    uris.iter()
+        .map(RedirectUri::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl From<&Client> for ClientRow {
     fn from(c: &Client) -> Self {
         Self {
@@ -375,12 +390,7 @@ impl From<&Client> for ClientRow {
             secret_hash: c.secret_hash.as_bytes().to_vec(),
             name: c.name.as_str().to_owned(),
             org_number: c.org_number.as_str().to_owned(),
-            redirect_uris: c
-                .redirect_uris
-                .iter()
-                .map(RedirectUri::as_str)
-                .collect::<Vec<_>>()
-                .join("\n"),
+            redirect_uris: join_redirect_uris(&c.redirect_uris),
             purposes: c
                 .purposes
                 .iter()

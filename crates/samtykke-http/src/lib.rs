@@ -32,6 +32,7 @@ use crate::error::OAuthErrorResponse;
 use crate::identity::IdentityProvider;
 
 pub use client_cache::CLIENT_CACHE_TTL;
+pub use pages::sandbox::SANDBOX_CALLBACK_PATH;
 pub use router::{admin_router, router, router_with};
 pub use server::{ConnectionLimits, ServeOptions, ADMIN_MAX_CONNECTIONS};
 
@@ -83,6 +84,9 @@ pub struct AppState {
     clients: Arc<client_cache::ClientCache>,
     /// Fetches clients' JWK sets and request objects (see [`remote`]).
     pub(crate) remote: Arc<remote::Remote>,
+    /// The sandbox client's id, in sandbox mode (the landing page and
+    /// `/sandbox/callback` show it; never its secret).
+    pub(crate) sandbox_client: Option<Arc<str>>,
 }
 
 /// Secrets shared by every process on the database.
@@ -115,7 +119,14 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             clients: Arc::new(client_cache::ClientCache::default()),
             remote: Arc::new(remote::Remote::default()),
+            sandbox_client: None,
         }
+    }
+
+    /// Names the sandbox client (sandbox mode only).
+    pub fn with_sandbox_client(mut self, client_id: &str) -> Self {
+        self.sandbox_client = Some(Arc::from(client_id));
+        self
     }
 
     /// Sets how individuals identify.

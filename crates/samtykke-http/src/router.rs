@@ -60,6 +60,9 @@ pub fn router_with(state: AppState, metrics_on_public_listener: bool) -> Router 
         // Upstream identification (issue 20).
         .route(pages::login_callback::CALLBACK_PATH, get(pages::login_callback::get_callback))
         .route("/min-side/login", get(pages::portal_login::get_portal_login).post(pages::portal_login::post_portal_login))
+        // The sandbox's landing page and its own callback (issue 23).
+        .route("/", get(pages::sandbox::get_landing))
+        .route(pages::sandbox::SANDBOX_CALLBACK_PATH, get(pages::sandbox::get_callback))
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))

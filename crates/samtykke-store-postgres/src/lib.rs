@@ -16,7 +16,7 @@ use samtykke_core::consent::{
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
-use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
+use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, RedirectUri, SecretHash};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
@@ -625,6 +625,20 @@ impl Store for PostgresStore {
 
     async fn delete_client(&self, id: &ClientId) -> Result<(), StoreError> {
         let done = sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        found(done.rows_affected())
+    }
+
+    async fn set_client_redirect_uris(
+        &self,
+        id: &ClientId,
+        redirect_uris: &[RedirectUri],
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE clients SET redirect_uris = $1 WHERE id = $2")
+            .bind(samtykke_core::store::join_redirect_uris(redirect_uris))
             .bind(id.as_str())
             .execute(&self.pool)
             .await

@@ -21,7 +21,7 @@ use samtykke_core::consent::{
 };
 use samtykke_core::debt::{DebtEntry, Delivery};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
-use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, SecretHash};
+use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, RedirectUri, SecretHash};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
@@ -490,6 +490,24 @@ impl Store for SqliteStore {
         let id = id.as_str().to_owned();
         self.db
             .write(move |c| found(execute(c, "DELETE FROM clients WHERE id = ?", [&id])?))
+            .await
+    }
+
+    async fn set_client_redirect_uris(
+        &self,
+        id: &ClientId,
+        redirect_uris: &[RedirectUri],
+    ) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        let uris = samtykke_core::store::join_redirect_uris(redirect_uris);
+        self.db
+            .write(move |c| {
+                found(execute(
+                    c,
+                    "UPDATE clients SET redirect_uris = ? WHERE id = ?",
+                    params![uris, id],
+                )?)
+            })
             .await
     }
 

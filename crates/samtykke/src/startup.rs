@@ -79,7 +79,12 @@ impl Application {
         ensure_signing_key(store.as_ref(), clock.as_ref()).await?;
         let sandbox_credentials = if sandbox {
             seed_sandbox_debt(store.as_ref()).await?;
-            Some(ensure_sandbox_client(store.as_ref(), clock.as_ref()).await?)
+            let own_callback = format!(
+                "{}{}",
+                issuer.trim_end_matches('/'),
+                samtykke_http::SANDBOX_CALLBACK_PATH
+            );
+            Some(ensure_sandbox_client(store.as_ref(), clock.as_ref(), &own_callback).await?)
         } else {
             disable_sandbox_client(store.as_ref()).await?;
             None
@@ -93,6 +98,9 @@ impl Application {
         };
         let callback = format!("{}{}", settings.base_url(), upstream::CALLBACK_PATH);
         let mut state = AppState::new(store.clone(), clock.clone(), settings);
+        if let Some(credentials) = &sandbox_credentials {
+            state = state.with_sandbox_client(credentials.client_id.as_str());
+        }
         let mut upstream_callback = None;
         if let Some(up) = config.upstream {
             // An upstream provider identifies people everywhere, sandbox
@@ -212,14 +220,25 @@ async fn seed_sandbox_debt(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sandbox client, created on the first start. It accepts the loopback
+/// callbacks and the server's own `/sandbox/callback` (`own_callback`, at
+/// this start's base URL); a database from an earlier start, or from one
+/// at another address, gets this start's callback instead of the old one.
 async fn ensure_sandbox_client(
     store: &dyn Store,
     clock: &dyn Clock,
+    own_callback: &str,
 ) -> anyhow::Result<SandboxCredentials> {
+    let own_callback = RedirectUri::parse(own_callback)
+        .map_err(|e| anyhow::anyhow!("the sandbox callback {own_callback} is unusable: {e}"))?;
     if let Some(existing) = store.sandbox_credentials().await? {
         if let Some(client) = store.find_client(&existing.client_id).await? {
             if client.disabled {
                 store.set_client_disabled(&client.id, false).await?;
+            }
+            let uris = with_own_callback(&client.redirect_uris, &own_callback);
+            if uris != client.redirect_uris {
+                store.set_client_redirect_uris(&client.id, &uris).await?;
             }
         }
         return Ok(existing);
@@ -234,6 +253,7 @@ async fn ensure_sandbox_client(
         redirect_uris: vec![
             RedirectUri::parse("http://127.0.0.1/callback")?,
             RedirectUri::parse("http://[::1]/callback")?,
+            own_callback.clone(),
         ],
         purposes: vec![Purpose::Presentation, Purpose::Processing],
         may_create_agreements: true,
@@ -247,6 +267,22 @@ async fn ensure_sandbox_client(
     let credentials = store.bootstrap_sandbox_client(&client, &secret).await?;
     tracing::info!(client_id = %credentials.client_id, "sandbox client ready");
     Ok(credentials)
+}
+
+/// `uris` without any earlier `/sandbox/callback` (of another address),
+/// with `own` last.
+fn with_own_callback(uris: &[RedirectUri], own: &RedirectUri) -> Vec<RedirectUri> {
+    let mut kept: Vec<RedirectUri> = uris
+        .iter()
+        .filter(|u| {
+            url::Url::parse(u.as_str())
+                .map(|url| url.path() != samtykke_http::SANDBOX_CALLBACK_PATH)
+                .unwrap_or(true)
+        })
+        .cloned()
+        .collect();
+    kept.push(own.clone());
+    kept
 }
 
 /// A database that once ran as a sandbox keeps a client whose secret is

@@ -31,7 +31,8 @@ struct ConsentContext<'a> {
     org_number: &'a str,
     purpose: &'static str,
     duration: String,
-    nin: &'a str,
+    /// Masked (see [`super::masked_nin`]).
+    nin: String,
 }
 
 /// `GET /oauth2/consent?flow=…`
@@ -70,7 +71,7 @@ pub async fn get_consent(
         org_number: client.org_number.as_str(),
         purpose: t.purpose(flow.scope.purpose),
         duration: t.duration(flow.scope.duration),
-        nin: flow.nin.as_ref().map_or("", |n| n.as_str()),
+        nin: super::masked_nin(flow.nin.as_ref().map_or("", |n| n.as_str())),
     };
     match render("consent.html", context) {
         Ok(body) => html_page(

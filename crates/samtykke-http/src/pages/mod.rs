@@ -13,6 +13,7 @@ pub mod logout;
 pub mod portal;
 pub mod portal_login;
 mod portal_texts;
+pub mod sandbox;
 mod texts;
 
 use std::sync::OnceLock;
@@ -79,6 +80,15 @@ fn environment() -> &'static Environment<'static> {
             (
                 "portal_login.html",
                 include_str!("../../templates/portal_login.html"),
+            ),
+            // The sandbox's landing page and callback (`sandbox`).
+            (
+                "sandbox_landing.html",
+                include_str!("../../templates/sandbox_landing.html"),
+            ),
+            (
+                "sandbox_callback.html",
+                include_str!("../../templates/sandbox_callback.html"),
             ),
         ] {
             if let Err(e) = env.add_template(name, source) {
@@ -319,11 +329,14 @@ const FORM_POST_SCRIPT: &str = r#"document.getElementById("response").submit();"
 /// The CSP source (`'sha256-…'`) of [`FORM_POST_SCRIPT`].
 fn form_post_script_source() -> &'static str {
     static SOURCE: OnceLock<String> = OnceLock::new();
-    SOURCE.get_or_init(|| {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(FORM_POST_SCRIPT.as_bytes());
-        format!("'sha256-{}'", STANDARD.encode(digest))
-    })
+    SOURCE.get_or_init(|| script_source(FORM_POST_SCRIPT))
+}
+
+/// The CSP source (`'sha256-…'`) that allows exactly `script`.
+pub(crate) fn script_source(script: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(script.as_bytes());
+    format!("'sha256-{}'", STANDARD.encode(digest))
 }
 
 #[derive(Serialize)]
@@ -529,6 +542,18 @@ pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
         .map(|(_, v)| v.as_str())
 }
 
+/// A national identity number as pages show it: the birth date and the
+/// first digit of the personal number hidden, the last four shown
+/// (`******* 9091`), as Norwegian services do. Anything else is hidden whole.
+pub(crate) fn masked_nin(nin: &str) -> String {
+    match nin.get(7..) {
+        Some(last) if nin.len() == 11 && nin.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("******* {last}")
+        }
+        _ => "*".repeat(nin.chars().count().min(11)),
+    }
+}
+
 /// `GET /assets/samtykke.css`
 pub async fn get_stylesheet() -> Response {
     let mut response = (
@@ -565,6 +590,8 @@ mod tests {
             "portal_paging.html",
             "login_failed.html",
             "portal_login.html",
+            "sandbox_landing.html",
+            "sandbox_callback.html",
         ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
@@ -590,6 +617,13 @@ mod tests {
             ),
             "https://bank.example/cb?a=1#code=x+y&state=s%26t"
         );
+    }
+
+    #[test]
+    fn a_national_identity_number_is_shown_masked() {
+        assert_eq!(masked_nin("14842249091"), "******* 9091");
+        assert_eq!(masked_nin("1484224909"), "**********");
+        assert_eq!(masked_nin(""), "");
     }
 
     #[test]

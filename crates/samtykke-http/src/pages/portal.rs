@@ -300,7 +300,8 @@ struct Frame<'a> {
     switch_href: String,
     logout_action: String,
     csrf: &'a str,
-    nin: &'a str,
+    /// Masked (see [`super::masked_nin`]).
+    nin: String,
 }
 
 impl<'a> Frame<'a> {
@@ -322,7 +323,7 @@ impl<'a> Frame<'a> {
             switch_href,
             logout_action: lang.logout(base),
             csrf: &person.csrf,
-            nin: person.session.nin.as_str(),
+            nin: super::masked_nin(person.session.nin.as_str()),
         }
     }
 }

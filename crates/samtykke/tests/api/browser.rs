@@ -617,7 +617,9 @@ engine_tests! {
         let facts = browser.text(".facts").await;
         assert!(facts.contains("Vise deg en oversikt over gjelden din"), "{facts}");
         assert!(facts.contains("100 dager"), "{facts}");
-        assert!(facts.contains(PERSON), "{facts}");
+        // The number masked (issue 23 item 8).
+        assert!(facts.contains(&format!("******* {}", &PERSON[7..])), "{facts}");
+        assert!(!facts.contains(PERSON), "{facts}");
         browser.assert_cookie_is_http_only().await;
         if shots {
             browser.screenshot("consent-nb").await;

@@ -32,3 +32,5 @@ mod token;
 
 mod portal;
 mod upstream_identity;
+
+mod sandbox_pages;

@@ -191,7 +191,9 @@ engine_tests! {
         assert_eq!(listed(&list), vec![agreement.clone(), regular.clone()], "newest first, only Anne's");
         assert!(!list.contains(&bos));
         assert!(list.contains("Du har gitt 2 samtykker."));
-        assert!(list.contains(ANNE));
+        // Logged in as Anne, her number masked (issue 23 item 8).
+        assert!(!list.contains(ANNE));
+        assert!(list.contains(&format!("******* {}", &ANNE[7..])));
         for id in [&regular, &agreement] {
             assert_eq!(field_of(&list, Some(id), "institution"), CLIENT_NAME);
             assert_eq!(field_of(&list, Some(id), "org"), ORG_NUMBER);
