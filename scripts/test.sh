@@ -32,16 +32,17 @@ drop_test_schemas() {
 }
 
 install_browser() {
-  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  # curl: the sandbox callback page's commands are run as shown (tests/api/sandbox_pages.rs).
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && command -v curl >/dev/null 2>&1; then
     return 0
   fi
-  echo "== installing Chromium and ChromeDriver for the browser tests"
+  echo "== installing Chromium, ChromeDriver and curl for the browser and sandbox-page tests"
   local sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
-  if ! $sudo apt-get install -y -q chromium chromium-driver; then
+  if ! $sudo apt-get install -y -q chromium chromium-driver curl; then
     $sudo apt-get update -q
-    $sudo apt-get install -y -q chromium chromium-driver
+    $sudo apt-get install -y -q chromium chromium-driver curl
   fi
 }
 install_browser
