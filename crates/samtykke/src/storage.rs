@@ -23,7 +23,26 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
             .with_context(|| format!("could not open SQLite database {shown}"))?;
         Ok(Arc::new(store))
     } else {
-        bail!("unsupported database URL {shown}: use sqlite:PATH or postgres://…")
+        bail!(
+            "unsupported database URL {shown}: use sqlite:PATH or postgres://USER@HOST:5432/DATABASE, for example {}",
+            suggestion(url)
+        )
+    }
+}
+
+/// A database URL like the one given that would work: `sqlite:` in front
+/// of what looks like a file name (`samtykke.db` → `sqlite:samtykke.db`),
+/// otherwise `sqlite:samtykke.db`.
+fn suggestion(url: &str) -> String {
+    let looks_like_a_file = !url.is_empty()
+        && !url.contains("://")
+        && !url.contains('@')
+        && !url.contains(char::is_whitespace)
+        && (url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3"));
+    if looks_like_a_file {
+        format!("sqlite:{url}")
+    } else {
+        "sqlite:samtykke.db".to_owned()
     }
 }
 
@@ -35,7 +54,21 @@ pub fn redact_database_url(url: &str) -> String {
             parsed.to_string()
         }
         Ok(_) => url.to_owned(),
-        Err(_) => "<unparseable URL>".to_owned(),
+        Err(_) => redact_unparsed(url),
+    }
+}
+
+/// A URL that does not parse, echoed with anything that looks like a
+/// password (`:…@` after the user name) replaced by `***`.
+fn redact_unparsed(url: &str) -> String {
+    let Some(at) = url.rfind('@') else {
+        return url.to_owned();
+    };
+    let (credentials, rest) = url.split_at(at);
+    let user_start = credentials.find("//").map_or(0, |i| i + 2);
+    match credentials[user_start..].find(':') {
+        Some(colon) => format!("{}:***{rest}", &credentials[..user_start + colon]),
+        None => url.to_owned(),
     }
 }
 
@@ -53,5 +86,18 @@ mod tests {
             redact_database_url("sqlite://samtykke.db"),
             "sqlite://samtykke.db"
         );
+        assert_eq!(
+            redact_database_url("postgres//app:s3cret@db.example/samtykke"),
+            "postgres//app:***@db.example/samtykke"
+        );
+        assert_eq!(redact_database_url("samtykke.db"), "samtykke.db");
+    }
+
+    #[test]
+    fn a_file_name_without_a_scheme_gets_sqlite_in_front() {
+        assert_eq!(suggestion("samtykke.db"), "sqlite:samtykke.db");
+        assert_eq!(suggestion("data/app.sqlite"), "sqlite:data/app.sqlite");
+        assert_eq!(suggestion("mysql://localhost/x"), "sqlite:samtykke.db");
+        assert_eq!(suggestion(""), "sqlite:samtykke.db");
     }
 }

@@ -68,6 +68,72 @@ fn an_unsupported_database_url_is_refused() {
 }
 
 #[test]
+fn a_database_url_that_does_not_parse_is_echoed_with_a_suggestion() {
+    // A file name without the scheme: echoed, with `sqlite:` in front.
+    let out = run_cli("samtykke.db", &["client", "list"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("unsupported database URL samtykke.db"),
+        "{err}"
+    );
+    assert!(err.contains("for example sqlite:samtykke.db"), "{err}");
+    // Something else: echoed (its password hidden), and the default suggested.
+    let out = run_cli("postgres//app:hunter2@db.example/x", &["client", "list"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("postgres//app:***@db.example/x"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("sqlite:samtykke.db") && err.contains("postgres://"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_postgresql_that_refuses_connections_says_so_at_once() {
+    // Nothing listens on port 1: the refusal is reported by name, not as a
+    // pool timeout after 5 s.
+    let started = std::time::Instant::now();
+    let out = run_cli(
+        "postgres://postgres@127.0.0.1:1/samtykke",
+        &["client", "list"],
+    );
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("connection refused by 127.0.0.1:1"), "{err}");
+    assert!(!err.contains("timed out"), "{err}");
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "took {took:?}: {err}"
+    );
+}
+
+#[test]
+fn a_missing_sqlite_directory_is_named() {
+    let dir = std::env::temp_dir().join(format!(
+        "samtykke-no-such-dir-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let url = format!("sqlite://{}/samtykke.db", dir.display());
+    for args in [&["client", "list"][..], &["keys", "list"][..]] {
+        let out = run_cli(&url, args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "the directory {} for the SQLite database",
+                dir.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("does not exist"), "{err}");
+    }
+    assert!(!dir.exists(), "nothing was created");
+}
+
+#[test]
 fn a_database_password_never_appears_in_an_error() {
     let out = run_cli(
         "postgres://user:hunter2@127.0.0.1:1/nothing",

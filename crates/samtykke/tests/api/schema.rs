@@ -282,7 +282,8 @@ mod checker_tests {
 
     #[test]
     fn the_reference_copy_is_identical_to_the_published_reference() {
-        let copy = std::fs::read(reference_path()).expect("the reference copy is in the repository");
+        let copy =
+            std::fs::read(reference_path()).expect("the reference copy is in the repository");
         let published = published_reference_path();
         match std::fs::read(&published) {
             Ok(bytes) => assert!(
