@@ -30,6 +30,48 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
+/// Opens the store for an operator command (`client`, `keys`, `debt`): like
+/// [`open_store`], but a SQLite file that does not exist is created only
+/// when `create` is set, so that a command run in the wrong directory says
+/// so instead of writing into a new, empty database.
+pub async fn open_operator_store(url: &str, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") && !create {
+        if let Some(file) = samtykke_store_sqlite::database_file(url)? {
+            let directory_exists = file
+                .parent()
+                .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir());
+            // A missing directory is reported by the store, by name.
+            if directory_exists && !file.exists() {
+                bail!(
+                    "no SQLite database at {} ({}): run the command where the server keeps its database, \
+                     give the server's --database-url, or add --create to create a new, empty database there",
+                    absolute(&file).display(),
+                    redact_database_url(url)
+                );
+            }
+        }
+    }
+    open_store(url).await
+}
+
+/// The database a command used, for its output: the URL (password hidden)
+/// and, for SQLite, the absolute path of the file.
+pub fn describe_database(url: &str) -> String {
+    let shown = redact_database_url(url);
+    match url
+        .starts_with("sqlite:")
+        .then(|| samtykke_store_sqlite::database_file(url).ok().flatten())
+        .flatten()
+    {
+        Some(file) => format!("{shown} ({})", absolute(&file).display()),
+        None => shown,
+    }
+}
+
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
 /// A database URL like the one given that would work: `sqlite:` in front
 /// of what looks like a file name (`samtykke.db` → `sqlite:samtykke.db`),
 /// otherwise `sqlite:samtykke.db`.
