@@ -8,7 +8,7 @@
 pub mod upstream;
 
 use async_trait::async_trait;
-use samtykke_core::domain::{Nin, NinPolicy};
+use samtykke_core::domain::{Nin, NinError, NinPolicy};
 
 /// What to do to start identification (for a flow or for the portal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +35,9 @@ pub struct Pending {
 pub enum LoginFailure {
     /// The individual cancelled (`error=login_cancelled`).
     Cancelled,
-    /// The input was not acceptable; the message is for the individual.
-    Rejected,
+    /// The input was not acceptable, and why; the page tells the
+    /// individual (see [`crate::pages::texts::Texts::bad_nin_for`]).
+    Rejected(NinError),
     /// The provider failed, or its answer did not verify (`error=server_error`);
     /// the reason is for the log (never a secret).
     Failed(String),
@@ -104,6 +105,6 @@ impl IdentityProvider for TestId {
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
-        Nin::parse(&typed, policy).map_err(|_| LoginFailure::Rejected)
+        Nin::parse(&typed, policy).map_err(LoginFailure::Rejected)
     }
 }

@@ -62,6 +62,32 @@ fn unavailable(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// One connection before the pool is built, so that a server that refuses
+/// connections, a wrong password or a missing database is reported at once
+/// and by name (the pool retries a refused connection until its 5 s acquire
+/// timeout and then says only "pool timed out").
+async fn first_connection(options: &PgConnectOptions) -> Result<(), StoreError> {
+    use sqlx::{ConnectOptions, Connection};
+    let at = format!("{}:{}", options.get_host(), options.get_port());
+    match tokio::time::timeout(Duration::from_secs(5), options.connect()).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(sqlx::Error::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(StoreError::Unavailable(format!(
+                "connection refused by {at}: is PostgreSQL running and listening there?"
+            )))
+        }
+        Ok(Err(e)) => Err(StoreError::Unavailable(format!(
+            "could not connect to {at}: {e}"
+        ))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from {at} within 5 s"
+        ))),
+    }
+}
+
 impl PostgresStore {
     /// Connects to `url` (`postgres://…`) and applies pending migrations (the
     /// migrator holds an advisory lock, so processes starting together are safe).
@@ -77,6 +103,7 @@ impl PostgresStore {
             // best plan does depend on the cut-off, opt back in to custom
             // plans ([`begin_custom_planned`]).
             .options([("plan_cache_mode", "force_generic_plan")]);
+        first_connection(&options).await?;
         let max = std::env::var("SAMTYKKE_PG_POOL_SIZE")
             .ok()
             .and_then(|v| v.parse().ok())

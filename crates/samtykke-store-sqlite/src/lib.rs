@@ -45,6 +45,37 @@ pub struct SqliteStore {
     db: Arc<Database>,
 }
 
+/// The file a `sqlite:` URL names, or `None` for an in-memory database.
+/// An error says what is wrong with the URL.
+pub fn database_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?;
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" || url.contains(":memory:") {
+        return Ok(None);
+    }
+    Ok(Some(path.to_path_buf()))
+}
+
+/// A missing directory for the database file, named, rather than SQLite's
+/// "unable to open database file" after a round of retries.
+fn check_directory(url: &str) -> Result<(), StoreError> {
+    let Some(file) = database_file(url)? else {
+        return Ok(());
+    };
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            Err(StoreError::Unavailable(format!(
+                "the directory {} for the SQLite database {} does not exist; create it first (mkdir -p {})",
+                dir.display(),
+                file.display(),
+                dir.display()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite:path` or
     /// `sqlite://path`) and applies pending migrations.
@@ -53,6 +84,7 @@ impl SqliteStore {
             Ok("FULL") | Ok("full") => Synchronous::Full,
             _ => Synchronous::Normal,
         };
+        check_directory(url)?;
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
             .create_if_missing(true)

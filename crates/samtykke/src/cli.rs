@@ -20,7 +20,7 @@ use crate::config::{
     DEFAULT_LISTEN,
 };
 use crate::startup::Application;
-use crate::storage::{open_store, redact_database_url};
+use crate::storage::{describe_database, open_operator_store, redact_database_url};
 use samtykke_http::ConnectionLimits;
 use std::time::Duration;
 
@@ -42,6 +42,13 @@ pub struct Cli {
     /// Log output format
     #[arg(long, global = true, env = "SAMTYKKE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// client, keys, debt: create the SQLite database file if it does not
+    /// exist (without it they refuse, so that a command run in the wrong
+    /// directory does not write into a new, empty database). `serve` always
+    /// creates its database.
+    #[arg(long, global = true)]
+    pub create: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -326,31 +333,39 @@ pub async fn run() -> anyhow::Result<()> {
             serve(config).await
         }
         Command::Client(command) => {
-            let store = operator_store(cli.database_url, file.database_url, log_format).await?;
+            let store =
+                operator_store(cli.database_url, file.database_url, log_format, cli.create).await?;
             client::run(store.as_ref(), command, &mut std::io::stdout()).await
         }
         Command::Keys(command) => {
-            let store = operator_store(cli.database_url, file.database_url, log_format).await?;
+            let store =
+                operator_store(cli.database_url, file.database_url, log_format, cli.create).await?;
             keys::run(store.as_ref(), command, &mut std::io::stdout()).await
         }
         Command::Debt(command) => {
-            let store = operator_store(cli.database_url, file.database_url, log_format).await?;
+            let store =
+                operator_store(cli.database_url, file.database_url, log_format, cli.create).await?;
             debt::run(store.as_ref(), command, &mut std::io::stdout()).await
         }
     }
 }
 
-/// The store for an operator command: flag/environment, then file, then default.
+/// The store for an operator command: flag/environment, then file, then
+/// default. A SQLite file that does not exist is created only with
+/// `--create`; the database used is named on standard error.
 async fn operator_store(
     flag: Option<String>,
     file: Option<String>,
     log_format: LogFormat,
+    create: bool,
 ) -> anyhow::Result<std::sync::Arc<dyn samtykke_core::store::Store>> {
     init_tracing(log_format, "warn");
     let url = flag
         .or(file)
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-    open_store(&url).await
+    let store = open_operator_store(&url, create).await?;
+    eprintln!("samtykke: database {}", describe_database(&url));
+    Ok(store)
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {

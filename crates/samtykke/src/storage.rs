@@ -23,7 +23,68 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
             .with_context(|| format!("could not open SQLite database {shown}"))?;
         Ok(Arc::new(store))
     } else {
-        bail!("unsupported database URL {shown}: use sqlite:PATH or postgres://…")
+        bail!(
+            "unsupported database URL {shown}: use sqlite:PATH or postgres://USER@HOST:5432/DATABASE, for example {}",
+            suggestion(url)
+        )
+    }
+}
+
+/// Opens the store for an operator command (`client`, `keys`, `debt`): like
+/// [`open_store`], but a SQLite file that does not exist is created only
+/// when `create` is set, so that a command run in the wrong directory says
+/// so instead of writing into a new, empty database.
+pub async fn open_operator_store(url: &str, create: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") && !create {
+        if let Some(file) = samtykke_store_sqlite::database_file(url)? {
+            let directory_exists = file
+                .parent()
+                .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir());
+            // A missing directory is reported by the store, by name.
+            if directory_exists && !file.exists() {
+                bail!(
+                    "no SQLite database at {} ({}): run the command where the server keeps its database, \
+                     give the server's --database-url, or add --create to create a new, empty database there",
+                    absolute(&file).display(),
+                    redact_database_url(url)
+                );
+            }
+        }
+    }
+    open_store(url).await
+}
+
+/// The database a command used, for its output: the URL (password hidden)
+/// and, for SQLite, the absolute path of the file.
+pub fn describe_database(url: &str) -> String {
+    let shown = redact_database_url(url);
+    match url
+        .starts_with("sqlite:")
+        .then(|| samtykke_store_sqlite::database_file(url).ok().flatten())
+        .flatten()
+    {
+        Some(file) => format!("{shown} ({})", absolute(&file).display()),
+        None => shown,
+    }
+}
+
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// A database URL like the one given that would work: `sqlite:` in front
+/// of what looks like a file name (`samtykke.db` → `sqlite:samtykke.db`),
+/// otherwise `sqlite:samtykke.db`.
+fn suggestion(url: &str) -> String {
+    let looks_like_a_file = !url.is_empty()
+        && !url.contains("://")
+        && !url.contains('@')
+        && !url.contains(char::is_whitespace)
+        && (url.ends_with(".db") || url.ends_with(".sqlite") || url.ends_with(".sqlite3"));
+    if looks_like_a_file {
+        format!("sqlite:{url}")
+    } else {
+        "sqlite:samtykke.db".to_owned()
     }
 }
 
@@ -35,7 +96,21 @@ pub fn redact_database_url(url: &str) -> String {
             parsed.to_string()
         }
         Ok(_) => url.to_owned(),
-        Err(_) => "<unparseable URL>".to_owned(),
+        Err(_) => redact_unparsed(url),
+    }
+}
+
+/// A URL that does not parse, echoed with anything that looks like a
+/// password (`:…@` after the user name) replaced by `***`.
+fn redact_unparsed(url: &str) -> String {
+    let Some(at) = url.rfind('@') else {
+        return url.to_owned();
+    };
+    let (credentials, rest) = url.split_at(at);
+    let user_start = credentials.find("//").map_or(0, |i| i + 2);
+    match credentials[user_start..].find(':') {
+        Some(colon) => format!("{}:***{rest}", &credentials[..user_start + colon]),
+        None => url.to_owned(),
     }
 }
 
@@ -53,5 +128,18 @@ mod tests {
             redact_database_url("sqlite://samtykke.db"),
             "sqlite://samtykke.db"
         );
+        assert_eq!(
+            redact_database_url("postgres//app:s3cret@db.example/samtykke"),
+            "postgres//app:***@db.example/samtykke"
+        );
+        assert_eq!(redact_database_url("samtykke.db"), "samtykke.db");
+    }
+
+    #[test]
+    fn a_file_name_without_a_scheme_gets_sqlite_in_front() {
+        assert_eq!(suggestion("samtykke.db"), "sqlite:samtykke.db");
+        assert_eq!(suggestion("data/app.sqlite"), "sqlite:data/app.sqlite");
+        assert_eq!(suggestion("mysql://localhost/x"), "sqlite:samtykke.db");
+        assert_eq!(suggestion(""), "sqlite:samtykke.db");
     }
 }

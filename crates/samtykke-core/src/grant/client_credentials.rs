@@ -26,6 +26,17 @@ pub struct ClientCredentialsGrant {
     pub scope_names: String,
 }
 
+/// `unknown audience; accepted: …`: the description of an audience that is
+/// none of this server's, listing the URLs it accepts (exact matches), so
+/// that a wrong host, port or path is seen at once.
+fn unknown_audience(audiences: &ApiAudiences) -> String {
+    let accepted: Vec<String> = ApiAudience::ALL
+        .into_iter()
+        .map(|a| audiences.url(a))
+        .collect();
+    format!("unknown audience; accepted: {}", accepted.join(", "))
+}
+
 /// Decides a client-credentials request for an authenticated, enabled client.
 /// Never narrows silently: anything not allowed is an error.
 pub fn decide(
@@ -38,7 +49,7 @@ pub fn decide(
         .ok_or_else(|| OAuthError::invalid_request("the audience parameter is required"))?;
     let audience = audiences
         .parse(requested)
-        .ok_or_else(|| OAuthError::invalid_request("unknown audience"))?;
+        .ok_or_else(|| OAuthError::invalid_request(unknown_audience(audiences)))?;
     let client_may_use = match audience {
         ApiAudience::Debt => !client.purposes.is_empty(),
         ApiAudience::ConsentAgreement => client.may_create_agreements,
@@ -136,6 +147,22 @@ mod tests {
     ) -> Result<ClientCredentialsGrant, OAuthErrorCode> {
         let apis = ApiAudiences::new("https://api.test");
         decide(c, &ClientCredentialsRequest { audience, scope }, &apis).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn an_unknown_audience_lists_the_accepted_ones() {
+        let apis = ApiAudiences::new("https://api.test");
+        let c = client(vec![Purpose::Presentation], true, true);
+        let request = ClientCredentialsRequest {
+            audience: Some("https://api.test/v1/debts"),
+            scope: Some("debt.unsecured.presentation"),
+        };
+        let e = decide(&c, &request, &apis).unwrap_err();
+        assert_eq!(e.code, OAuthErrorCode::InvalidRequest);
+        assert_eq!(
+            e.description,
+            "unknown audience; accepted: https://api.test/v1/debt, https://api.test/v1/consent/agreement, https://api.test/feed/v1/consent"
+        );
     }
 
     #[test]

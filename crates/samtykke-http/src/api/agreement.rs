@@ -171,6 +171,9 @@ async fn register(
         BearerError::Missing => {
             SpringError::new(StatusCode::UNAUTHORIZED, "an access token is required")
         }
+        BearerError::NotBearer => {
+            SpringError::new(StatusCode::UNAUTHORIZED, crate::api::bearer::NOT_BEARER)
+        }
         BearerError::Invalid => SpringError::new(
             StatusCode::UNAUTHORIZED,
             "the access token is invalid, expired or revoked",

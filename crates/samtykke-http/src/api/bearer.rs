@@ -10,15 +10,23 @@ use crate::AppState;
 /// Why a request carries no usable token.
 #[derive(Debug)]
 pub enum BearerError {
-    /// No bearer credentials: no `Authorization` header, or one of another
-    /// scheme (`Basic …`). RFC 6750 §3.1: the challenge then carries no
-    /// error code.
+    /// No `Authorization` header. RFC 6750 §3.1: the challenge then
+    /// carries no error code.
     Missing,
+    /// An `Authorization` header of another scheme (`Basic …`, or a bare
+    /// token without `Bearer `): no bearer credentials either, so the same
+    /// bare challenge, but the description says what is wrong.
+    NotBearer,
     /// Malformed (`Bearer` without a token, a token that is too long or not
     /// visible ASCII), unknown, expired or revoked.
     Invalid,
     Store(StoreError),
 }
+
+/// What a client is told when its `Authorization` header is not of the
+/// `Bearer` scheme (the header itself is never echoed: it may be a secret).
+pub const NOT_BEARER: &str =
+    "the Authorization header does not use the Bearer scheme: send `Authorization: Bearer <access token>`";
 
 /// The live access token of the request.
 pub async fn authenticate(
@@ -50,7 +58,7 @@ pub(crate) async fn authenticate_unchecked(
     let value = value.as_bytes();
     let scheme = value.split(|b| *b == b' ').next().unwrap_or_default();
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(BearerError::Missing);
+        return Err(BearerError::NotBearer);
     }
     let token = std::str::from_utf8(&value[scheme.len()..])
         .map_err(|_| BearerError::Invalid)?

@@ -18,6 +18,9 @@ pub enum ApiErrorKind {
     /// `Bearer realm` (RFC 6750 §3.1: no error code when the request
     /// carries no credentials for this scheme).
     MissingToken,
+    /// 403 `Invalid access token`: an `Authorization` header of another
+    /// scheme; the same bare challenge as [`Self::MissingToken`].
+    NotBearer,
     /// 403 `Invalid access token`: malformed, unknown, expired or revoked
     /// token, with `WWW-Authenticate: Bearer … error="invalid_token"` so
     /// that RFC 6750 clients understand it too.
@@ -82,6 +85,7 @@ impl ApiError {
     pub fn from_bearer(e: BearerError, trace_id: &str, now: time::OffsetDateTime) -> Self {
         let kind = match e {
             BearerError::Missing => ApiErrorKind::MissingToken,
+            BearerError::NotBearer => ApiErrorKind::NotBearer,
             BearerError::Invalid => ApiErrorKind::InvalidToken,
             BearerError::Store(e) => return Self::from_store(e, trace_id, now),
         };
@@ -106,6 +110,12 @@ impl IntoResponse for ApiError {
                     StatusCode::FORBIDDEN,
                     INVALID_ACCESS_TOKEN,
                     "an access token is required".into(),
+                    Some("Bearer realm=\"samtykke\""),
+                ),
+                ApiErrorKind::NotBearer => (
+                    StatusCode::FORBIDDEN,
+                    INVALID_ACCESS_TOKEN,
+                    super::bearer::NOT_BEARER.into(),
                     Some("Bearer realm=\"samtykke\""),
                 ),
                 ApiErrorKind::InvalidToken => (

@@ -47,6 +47,13 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resp
                 "an access token is required",
             )
         }
+        Err(BearerError::NotBearer) => {
+            return bearer_error(
+                StatusCode::UNAUTHORIZED,
+                None,
+                crate::api::bearer::NOT_BEARER,
+            )
+        }
         Err(BearerError::Invalid) => {
             return bearer_error(
                 StatusCode::UNAUTHORIZED,

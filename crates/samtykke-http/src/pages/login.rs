@@ -345,13 +345,13 @@ pub async fn post_login(
     match identity.complete(&form, None, state.nin_policy()).await {
         Ok(nin) => continue_identified(&state, &admitted, nin, identity.name()).await,
         Err(LoginFailure::Cancelled) => cancel_flow(&state, &admitted).await,
-        Err(LoginFailure::Rejected) => {
+        Err(LoginFailure::Rejected(why)) => {
             let typed: String = field(&form, "nin").unwrap_or("").chars().take(20).collect();
             login_page(
                 &state,
                 &admitted,
                 StatusCode::BAD_REQUEST,
-                Some(admitted.t.bad_nin),
+                Some(admitted.t.bad_nin_for(&why)),
                 &typed,
             )
             .await

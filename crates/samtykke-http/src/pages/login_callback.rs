@@ -142,7 +142,7 @@ async fn callback(
                 Err(LoginFailure::Unacceptable(_)) => {
                     flow_failed(state, &admitted, AuthorizeErrorCode::AccessDenied).await
                 }
-                Err(LoginFailure::Failed(_) | LoginFailure::Rejected) => {
+                Err(LoginFailure::Failed(_) | LoginFailure::Rejected(_)) => {
                     flow_failed(state, &admitted, AuthorizeErrorCode::ServerError).await
                 }
             }
@@ -165,7 +165,7 @@ async fn callback(
                 Err(LoginFailure::Unacceptable(_)) => {
                     error_page(state, t, StatusCode::FORBIDDEN, t.upstream_unacceptable)
                 }
-                Err(LoginFailure::Failed(_) | LoginFailure::Rejected) => {
+                Err(LoginFailure::Failed(_) | LoginFailure::Rejected(_)) => {
                     error_page(state, t, StatusCode::BAD_GATEWAY, t.upstream_failed)
                 }
             }

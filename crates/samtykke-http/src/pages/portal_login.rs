@@ -197,7 +197,7 @@ pub async fn post_portal_login(
             t.login_cancelled_text,
             None,
         ),
-        Err(LoginFailure::Rejected) => {
+        Err(LoginFailure::Rejected(why)) => {
             let typed: String = field(&form, "nin").unwrap_or("").chars().take(20).collect();
             form_page(
                 &state,
@@ -205,7 +205,7 @@ pub async fn post_portal_login(
                 StatusCode::BAD_REQUEST,
                 return_to,
                 csrf_token(&secrets.csrf_key, &browser),
-                Some(t.bad_nin),
+                Some(t.bad_nin_for(&why)),
                 &typed,
             )
         }

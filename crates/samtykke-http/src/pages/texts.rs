@@ -66,6 +66,20 @@ pub struct Texts {
     pub back_to_service: &'static str,
     pub portal_login_lead: &'static str,
     pub login_cancelled_text: &'static str,
+    // TestID: an 11-digit number whose check digits are wrong (issue 23).
+    pub bad_nin_check_digit: &'static str,
+}
+
+impl Texts {
+    /// What the TestID form says about a number it refused: "wrong check
+    /// digit" for 11 digits that fail the checksum (a typo), otherwise
+    /// the general text.
+    pub fn bad_nin_for(&self, why: &samtykke_core::domain::NinError) -> &'static str {
+        match why {
+            samtykke_core::domain::NinError::ControlDigits => self.bad_nin_check_digit,
+            _ => self.bad_nin,
+        }
+    }
 }
 
 pub static NB: Texts = Texts {
@@ -126,6 +140,7 @@ pub static NB: Texts = Texts {
     back_to_service: "Tilbake til tjenesten",
     portal_login_lead: "Logg inn for å se og administrere samtykkene dine.",
     login_cancelled_text: "Du avbrøt innloggingen.",
+    bad_nin_check_digit: "Feil kontrollsiffer: fødselsnummeret har 11 siffer, men kontrollsifrene stemmer ikke. Sjekk at det er skrevet riktig.",
 };
 
 pub static EN: Texts = Texts {
@@ -186,6 +201,7 @@ pub static EN: Texts = Texts {
     back_to_service: "Back to the service",
     portal_login_lead: "Log in to see and manage your consents.",
     login_cancelled_text: "You cancelled the login.",
+    bad_nin_check_digit: "Wrong check digit: the number has 11 digits, but its check digits do not match. Check that it is typed correctly.",
 };
 
 /// The texts for a stored locale code.

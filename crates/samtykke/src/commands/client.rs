@@ -289,6 +289,17 @@ pub async fn run(
         ClientCommand::Create(args) => {
             let (client, secret) = new_client(&args, &SystemClock)?;
             store.insert_client(&client).await?;
+            if client.purposes.is_empty()
+                && !client.may_create_agreements
+                && !client.may_read_events
+            {
+                // On standard error, so that `--json` output stays one object.
+                eprintln!(
+                    "warning: client {} is granted nothing it could get a token for: no --purpose, \
+                     no --agreement, no --events; create it again with the ones it needs",
+                    client.id
+                );
+            }
             if !args.json {
                 write_client(out, &client)?;
             }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 use samtykke_core::debt::parse_delivery;
-use samtykke_core::domain::NinPolicy;
+use samtykke_core::domain::{NinError, NinPolicy};
 use samtykke_core::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -39,8 +39,18 @@ pub async fn run(
             } else {
                 NinPolicy::RealOnly
             };
-            let delivery = parse_delivery(&text, policy)
-                .map_err(|e| anyhow::anyhow!("{}: {e}; nothing was imported", file.display()))?;
+            let delivery = parse_delivery(&text, policy).map_err(|e| {
+                // A synthetic test person refused: say which flag accepts them.
+                let hint = if e
+                    .message
+                    .ends_with(&NinError::SyntheticNotAllowed.to_string())
+                {
+                    "; to import synthetic test people into a sandbox's database, add --allow-synthetic"
+                } else {
+                    ""
+                };
+                anyhow::anyhow!("{}: {e}; nothing was imported{hint}", file.display())
+            })?;
             let loans = store.import_delivery(&delivery).await?;
             let people = {
                 let mut nins: Vec<&str> = delivery.entries.iter().map(|e| e.nin.as_str()).collect();

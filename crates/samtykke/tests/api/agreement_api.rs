@@ -203,6 +203,11 @@ engine_tests! {
         assert!(none.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
         assert_spring_error(none, 401, "access token").await;
         assert_spring_error(put_with(&app, "bogus", &body("t")).await, 401, "invalid").await;
+        // A real token sent without the `Bearer ` scheme: the message says so.
+        let token = app.sandbox_token("/v1/consent/agreement", "consent.create").await;
+        let bare = app.http.put(app.url("/v1/consent/agreement")).header("authorization", token.as_str()).json(&body("t")).send().await.unwrap();
+        let refused = assert_spring_error(bare, 401, "does not use the Bearer scheme").await;
+        assert!(!refused.to_string().contains(token.as_str()), "the header is not echoed: {refused}");
         let debt_token = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
         assert_spring_error(put_with(&app, &debt_token, &body("t")).await, 403, "not for this API").await;
     }

@@ -152,11 +152,24 @@ engine_tests! {
         let b = browser();
         let start = b.get(auth_url(&app, &[("ui_locales", "en")])).send().await.unwrap();
         let (flow, csrf, _) = open_page(&b, &location(&start)).await;
-        for bad in ["12345678901", "abc", "", "14842249092", &"9".repeat(5000)] {
+        // 11 digits failing the checksum (a typo) say "wrong check digit";
+        // anything else, including 11 digits with a right checksum but no
+        // valid birth date, the general text.
+        const CHECK_DIGIT: &str = "Wrong check digit: the number has 11 digits, but its check digits do not match.";
+        const GENERAL: &str = "Enter a valid 11-digit national identity number";
+        for (bad, expected, not) in [
+            ("12345678901", CHECK_DIGIT, GENERAL),
+            ("14842249092", CHECK_DIGIT, GENERAL),
+            ("148 422 490 92", CHECK_DIGIT, GENERAL),
+            ("00000000000", GENERAL, CHECK_DIGIT),
+            ("abc", GENERAL, CHECK_DIGIT),
+            ("", GENERAL, CHECK_DIGIT),
+            (&"9".repeat(5000), GENERAL, CHECK_DIGIT),
+        ] {
             let response = b.post(app.url("/oauth2/login")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", bad), ("action", "login")]).send().await.unwrap();
             assert_eq!(response.status(), 400, "{bad}");
             let page = response.text().await.unwrap();
-            assert!(page.contains("Enter a valid 11-digit national identity number"), "English error text");
+            assert!(page.contains(expected) && !page.contains(not), "{bad}: English error text");
         }
         // The flow still works after the mistakes.
         let ok = b.post(app.url("/oauth2/login")).form(&[("flow", flow.as_str()), ("csrf", csrf.as_str()), ("nin", NIN), ("action", "login")]).send().await.unwrap();
@@ -395,6 +408,13 @@ engine_tests! {
         assert_eq!(bad.status(), 401);
         assert!(bad.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
         let cc = app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await;
+        // A token without the `Bearer ` scheme: a bare challenge, and the
+        // description says what is wrong.
+        let bare = app.http.get(app.url("/userinfo")).header("authorization", cc.as_str()).send().await.unwrap();
+        assert_eq!(bare.status(), 401);
+        assert_eq!(bare.headers()["www-authenticate"], "Bearer realm=\"samtykke\"");
+        let body: serde_json::Value = bare.json().await.unwrap();
+        assert_eq!(body["error_description"], crate::debt_api::NOT_BEARER, "{body}");
         assert_eq!(app.get_bearer("/userinfo", &cc).await.status(), 403);
     }
 }

@@ -598,7 +598,7 @@ engine_tests! {
         browser.click("button[name=action][value=login]").await;
         browser.wait_for_url(&app.url("/oauth2/login")).await;
         browser.wait_for("#nin-error").await;
-        assert_eq!(browser.text("#nin-error").await, "Skriv et gyldig fødselsnummer med 11 siffer.");
+        assert_eq!(browser.text("#nin-error").await, "Feil kontrollsiffer: fødselsnummeret har 11 siffer, men kontrollsifrene stemmer ikke. Sjekk at det er skrevet riktig.");
         assert_eq!(browser.attr("#nin", "aria-invalid").await.as_deref(), Some("true"));
         assert_eq!(browser.attr("#nin", "value").await.as_deref(), Some("14842249092"));
         if shots {

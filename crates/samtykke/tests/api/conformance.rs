@@ -1,7 +1,6 @@
 //! Wire conformance: real responses of every resource endpoint, successes and
-//! errors, validated against the schemas the published OpenAPI
-//! (`../shared/reference/openapi.json`) declares for that operation and
-//! status.
+//! errors, validated against the schemas the published OpenAPI (the copy in
+//! `tests/reference/openapi.json`) declares for that operation and status.
 
 use serde_json::{json, Value};
 

@@ -14,6 +14,11 @@ use crate::schema::Checker;
 
 const PERSON: &str = "14842249091";
 
+/// The description of an `Authorization` header of another scheme than
+/// `Bearer` (issue 23: it says so rather than "invalid, expired or revoked").
+pub const NOT_BEARER: &str =
+    "the Authorization header does not use the Bearer scheme: send `Authorization: Bearer <access token>`";
+
 /// A regular single-use consent of the sandbox client, as the
 /// authorization-code flow will create it, and a token bound to it.
 pub(crate) async fn single_use_consent(app: &TestApp) -> (String, String) {
@@ -257,11 +262,13 @@ engine_tests! {
     async fn a_call_without_a_bearer_token_is_403_invalid_access_token_with_a_bare_challenge(app) {
         let id = app.agreement_consent(PERSON, "debt.unsecured.presentation", 30).await;
         for (method, path, template) in debt_operations(&id) {
-            // No header, or credentials of another scheme (RFC 6750 §3.1).
-            for authorization in [None, Some("Basic YmFuazpzZWNyZXQ="), Some("Token abc")] {
+            // No header, or credentials of another scheme (RFC 6750 §3.1):
+            // the same bare challenge, and a description that says which.
+            for authorization in [None, Some("Basic YmFuazpzZWNyZXQ="), Some("Token abc"), Some("sc1.e30.AAAA")] {
                 let response = send(&app, &method, &path, authorization).await;
                 let body = assert_invalid_access_token(response, BARE_CHALLENGE, &key(&method), template).await;
-                assert_eq!(body["error_description"], "an access token is required");
+                let expected = if authorization.is_some() { NOT_BEARER } else { "an access token is required" };
+                assert_eq!(body["error_description"], expected, "{authorization:?}");
             }
         }
         let status: Value = app.get_bearer(&format!("/v1/debt/{id}/status"), &app.sandbox_token("/v1/debt", "debt.unsecured.presentation").await).await.json().await.unwrap();

@@ -270,6 +270,13 @@ engine_tests! {
             assert_eq!(debt_via_api(&app, FIRST).await["loans"], before.0, "{message}: the first person's debt changed");
             assert_eq!(debt_via_api(&app, SECOND).await["loans"], before.1, "{message}: the second person's debt changed");
         }
+        // The synthetic-number error names the flag that accepts them; no
+        // other error does.
+        let stderr = String::from_utf8_lossy(&import(&app, &synthetic, &[]).stderr).into_owned();
+        assert!(stderr.contains("add --allow-synthetic"), "{stderr}");
+        let stderr = String::from_utf8_lossy(&import(&app, &short_nin, &[]).stderr).into_owned();
+        assert!(!stderr.contains("--allow-synthetic"), "{stderr}");
+
         // The error never repeats an identity number it refused.
         let output = import(&app, &short_nin, &[]);
         assert!(!String::from_utf8_lossy(&output.stderr).contains("0207911004"));

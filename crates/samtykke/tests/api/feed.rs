@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::debt_api::{
     assert_api_error, assert_invalid_access_token, send, BARE_CHALLENGE, INVALID_TOKEN_CHALLENGE,
+    NOT_BEARER,
 };
 use crate::helpers::{spawn_app_on, TestApp};
 
@@ -115,7 +116,8 @@ engine_tests! {
             for authorization in [None, Some("Basic YmFuazpzZWNyZXQ=")] {
                 let response = send(&app, &reqwest::Method::GET, path, authorization).await;
                 let body = assert_invalid_access_token(response, BARE_CHALLENGE, "get", template).await;
-                assert_eq!(body["error_description"], "an access token is required");
+                let expected = if authorization.is_some() { NOT_BEARER } else { "an access token is required" };
+                assert_eq!(body["error_description"], expected);
             }
         }
     }

@@ -92,6 +92,10 @@ pub async fn fresh_database_url(engine: Engine) -> Option<String> {
                 unix_now_secs(),
                 uuid::Uuid::new_v4().simple()
             ));
+            // An empty file is an empty database; it exists, so the
+            // operator commands (which create a file only with `--create`)
+            // may be run on it first.
+            std::fs::File::create(&path).expect("create the SQLite test file");
             Some(format!("sqlite://{}", path.display()))
         }
         Engine::Postgres => {

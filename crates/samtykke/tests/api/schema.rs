@@ -1,4 +1,5 @@
-//! The published OpenAPI (`../shared/reference/openapi.json`) and a small
+//! The published OpenAPI (a copy in `crates/samtykke/tests/reference/openapi.json`,
+//! kept byte-identical to `../shared/reference/openapi.json` by a test) and a small
 //! checker that validates JSON values against its schemas.
 //!
 //! The checker covers the OpenAPI 3.0 schema keywords the reference uses:
@@ -19,8 +20,15 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// Where the reference sits: `shared/` beside the repository root.
+/// Where the suite reads the reference: the copy inside the repository, so
+/// the tests need nothing outside it.
 pub fn reference_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/reference/openapi.json")
+}
+
+/// Where the published reference sits when the `shared/` folder is checked
+/// out beside the repository root (optional).
+pub fn published_reference_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/openapi.json")
 }
 
@@ -271,6 +279,25 @@ mod checker_tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_reference_copy_is_identical_to_the_published_reference() {
+        let copy =
+            std::fs::read(reference_path()).expect("the reference copy is in the repository");
+        let published = published_reference_path();
+        match std::fs::read(&published) {
+            Ok(bytes) => assert!(
+                bytes == copy,
+                "{} differs from {}: copy the published reference into the repository",
+                reference_path().display(),
+                published.display()
+            ),
+            Err(e) => println!(
+                "SKIP comparing with the published reference: {} not readable ({e})",
+                published.display()
+            ),
+        }
+    }
 
     #[test]
     fn the_references_own_examples_conform() {

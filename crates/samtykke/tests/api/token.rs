@@ -175,7 +175,8 @@ engine_tests! {
                 ("grant_type", "client_credentials"), ("audience", &audience), ("scope", BOTH_DEBT_SCOPES),
             ]).await;
             let body = assert_oauth_error(response, 400, "invalid_request").await;
-            assert_eq!(body["error_description"], "unknown audience");
+            let accepted = ["/v1/debt", "/v1/consent/agreement", "/feed/v1/consent"].map(|p| app.audience(p)).join(", ");
+            assert_eq!(body["error_description"], format!("unknown audience; accepted: {accepted}"));
         }
     }
 

@@ -928,7 +928,7 @@ engine_tests! {
         assert_eq!(elsewhere.status(), 400);
         let invalid = post(vec![("return", "/en/my-page".into()), ("csrf", csrf.clone()), ("nin", "12345678901".into()), ("action", "login".into())]).await;
         assert_eq!(invalid.status(), 400);
-        assert!(invalid.text().await.unwrap().contains("Enter a valid 11-digit"));
+        assert!(invalid.text().await.unwrap().contains("Wrong check digit"));
         let cancelled = post(vec![("return", "/en/my-page".into()), ("csrf", csrf.clone()), ("nin", "".into()), ("action", "cancel".into())]).await;
         assert_eq!(cancelled.status(), 200);
         assert!(cancelled.text().await.unwrap().contains("You cancelled the login"));
