@@ -167,30 +167,32 @@ engine_db_tests! {
         // Issue 23: the process must exit right after "samtykke stopped",
         // not seconds later; with requests served and a keep-alive
         // connection still open when SIGTERM arrives.
-        let mut server = ServerProcess::start(&url, &[], &[]);
+        let server = ServerProcess::start(&url, &[], &[]);
         let id = server.banner_value("client_id").expect("client id printed");
         let secret = server.banner_value("client_secret").expect("client secret printed");
         let http = reqwest::Client::new();
         for _ in 0..3 {
             assert_eq!(token(&http, &server.base, &id, &secret).await.status(), 200);
         }
-        let pid = server.child.id().to_string();
+        let ServerProcess { mut child, .. } = server;
+        let pid = child.id().to_string();
         let signalled = std::time::Instant::now();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = signalled + std::time::Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = server.child.kill();
-                panic!("still running 10 s after SIGTERM");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || {
+                let status = child.wait().unwrap();
+                let mut logs = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+                (status, logs, signalled.elapsed())
+            }),
+        )
+        .await;
+        let Ok(joined) = waited else {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("still running 10 s after SIGTERM");
         };
-        let took = signalled.elapsed();
-        let mut logs = String::new();
-        server.child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+        let (status, logs, took) = joined.unwrap();
         assert!(status.success(), "{status:?}\n{logs}");
         assert!(logs.contains("samtykke stopped"), "{logs}");
         assert!(took < std::time::Duration::from_secs(1), "exited {took:?} after SIGTERM\n{logs}");
