@@ -369,6 +369,9 @@ async fn operator_store(
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // The handlers are in place before anyone learns the address: a SIGTERM
+    // right after the banner is a graceful stop, not the default kill.
+    let shutdown = shutdown_signal()?;
     let database = redact_database_url(&config.database_url);
     let app = Application::build(config).await?;
     let addr = app.local_addr()?;
@@ -427,34 +430,34 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    app.run_until(shutdown_signal())
-        .await
-        .context("server failed")?;
+    app.run_until(shutdown).await.context("server failed")?;
     tracing::info!("samtykke stopped");
     Ok(())
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM and Ctrl-C (SIGINT) handlers at once; the future
+/// completes on either.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }
 
 #[cfg(test)]

@@ -204,8 +204,8 @@ engine_db_tests! {
         let id = first.banner_value("client_id").unwrap();
         let secret = first.banner_value("client_secret").unwrap();
         let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", first.base)).await.unwrap().json().await.unwrap();
-        let (status, _) = first.terminate();
-        assert!(status.success());
+        let (status, logs) = first.terminate();
+        assert!(status.success(), "{status:?}\n{logs}");
         let second = ServerProcess::start(&url, &[], &[]);
         assert_eq!(second.banner_value("client_id").unwrap(), id);
         assert_eq!(second.banner_value("client_secret").unwrap(), secret);
