@@ -91,12 +91,7 @@ impl IdentityProvider for TestId {
         _pending: Option<&Pending>,
         policy: NinPolicy,
     ) -> Result<Nin, LoginFailure> {
-        let field = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.trim())
-        };
+        let field = |name: &str| crate::pages::field(params, name).map(str::trim);
         if field("action") == Some("cancel") {
             return Err(LoginFailure::Cancelled);
         }

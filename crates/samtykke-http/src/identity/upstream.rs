@@ -463,12 +463,7 @@ impl IdentityProvider for Upstream {
         pending: Option<&Pending>,
         policy: NinPolicy,
     ) -> Result<Nin, LoginFailure> {
-        let field = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let field = |name: &str| crate::pages::field(params, name);
         // RFC 9207: an `iss` in the callback must be our provider's.
         if let Some(iss) = field("iss") {
             if iss != self.issuer.as_str() {

@@ -77,10 +77,6 @@ fn environment() -> &'static Environment<'static> {
                 "login_failed.html",
                 include_str!("../../templates/login_failed.html"),
             ),
-            (
-                "portal_login.html",
-                include_str!("../../templates/portal_login.html"),
-            ),
             // The sandbox's landing page and callback (`sandbox`).
             (
                 "sandbox_landing.html",
@@ -589,7 +585,6 @@ mod tests {
             "portal_facts.html",
             "portal_paging.html",
             "login_failed.html",
-            "portal_login.html",
             "sandbox_landing.html",
             "sandbox_callback.html",
         ] {
