@@ -13,6 +13,7 @@ mod health;
 pub mod identity;
 mod metrics;
 mod oauth;
+pub mod operator;
 mod pages;
 mod remote;
 mod router;
@@ -87,6 +88,12 @@ pub struct AppState {
     /// The sandbox client's id, in sandbox mode (the landing page and
     /// `/sandbox/callback` show it; never its secret).
     pub(crate) sandbox_client: Option<Arc<str>>,
+    /// Who runs the installation (`serve --operator-…`), and how every
+    /// page shows it.
+    pub(crate) operator: Arc<operator::Operator>,
+    pub(crate) operator_views: Arc<operator::OperatorViews>,
+    /// The origin of an external logo, allowed in the pages' `img-src`.
+    pub(crate) operator_logo_origin: Option<Arc<str>>,
 }
 
 /// Secrets shared by every process on the database.
@@ -106,7 +113,13 @@ const SIGNER_REFRESH: Duration = Duration::from_secs(60);
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: ServerSettings) -> Self {
+        let operator = operator::Operator::default();
+        let operator_views =
+            operator::OperatorViews::new(&operator, settings.sandbox, settings.base_url());
         Self {
+            operator: Arc::new(operator),
+            operator_views: Arc::new(operator_views),
+            operator_logo_origin: None,
             audiences: Arc::new(ApiAudiences::new(&settings.api_base)),
             store,
             clock,
@@ -126,6 +139,18 @@ impl AppState {
     /// Names the sandbox client (sandbox mode only).
     pub fn with_sandbox_client(mut self, client_id: &str) -> Self {
         self.sandbox_client = Some(Arc::from(client_id));
+        self
+    }
+
+    /// Names the operator the pages show (`serve --operator-…`).
+    pub fn with_operator(mut self, operator: operator::Operator) -> Self {
+        self.operator_views = Arc::new(operator::OperatorViews::new(
+            &operator,
+            self.settings.sandbox,
+            self.settings.base_url(),
+        ));
+        self.operator_logo_origin = operator.logo_origin().map(Arc::from);
+        self.operator = Arc::new(operator);
         self
     }
 
@@ -197,6 +222,11 @@ impl AppState {
 
     pub fn settings(&self) -> &ServerSettings {
         &self.settings
+    }
+
+    /// Who runs the installation (`serve --operator-…`).
+    pub fn operator(&self) -> &operator::Operator {
+        &self.operator
     }
 
     /// Synthetic test identity numbers are accepted only in sandbox mode.

@@ -32,6 +32,7 @@ pub fn router_with(state: AppState, metrics_on_public_listener: bool) -> Router 
         .route("/oauth2/sessions/logout", get(pages::logout::logout).post(pages::logout::logout))
         .route("/userinfo", get(oauth::userinfo::userinfo).post(oauth::userinfo::userinfo))
         .route("/assets/samtykke.css", get(pages::get_stylesheet))
+        .route(crate::operator::LOGO_PATH, get(crate::operator::get_logo))
         .route("/.well-known/openid-configuration", get(discovery::get_openid_configuration))
         .route("/.well-known/oauth-authorization-server", get(discovery::get_authorization_server_metadata))
         .route("/.well-known/jwks.json", get(discovery::get_jwks))
@@ -66,6 +67,10 @@ pub fn router_with(state: AppState, metrics_on_public_listener: bool) -> Router 
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            crate::operator::allow_logo_origin,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -139,6 +139,18 @@ pub struct ServeArgs {
     /// Also answer GET /metrics on the public listener
     #[arg(long, env = "SAMTYKKE_METRICS_ON_PUBLIC_LISTENER", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub metrics_on_public_listener: Option<bool>,
+    /// Who runs this installation, shown on every page, e.g. "Eksempel Bank ASA" [default: sandbox: a test-service text; production: none, with a warning]
+    #[arg(long, env = "SAMTYKKE_OPERATOR_NAME")]
+    pub operator_name: Option<String>,
+    /// The operator's logo on every page: an image file served by Samtykke (.png, .svg, .jpg, .webp, .gif) or an https:// URL
+    #[arg(long, env = "SAMTYKKE_OPERATOR_LOGO")]
+    pub operator_logo: Option<String>,
+    /// The operator's privacy statement (https:// URL), linked from every page
+    #[arg(long, env = "SAMTYKKE_OPERATOR_PRIVACY_URL")]
+    pub operator_privacy_url: Option<String>,
+    /// How people reach the operator: an email address or an https:// URL, shown on every page
+    #[arg(long, env = "SAMTYKKE_OPERATOR_CONTACT")]
+    pub operator_contact: Option<String>,
 }
 
 impl ServeArgs {
@@ -156,6 +168,17 @@ impl ServeArgs {
             anyhow::bail!("access_token_ttl must be between 60 and 86400 seconds (got {ttl})");
         }
         let (connection_limits, admin_listen) = self.connection_settings(file)?;
+        let operator = crate::config::OperatorInput {
+            name: self.operator_name.or_else(|| file.operator_name.clone()),
+            logo: self.operator_logo.or_else(|| file.operator_logo.clone()),
+            privacy_url: self
+                .operator_privacy_url
+                .or_else(|| file.operator_privacy_url.clone()),
+            contact: self
+                .operator_contact
+                .or_else(|| file.operator_contact.clone()),
+        }
+        .resolve()?;
         let upstream = UpstreamInput {
             issuer: self
                 .upstream_issuer
@@ -213,6 +236,7 @@ impl ServeArgs {
                 .metrics_on_public_listener
                 .or(file.metrics_on_public_listener)
                 .unwrap_or(false),
+            operator,
         })
     }
 
@@ -407,6 +431,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "WARNING: no upstream OpenID provider (--upstream-issuer): nobody can log in"
         )?,
         None => {}
+    }
+    let missing = app.operator().missing();
+    if !settings.sandbox && !missing.is_empty() {
+        writeln!(
+            out,
+            "WARNING: the pages do not say who runs this service: set {}",
+            missing.join(", ")
+        )?;
     }
     if let Some(creds) = app.sandbox_credentials() {
         writeln!(

@@ -46,6 +46,11 @@ pub struct FileConfig {
     pub max_connections_per_ip: Option<usize>,
     pub admin_listen: Option<String>,
     pub metrics_on_public_listener: Option<bool>,
+    // Who runs the installation, shown on every page (docs/configuration.md).
+    pub operator_name: Option<String>,
+    pub operator_logo: Option<String>,
+    pub operator_privacy_url: Option<String>,
+    pub operator_contact: Option<String>,
 }
 
 impl FileConfig {
@@ -89,6 +94,8 @@ pub struct ServeConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `GET /metrics` on the public listener too.
     pub metrics_on_public_listener: bool,
+    /// Who runs the installation (every page shows it).
+    pub operator: samtykke_http::operator::Operator,
 }
 
 pub const DEFAULT_UPSTREAM_PID_CLAIM: &str = "pid";
@@ -189,6 +196,112 @@ impl UpstreamInput {
             acr_values: nonempty(self.acr_values),
         }))
     }
+}
+
+/// The operator settings as given (`--operator-name`, `--operator-logo`,
+/// `--operator-privacy-url`, `--operator-contact`), before they are checked.
+#[derive(Debug, Default)]
+pub struct OperatorInput {
+    pub name: Option<String>,
+    pub logo: Option<String>,
+    pub privacy_url: Option<String>,
+    pub contact: Option<String>,
+}
+
+/// The largest logo file served (`--operator-logo FILE`).
+pub const MAX_OPERATOR_LOGO_BYTES: u64 = 512 * 1024;
+
+impl OperatorInput {
+    /// Checks the settings and reads the logo file.
+    pub fn resolve(self) -> anyhow::Result<samtykke_http::operator::Operator> {
+        use samtykke_http::operator::{Operator, OperatorContact, OperatorLogo};
+        let nonempty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let name = nonempty(self.name);
+        if let Some(name) = &name {
+            if name.chars().count() > 100 || name.chars().any(char::is_control) {
+                bail!("operator-name must be at most 100 characters on one line (got {name:?})");
+            }
+        }
+        let privacy_url = nonempty(self.privacy_url)
+            .map(|url| page_link_url("operator-privacy-url", &url))
+            .transpose()?;
+        let contact = match nonempty(self.contact) {
+            None => None,
+            Some(c) if c.starts_with("https://") || c.starts_with("http://") => {
+                Some(OperatorContact::Url(page_link_url("operator-contact", &c)?))
+            }
+            Some(c) => {
+                let address = c.strip_prefix("mailto:").unwrap_or(&c);
+                let valid = address.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+                }) && !address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>\"'?#/\\".contains(c));
+                if !valid {
+                    bail!("operator-contact must be an email address or an https:// URL (got {c})");
+                }
+                Some(OperatorContact::Email(address.to_owned()))
+            }
+        };
+        let logo = match nonempty(self.logo) {
+            None => None,
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Some(OperatorLogo::Url(page_link_url("operator-logo", &url)?))
+            }
+            Some(file) => {
+                let path = Path::new(&file);
+                let content_type = match path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
+                    Some("png") => "image/png",
+                    Some("svg") => "image/svg+xml",
+                    Some("jpg" | "jpeg") => "image/jpeg",
+                    Some("webp") => "image/webp",
+                    Some("gif") => "image/gif",
+                    _ => bail!(
+                        "operator-logo must be an https:// URL or a .png, .svg, .jpg, .webp or .gif file (got {file})"
+                    ),
+                };
+                let size = std::fs::metadata(path)
+                    .with_context(|| format!("could not read operator-logo {file}"))?
+                    .len();
+                if size > MAX_OPERATOR_LOGO_BYTES {
+                    bail!("operator-logo {file} is {size} bytes; at most {MAX_OPERATOR_LOGO_BYTES} are served");
+                }
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("could not read operator-logo {file}"))?;
+                Some(OperatorLogo::File {
+                    bytes: bytes.into(),
+                    content_type,
+                })
+            }
+        };
+        Ok(Operator {
+            name,
+            logo,
+            privacy_url,
+            contact,
+        })
+    }
+}
+
+/// A URL a page links to or loads: `https://` (`http://` only on
+/// loopback, for tests), written into pages as it is.
+fn page_link_url(name: &str, value: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(value).with_context(|| format!("{name} is not a URL: {value}"))?;
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        bail!("{name} must be an https:// URL (got {value})");
+    }
+    if value.chars().any(|c| {
+        matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\') || c.is_whitespace() || c.is_control()
+    }) {
+        bail!("{name} must not contain quotes, angle brackets, backslashes or spaces: {value}");
+    }
+    Ok(value.to_owned())
 }
 
 /// Whether sandbox mode was asked for explicitly (SPEC §12).

@@ -97,7 +97,8 @@ impl Application {
             sandbox,
         };
         let callback = format!("{}{}", settings.base_url(), upstream::CALLBACK_PATH);
-        let mut state = AppState::new(store.clone(), clock.clone(), settings);
+        let mut state =
+            AppState::new(store.clone(), clock.clone(), settings).with_operator(config.operator);
         if let Some(credentials) = &sandbox_credentials {
             state = state.with_sandbox_client(credentials.client_id.as_str());
         }
@@ -147,6 +148,11 @@ impl Application {
     /// Whether the public listener answers `GET /metrics` too.
     pub fn metrics_on_public_listener(&self) -> bool {
         self.metrics_on_public_listener
+    }
+
+    /// Who runs the installation, as the pages show it.
+    pub fn operator(&self) -> &samtykke_http::operator::Operator {
+        self.state.operator()
     }
 
     /// The callback to register at the upstream provider, if one is used.

@@ -73,7 +73,7 @@ pub async fn get_consent(
         duration: t.duration(flow.scope.duration),
         nin: super::masked_nin(flow.nin.as_ref().map_or("", |n| n.as_str())),
     };
-    match render("consent.html", context) {
+    match render(&state, "consent.html", context) {
         Ok(body) => html_page(
             StatusCode::OK,
             body,

@@ -95,9 +95,14 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
-/// Renders a page; a rendering failure is logged and answered with a bare
-/// 500 page (never a panic).
-pub(crate) fn render(name: &str, context: impl Serialize) -> Result<String, ()> {
+/// Renders a page, with the operator (`operator[t.lang]`, shown by
+/// `base.html`) added to `context`; a rendering failure is logged and
+/// answered with a bare 500 page (never a panic).
+pub(crate) fn render(state: &AppState, name: &str, context: impl Serialize) -> Result<String, ()> {
+    let context = minijinja::context! {
+        operator => minijinja::Value::from_serialize(&*state.operator_views),
+        ..minijinja::Value::from_serialize(&context)
+    };
     environment()
         .get_template(name)
         .and_then(|t| t.render(context))
@@ -180,7 +185,7 @@ pub(crate) fn message_page(
         sandbox: state.settings.sandbox,
         base: state.settings.base_url(),
     };
-    match render("message.html", context) {
+    match render(state, "message.html", context) {
         Ok(body) => html_page(status, body, None),
         Err(()) => html_page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -360,7 +365,7 @@ fn form_post(state: &AppState, to: ReplyTo<'_>, params: &[(&str, &str)]) -> Resp
         fields: params,
         script: FORM_POST_SCRIPT,
     };
-    match render("form_post.html", context) {
+    match render(state, "form_post.html", context) {
         Ok(body) => {
             let origin = origin_of(to.redirect_uri);
             let mut response = html_page(StatusCode::OK, body, origin.as_deref());

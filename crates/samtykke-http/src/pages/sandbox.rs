@@ -138,7 +138,7 @@ pub async fn get_landing(State(state): State<AppState>) -> Response {
         nonce,
         flow_url,
     };
-    match render("sandbox_landing.html", context) {
+    match render(&state, "sandbox_landing.html", context) {
         Ok(body) => html_page(StatusCode::OK, body, None),
         Err(()) => error_page(&state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail),
     }
@@ -222,7 +222,7 @@ pub async fn get_callback(
         expires_unix: expires.unix_timestamp(),
         script: COUNTDOWN_SCRIPT,
     };
-    match render("sandbox_callback.html", context) {
+    match render(&state, "sandbox_callback.html", context) {
         Ok(body) => {
             let mut response = html_page(StatusCode::OK, body, None);
             set_content_security_policy(

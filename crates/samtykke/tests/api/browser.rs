@@ -977,3 +977,212 @@ engine_tests! {
         browser.close().await;
     }
 }
+
+// --- trust and accessibility (issue 23 item 8) ----------------------------
+
+/// axe-core's script (`npm ci` in `crates/samtykke/tests/axe`, done by
+/// `scripts/test.sh`), or None when it is not installed.
+fn axe_source() -> Option<&'static str> {
+    static SOURCE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SOURCE
+        .get_or_init(|| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/axe/node_modules/axe-core/axe.min.js");
+            std::fs::read_to_string(path).ok()
+        })
+        .as_deref()
+}
+
+/// Runs axe-core on the page in the browser; the serious and critical
+/// violations, one line each (rule, impact, help, the elements).
+const AXE_RUN: &str = r#"
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ["violations"] })
+  .then((r) => done(r.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => v.id + " (" + v.impact + "): " + v.help + " at "
+      + v.nodes.map((n) => n.target.join(" ") + " [" + (n.failureSummary || "").replace(/\s+/g, " ") + "]").join("; "))))
+  .catch((e) => done(["axe failed: " + e]));
+"#;
+
+impl Browser {
+    /// axe-core finds no serious or critical accessibility violation on the
+    /// page shown (`what` names it in the failure).
+    async fn assert_accessible(&self, what: &str) {
+        let Some(axe) = axe_source() else {
+            if std::env::var("SAMTYKKE_REQUIRE_BROWSER").as_deref() == Ok("1") {
+                panic!("axe-core is not installed: run `npm ci` in crates/samtykke/tests/axe (scripts/test.sh does)");
+            }
+            eprintln!("SKIP axe: crates/samtykke/tests/axe/node_modules is missing (npm ci there)");
+            return;
+        };
+        self.client
+            .execute(
+                &format!("if (!window.axe) {{ {axe}\n }} return !!window.axe;"),
+                vec![],
+            )
+            .await
+            .expect("inject axe-core");
+        let found = self
+            .client
+            .execute_async(AXE_RUN, vec![])
+            .await
+            .expect("run axe-core");
+        let violations: Vec<String> = serde_json::from_value(found).expect("axe result");
+        assert!(
+            violations.is_empty(),
+            "accessibility violations on {what} ({}):\n{}",
+            self.url().await,
+            violations.join("\n")
+        );
+    }
+
+    /// The element matching `css` is wholly inside the window, without
+    /// scrolling.
+    async fn assert_in_viewport(&self, css: &str) {
+        let rect = self
+            .client
+            .execute(
+                "const r = document.querySelector(arguments[0]).getBoundingClientRect(); \
+                 return [r.top, r.bottom, r.left, r.right, window.innerHeight, window.innerWidth, window.scrollY];",
+                vec![json!(css)],
+            )
+            .await
+            .expect("script");
+        let v: Vec<f64> = serde_json::from_value(rect).expect("numbers");
+        assert_eq!(v[6], 0.0, "the page is scrolled");
+        assert!(
+            v[0] >= 0.0 && v[1] <= v[4] && v[2] >= 0.0 && v[3] <= v[5],
+            "{css} is outside the {}×{} window: top {}, bottom {}, left {}, right {}",
+            v[5],
+            v[4],
+            v[0],
+            v[1],
+            v[2],
+            v[3]
+        );
+    }
+
+    /// The operator of `operator_pages::operator` in the header and footer,
+    /// its logo loaded from our own origin.
+    async fn assert_operator_shown(&self, app: &TestApp) {
+        assert_eq!(self.text(".top .brand").await, "Eksempel Bank ASA");
+        assert!(self.exists("footer a.privacy").await);
+        assert!(self.exists("footer a.contact").await);
+        let logo = self
+            .client
+            .execute(
+                "const i = document.querySelector('img.logo'); return [i.src, i.complete && i.naturalWidth > 0];",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(logo[0], json!(app.url("/assets/operator-logo")));
+        assert_eq!(logo[1], json!(true), "the logo did not load");
+    }
+
+    /// Checks the page: axe-core, and the operator shown.
+    async fn check_page(&self, app: &TestApp, what: &str) {
+        self.assert_operator_shown(app).await;
+        self.assert_accessible(what).await;
+    }
+}
+
+engine_db_tests! {
+    async fn browser_every_page_is_accessible_shows_the_operator_and_no_fits_a_phone(url) {
+        let Some(browser) = Browser::start().await else { return };
+        let logo = crate::operator_pages::logo_file();
+        let config = samtykke::config::ServeConfig {
+            operator: crate::operator_pages::operator(&logo),
+            ..crate::helpers::serve_config(&url, samtykke::config::SandboxSetting::On)
+        };
+        let app = crate::helpers::spawn_app_configured(&url, config).await;
+        let own_callback = app.url("/sandbox/callback");
+
+        // The sandbox's landing page, and the flow it starts, in bokmål.
+        browser.goto(&app.url("/")).await;
+        browser.check_page(&app, "the sandbox landing page").await;
+        browser.click("#start-flow").await;
+        browser.wait_for_url(&app.url("/oauth2/login?flow=")).await;
+        browser.check_page(&app, "the TestID page").await;
+        browser.type_into("#nin", "14842249092").await;
+        browser.click("button[name=action][value=login]").await;
+        browser.wait_for("#nin-error").await;
+        browser.check_page(&app, "the TestID page with an error").await;
+        browser.type_into("#nin", PERSON).await;
+        browser.click("button[name=action][value=login]").await;
+        let consent = browser.wait_for_url(&app.url("/oauth2/consent?flow=")).await;
+        browser.check_page(&app, "the consent page").await;
+
+        // A phone: "No" is visible without scrolling.
+        browser.fit_viewport(390, 844).await;
+        browser.goto(&consent).await;
+        browser.assert_in_viewport("button[name=decision][value=deny]").await;
+        browser.assert_in_viewport("button[name=decision][value=accept]").await;
+        browser.check_page(&app, "the consent page on a phone").await;
+        if std::env::var("SAMTYKKE_UPDATE_SCREENSHOTS").as_deref() == Ok("1") && app.database_url.starts_with("sqlite:") {
+            browser.screenshot("consent-phone-operator").await;
+        }
+        browser.fit_viewport(1000, 900).await;
+        browser.goto(&consent).await;
+        browser.click("button[name=decision][value=accept]").await;
+        browser.wait_for_url(&format!("{own_callback}?")).await;
+        browser.wait_for("#code").await;
+        browser.check_page(&app, "the sandbox callback with a code").await;
+        browser.goto(&format!("{own_callback}?error=access_denied&error_description=x&state=s")).await;
+        browser.check_page(&app, "the sandbox callback with an error").await;
+        browser.goto(&own_callback).await;
+        browser.check_page(&app, "the sandbox callback with nothing").await;
+
+        // The same flow in English (a new login), ending in "No".
+        browser.client.delete_all_cookies().await.expect("cookies");
+        browser.goto(&auth_url(&app, &own_callback, &[("ui_locales", "en")])).await;
+        browser.wait_for_url(&app.url("/oauth2/login?flow=")).await;
+        browser.check_page(&app, "the TestID page in English").await;
+        browser.type_into("#nin", "123").await;
+        browser.click("button[name=action][value=login]").await;
+        browser.wait_for("#nin-error").await;
+        browser.check_page(&app, "the TestID page with an error in English").await;
+        browser.type_into("#nin", PERSON).await;
+        browser.click("button[name=action][value=login]").await;
+        let consent = browser.wait_for_url(&app.url("/oauth2/consent?flow=")).await;
+        browser.check_page(&app, "the consent page in English").await;
+        browser.fit_viewport(390, 844).await;
+        browser.goto(&consent).await;
+        browser.assert_in_viewport("button[name=decision][value=deny]").await;
+        browser.fit_viewport(1000, 900).await;
+        browser.goto(&consent).await;
+        browser.click("button[name=decision][value=deny]").await;
+        browser.wait_for_url(&format!("{own_callback}?")).await;
+        browser.wait_for("#error").await;
+
+        // Error pages, both languages.
+        for (lang, extra) in [("nb", vec![]), ("en", vec![("ui_locales", "en")])] {
+            browser.goto(&auth_url(&app, "https://evil.example/cb", &extra)).await;
+            assert_eq!(browser.attr("html", "lang").await.as_deref(), Some(lang));
+            browser.check_page(&app, &format!("the error page ({lang})")).await;
+        }
+
+        // The portal in both languages (logged in by the flow above).
+        let id = app.agreement_consent(PERSON, "debt.unsecured.processing", 30).await;
+        for (list, detail, withdraw) in [
+            ("/min-side".to_owned(), format!("/min-side/samtykke/{id}"), format!("/min-side/samtykke/{id}/trekk-tilbake")),
+            ("/en/my-page".to_owned(), format!("/en/my-page/consent/{id}"), format!("/en/my-page/consent/{id}/withdraw")),
+        ] {
+            for path in [list, detail, withdraw] {
+                browser.goto(&app.url(&path)).await;
+                browser.wait_for_url(&app.url(&path)).await;
+                browser.check_page(&app, &path).await;
+            }
+        }
+        browser.click(".logout button").await;
+        browser.wait_for_url(&app.url("/en/my-page/logged-out")).await;
+        browser.check_page(&app, "the portal's logged-out page in English").await;
+        browser.goto(&app.url("/min-side/logget-ut")).await;
+        browser.check_page(&app, "the portal's logged-out page").await;
+        browser.goto(&app.url("/min-side")).await;
+        browser.wait_for_url(&app.url("/min-side/login")).await;
+        browser.check_page(&app, "the portal's TestID page").await;
+        browser.close().await;
+    }
+}

@@ -82,8 +82,10 @@ async fn sweep_stale_schemas(conn: &mut sqlx::PgConnection) {
 }
 
 /// A fresh, empty database of the given engine, or None (with a clear SKIP
-/// line) when PostgreSQL is not reachable.
-pub async fn fresh_database_url(engine: Engine) -> Option<String> {
+/// line) when PostgreSQL is not reachable. The guard removes it (the SQLite
+/// file with its `-wal` and `-shm`, the PostgreSQL schema) when dropped,
+/// also when the test fails or panics; it reads as its URL (`&db`, `{db}`).
+pub async fn fresh_database_url(engine: Engine) -> Option<TestDatabase> {
     match engine {
         Engine::Sqlite => {
             sweep_stale_sqlite_files();
@@ -96,7 +98,10 @@ pub async fn fresh_database_url(engine: Engine) -> Option<String> {
             // operator commands (which create a file only with `--create`)
             // may be run on it first.
             std::fs::File::create(&path).expect("create the SQLite test file");
-            Some(format!("sqlite://{}", path.display()))
+            Some(TestDatabase {
+                url: format!("sqlite://{}", path.display()),
+                cleanup: Cleanup::SqliteFile(path),
+            })
         }
         Engine::Postgres => {
             use sqlx::Connection;
@@ -131,8 +136,106 @@ pub async fn fresh_database_url(engine: Engine) -> Option<String> {
                 .await
                 .expect("create test schema");
             let sep = if base.contains('?') { '&' } else { '?' };
-            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+            Some(TestDatabase {
+                url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                cleanup: Cleanup::PostgresSchema { base, schema },
+            })
         }
+    }
+}
+
+/// What dropping a [`TestDatabase`] removes.
+#[derive(Debug)]
+enum Cleanup {
+    SqliteFile(std::path::PathBuf),
+    PostgresSchema { base: String, schema: String },
+}
+
+/// A test's own database: its URL, and a guard that removes the database
+/// when dropped (also while a failed test unwinds). A run that is killed
+/// leaves it to `scripts/test.sh`, which removes `samtykke-test-*.db*` and
+/// the `samtykke_test_%` schemas at its start and exit, and to the sweep of
+/// stale ones at the next run's first test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: String,
+    cleanup: Cleanup,
+}
+
+impl std::ops::Deref for TestDatabase {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl AsRef<str> for TestDatabase {
+    fn as_ref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TestDatabase {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.url.as_ref()
+    }
+}
+
+impl std::fmt::Display for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Cleanup::PostgresSchema { base, schema } => drop_schema(base, schema),
+        }
+    }
+}
+
+/// Drops a test schema from a thread of its own with a runtime of its own:
+/// `Drop` runs inside the test's runtime, which must not be blocked on. The
+/// server's idle connections hold no locks; a lock timeout makes a
+/// connection that does (a request cut off mid-transaction) leave the
+/// schema to `scripts/test.sh` rather than hang the test.
+fn drop_schema(base: &str, schema: &str) {
+    let base = base.to_owned();
+    let statement = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query("SET lock_timeout = '10s'")
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            sqlx::query(&statement)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = conn.close().await;
+            Ok::<(), String>(())
+        })
+    })
+    .join();
+    if let Ok(Err(why)) = dropped {
+        eprintln!("could not drop the test schema {schema}: {why}");
     }
 }
 
@@ -147,6 +250,9 @@ pub struct TestApp {
     /// The operator listener (`/metrics`), when the configuration has one.
     pub admin_base: Option<String>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// The database this app made (dropped last, after the server is told
+    /// to stop).
+    _database: Option<TestDatabase>,
 }
 
 pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig {
@@ -162,14 +268,17 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         connection_limits: samtykke_http::ConnectionLimits::DEFAULT,
         admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
         metrics_on_public_listener: false,
+        operator: Default::default(),
     }
 }
 
 /// Starts a sandbox server on 127.0.0.1:0 with a fresh database; the clock is
 /// a [`FixedClock`] at the current time that tests may move.
 pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
-    let url = fresh_database_url(engine).await?;
-    Some(spawn_app_on(&url).await)
+    let database = fresh_database_url(engine).await?;
+    let mut app = spawn_app_on(&database).await;
+    app._database = Some(database);
+    Some(app)
 }
 
 /// Starts another server on an existing database (as a second process would).
@@ -235,6 +344,7 @@ pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> Te
         clock,
         admin_base,
         _shutdown: tx,
+        _database: None,
     }
 }
 

@@ -6,14 +6,14 @@ use std::process::{Child, Command, Stdio};
 use crate::helpers::{fresh_database_url, spawn_app_on, Engine};
 
 /// The real binary, started as an operator would.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    base: String,
-    stdout: String,
+    pub(crate) base: String,
+    pub(crate) stdout: String,
 }
 
 impl ServerProcess {
-    fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(database_url: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_samtykke"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
@@ -63,7 +63,7 @@ impl ServerProcess {
     }
 
     /// SIGTERM, then the exit status and everything logged.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])

@@ -116,6 +116,8 @@ pub struct Upstreamed {
     pub provider: TestProvider,
     pub client: (String, String),
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Removed when the test ends (after the server is told to stop).
+    _database: Option<crate::helpers::TestDatabase>,
 }
 
 fn accounts() -> Value {
@@ -158,7 +160,7 @@ fn free_port() -> u16 {
 /// Starts the provider and then Samtykke (`mode`) with it as upstream;
 /// `tweak` changes the upstream settings and the provider's client.
 async fn start_with(
-    database_url: String,
+    database_url: crate::helpers::TestDatabase,
     mode: SandboxSetting,
     tweak: impl FnOnce(&mut UpstreamSettings, &mut Value),
 ) -> Option<Upstreamed> {
@@ -196,10 +198,11 @@ async fn start_with(
         provider,
         client,
         _shutdown: tx,
+        _database: Some(database_url),
     })
 }
 
-async fn start(database_url: String) -> Option<Upstreamed> {
+async fn start(database_url: crate::helpers::TestDatabase) -> Option<Upstreamed> {
     start_with(database_url, SandboxSetting::Off, |_, _| {}).await
 }
 
@@ -841,6 +844,7 @@ engine_db_tests! {
             provider,
             client: create_client(&url),
             _shutdown: tokio::sync::oneshot::channel().0,
+            _database: None,
         };
         let browser = browser();
         let login = location(&browser.get(up.auth_url()).send().await.unwrap());
