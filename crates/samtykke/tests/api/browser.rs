@@ -308,11 +308,13 @@ impl Browser {
         input.send_keys(text).await.expect("type");
     }
 
-    /// The test-environment banner and the `lang` of the page.
+    /// The test-environment banner and the `lang` of the page, and no
+    /// serious accessibility violation (axe-core).
     async fn assert_sandbox_page(&self, lang: &str, banner: &str) {
         assert_eq!(self.attr("html", "lang").await.as_deref(), Some(lang));
         let shown = self.text(".banner").await;
         assert!(shown.contains(banner), "banner: {shown}");
+        self.assert_accessible("a sandbox page").await;
     }
 
     /// The browser cookie is there, `HttpOnly` and `SameSite=Lax`, and
@@ -1016,6 +1018,17 @@ impl Browser {
             eprintln!("SKIP axe: crates/samtykke/tests/axe/node_modules is missing (npm ci there)");
             return;
         };
+        let violations = self.axe_violations(axe).await;
+        assert!(
+            violations.is_empty(),
+            "accessibility violations on {what} ({}):\n{}",
+            self.url().await,
+            violations.join("\n")
+        );
+    }
+
+    /// The serious and critical violations axe-core finds on the page.
+    async fn axe_violations(&self, axe: &str) -> Vec<String> {
         self.client
             .execute(
                 &format!("if (!window.axe) {{ {axe}\n }} return !!window.axe;"),
@@ -1028,13 +1041,7 @@ impl Browser {
             .execute_async(AXE_RUN, vec![])
             .await
             .expect("run axe-core");
-        let violations: Vec<String> = serde_json::from_value(found).expect("axe result");
-        assert!(
-            violations.is_empty(),
-            "accessibility violations on {what} ({}):\n{}",
-            self.url().await,
-            violations.join("\n")
-        );
+        serde_json::from_value(found).expect("axe result")
     }
 
     /// The element matching `css` is wholly inside the window, without
@@ -1098,6 +1105,13 @@ engine_db_tests! {
         };
         let app = crate::helpers::spawn_app_configured(&url, config).await;
         let own_callback = app.url("/sandbox/callback");
+
+        // The checker finds what it should: an image without a text.
+        if let Some(axe) = axe_source() {
+            browser.goto("data:text/html,<html lang=en><title>x</title><main><img src=x.png></main></html>").await;
+            let found = browser.axe_violations(axe).await;
+            assert!(found.iter().any(|v| v.starts_with("image-alt (critical)")), "{found:?}");
+        }
 
         // The sandbox's landing page, and the flow it starts, in bokmål.
         browser.goto(&app.url("/")).await;
@@ -1176,7 +1190,9 @@ engine_db_tests! {
             }
         }
         browser.click(".logout button").await;
-        browser.wait_for_url(&app.url("/en/my-page/logged-out")).await;
+        browser.wait_for_url(&app.url("/en/my-page/logout")).await;
+        browser.wait_for("h1").await;
+        assert_eq!(browser.text("h1").await, "You are logged out");
         browser.check_page(&app, "the portal's logged-out page in English").await;
         browser.goto(&app.url("/min-side/logget-ut")).await;
         browser.check_page(&app, "the portal's logged-out page").await;
