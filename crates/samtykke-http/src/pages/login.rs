@@ -219,7 +219,7 @@ async fn login_page(
         error,
         nin: typed,
     };
-    match render(&state, "login.html", context) {
+    match render(state, "login.html", context) {
         Ok(body) => html_page(
             status,
             body,

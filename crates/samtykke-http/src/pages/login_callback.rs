@@ -215,7 +215,7 @@ async fn flow_failed(state: &AppState, admitted: &Admitted, code: AuthorizeError
         message,
         back,
     };
-    match render(&state, "login_failed.html", context) {
+    match render(state, "login_failed.html", context) {
         Ok(body) => html_page(status, body, None),
         Err(()) => error_page(state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail),
     }

@@ -228,7 +228,7 @@ fn render_page(
     template: &str,
     context: impl Serialize,
 ) -> Response {
-    match render(&state, template, context) {
+    match render(state, template, context) {
         Ok(body) => html_page(
             StatusCode::OK,
             body,

@@ -79,7 +79,7 @@ fn form_page(
         error,
         nin: typed,
     };
-    match render(&state, "login.html", context) {
+    match render(state, "login.html", context) {
         Ok(body) => html_page(status, body, None),
         Err(()) => error_page(state, t, StatusCode::INTERNAL_SERVER_ERROR, t.error_detail),
     }

@@ -1134,9 +1134,6 @@ engine_db_tests! {
         browser.assert_in_viewport("button[name=decision][value=deny]").await;
         browser.assert_in_viewport("button[name=decision][value=accept]").await;
         browser.check_page(&app, "the consent page on a phone").await;
-        if std::env::var("SAMTYKKE_UPDATE_SCREENSHOTS").as_deref() == Ok("1") && app.database_url.starts_with("sqlite:") {
-            browser.screenshot("consent-phone-operator").await;
-        }
         browser.fit_viewport(1000, 900).await;
         browser.goto(&consent).await;
         browser.click("button[name=decision][value=accept]").await;

@@ -294,7 +294,9 @@ fn bad_operator_settings_are_refused_with_the_setting_named() {
     let bmp = TempFile::new("logo.bmp", b"BM");
     let big = TempFile::new("big.png", &vec![0u8; 600 * 1024]);
     let long_name = "x".repeat(101);
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (flags, environment, what the error says)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--operator-contact", "not an address"],
             vec![],
