@@ -88,7 +88,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 test_tmp="${TMPDIR:-/tmp}"
 remove_test_files() {
-  rm -f "$test_tmp"/samtykke-test-*.db*
+  rm -f "$test_tmp"/samtykke-test-*.db* "$test_tmp"/samtykke-test-schema-left-*.txt
 }
 
 # What the tests leave behind: each test removes its database (an RAII guard
@@ -145,5 +145,6 @@ fi
 if [ -n "$left" ]; then
   echo "the tests left behind:" >&2
   echo "$left" >&2
+  cat "$test_tmp"/samtykke-test-schema-left-*.txt 2>/dev/null >&2 || true
   exit 1
 fi
