@@ -229,11 +229,9 @@ engine_db_tests! {
     }
 
     async fn flags_beat_environment_which_beats_the_config_file(url) {
-        let dir = std::env::temp_dir().join(format!("samtykke-conf-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("samtykke.toml");
-        std::fs::write(&file, "access_token_ttl = 600\nlog_format = \"json\"\n").unwrap();
-        let config = file.to_str().unwrap();
+        // Removed when the test ends, also when it fails.
+        let file = crate::operator_pages::TempFile::new("samtykke.toml", b"access_token_ttl = 600\nlog_format = \"json\"\n");
+        let config = file.path();
         for (args, env, expected) in [
             (vec!["--config", config], vec![], 599),
             (vec!["--config", config], vec![("SAMTYKKE_ACCESS_TOKEN_TTL", "900")], 899),
