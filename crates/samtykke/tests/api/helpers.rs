@@ -137,7 +137,9 @@ pub async fn fresh_database_url(engine: Engine) -> Option<TestDatabase> {
                 .expect("create test schema");
             let sep = if base.contains('?') { '&' } else { '?' };
             Some(TestDatabase {
-                url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                url: format!(
+                    "{base}{sep}options=-c%20search_path%3D{schema}&application_name={schema}"
+                ),
                 cleanup: Cleanup::PostgresSchema { base, schema },
             })
         }
@@ -213,6 +215,7 @@ impl Drop for TestDatabase {
 fn drop_schema(base: &str, schema: &str) {
     let base = base.to_owned();
     let statement = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    let schema_name = schema.to_owned();
     let dropped = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -228,6 +231,16 @@ fn drop_schema(base: &str, schema: &str) {
                     sqlx::query("SET lock_timeout = '5s'")
                         .execute(&mut conn)
                         .await?;
+                    // The test is over: a connection of its own still open
+                    // (a server cut off mid-transaction, a leaked pool) is
+                    // ended first, so that it cannot hold the schema's locks.
+                    sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind(&schema_name)
+                    .execute(&mut conn)
+                    .await?;
                     sqlx::query(&statement).execute(&mut conn).await?;
                     let _ = conn.close().await;
                     Ok::<(), sqlx::Error>(())
