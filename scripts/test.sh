@@ -14,6 +14,10 @@
 # oidc-provider, Node.js 20+); this script installs it with `npm ci` when
 # node_modules is missing and sets SAMTYKKE_REQUIRE_OIDC_PROVIDER=1 so those
 # tests fail rather than skip.
+#
+# Last, scripts/schemathesis.sh runs Schemathesis (PyPI, installed into a
+# virtualenv under ~/.cache/samtykke/) against a sandbox server's
+# /openapi.json: no 5xx, every response matches the schema (docs/fuzzing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,3 +86,6 @@ rm -f "${TMPDIR:-/tmp}"/samtykke-test-*.db*
 
 echo "== cargo test --workspace"
 cargo test --workspace
+
+echo "== schemathesis against /openapi.json (scripts/schemathesis.sh)"
+scripts/schemathesis.sh
