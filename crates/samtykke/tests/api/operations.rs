@@ -339,7 +339,9 @@ async fn sqlite_synchronous_is_full_in_production_normal_in_sandbox_and_configur
     let file = dir.join("samtykke.toml");
     std::fs::write(&file, "sqlite_synchronous = \"full\"\n").unwrap();
     let config = file.to_str().unwrap();
-    let cases: [(&[&str], &[(&str, &str)], &str, &str); 7] = [
+    // (flags, environment, the mode expected, what the case shows)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 7] = [
         (&["--production"], &[], "FULL", "production default"),
         (&[], &[], "NORMAL", "sandbox default"),
         (
