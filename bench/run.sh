@@ -7,10 +7,12 @@
 #   bench/run.sh [--engine sqlite|postgres] [--processes N] [--duration S]
 #                [--warmup S] [--connections N] [--threads N]
 #                [--scenarios healthz,token,agreement,debt,feed,flow] [--no-wrk]
-#                [--no-build] [--no-write]
+#                [--no-build] [--no-write] [--sqlite-synchronous full|normal]
 #
 # See bench/README.md. Traffic goes to 127.0.0.1 only; every scenario stops
 # by itself after --warmup + --duration seconds (at most 15 s in all).
+# --sqlite-synchronous is passed to every server (the servers run in
+# sandbox mode, whose default is normal; production's is full).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,6 +29,7 @@ scenarios=healthz,token,agreement,debt,feed,flow
 use_wrk=1
 build=1
 write=1
+serve_flags=()
 . "$root/bench/postgres-url.sh"
 # PostgreSQL shares this machine's cores with the servers and the load
 # generator: a pool of 6 connections per process did better here than the
@@ -45,7 +48,8 @@ while [ $# -gt 0 ]; do
     --no-wrk) use_wrk=0; shift ;;
     --no-build) build=0; shift ;;
     --no-write) write=0; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --sqlite-synchronous) serve_flags+=(--sqlite-synchronous "$2"); shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -108,7 +112,7 @@ start_server() {
   local name="$1"; shift
   local out="$work/$name.out"
   : >"$out"
-  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen "${listen:-127.0.0.1:0}" --admin-listen 127.0.0.1:0 "$@" \
+  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen "${listen:-127.0.0.1:0}" --admin-listen 127.0.0.1:0 ${serve_flags[@]+"${serve_flags[@]}"} "$@" \
     >"$out" 2>"$work/$name.log" &
   started_pid=$!
   pids+=("$started_pid")
@@ -231,7 +235,7 @@ port="${bases[0]##*:}"
 startup_ms=()
 for run in 1 2 3; do
   t0="$(date +%s%N)"
-  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen "127.0.0.1:$port" \
+  SAMTYKKE_DATABASE_URL="$database_url" "$server_bin" serve --listen "127.0.0.1:$port" --admin-listen off ${serve_flags[@]+"${serve_flags[@]}"} \
     >"$work/startup$run.out" 2>"$work/startup$run.log" &
   pids+=("$!")
   t1="$("$driver" wait-ready --base "http://127.0.0.1:$port" --timeout 10)"

@@ -17,6 +17,9 @@
 #
 # The browser tests check every page with axe-core (npm, crates/samtykke/
 # tests/axe); this script installs it with `npm ci` when it is missing.
+# Last, scripts/schemathesis.sh runs Schemathesis (PyPI, installed into a
+# virtualenv under ~/.cache/samtykke/) against a sandbox server's
+# /openapi.json: no 5xx, every response matches the schema (docs/fuzzing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -148,3 +151,6 @@ if [ -n "$left" ]; then
   cat "$test_tmp"/samtykke-test-schema-left-*.txt 2>/dev/null >&2 || true
   exit 1
 fi
+
+echo "== schemathesis against /openapi.json (scripts/schemathesis.sh)"
+scripts/schemathesis.sh

@@ -142,9 +142,13 @@ impl FlowSealKey {
     /// `fields` as JSON, sealed: `prefix` + base64url(nonce ‖ ciphertext ‖
     /// tag), with a fresh random nonce each time. `aad` names what it is.
     fn seal(&self, prefix: &str, aad: &'static [u8], fields: &impl Serialize) -> String {
+        self.seal_bytes(prefix, aad, serde_json::to_vec(fields).unwrap_or_default())
+    }
+
+    /// `data` sealed: `prefix` + base64url(nonce ‖ ciphertext ‖ tag).
+    fn seal_bytes(&self, prefix: &str, aad: &'static [u8], mut data: Vec<u8>) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let mut data = serde_json::to_vec(fields).unwrap_or_default();
         // Sealing fails only for inputs over 256 GiB.
         let tag = self
             .0
@@ -186,6 +190,31 @@ impl FlowSealKey {
             .open_in_place(nonce, Aad::from(aad), &mut sealed)
             .ok()?;
         serde_json::from_slice(plain).ok()
+    }
+}
+
+/// Fuzzing only (feature `fuzzing`): the kinds of sealed values.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedKind {
+    Flow,
+    Session,
+    Pending,
+}
+
+#[cfg(feature = "fuzzing")]
+impl FlowSealKey {
+    /// Fuzzing only: `plaintext` sealed as a value of `kind` would be, so
+    /// that a fuzzer reaches the decoding behind the tag.
+    #[doc(hidden)]
+    pub fn seal_plaintext_for_fuzzing(&self, kind: SealedKind, plaintext: &[u8]) -> String {
+        let (prefix, aad) = match kind {
+            SealedKind::Flow => (SEALED_FLOW_PREFIX, SEALED_FLOW_AAD),
+            SealedKind::Session => (SEALED_SESSION_PREFIX, SEALED_SESSION_AAD),
+            SealedKind::Pending => (SEALED_PENDING_PREFIX, SEALED_PENDING_AAD),
+        };
+        self.seal_bytes(prefix, aad, plaintext.to_vec())
     }
 }
 

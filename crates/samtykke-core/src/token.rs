@@ -225,6 +225,14 @@ impl TokenKeys {
             generation,
             consent_id: grant.consent_id,
         };
+        let token = self.seal_message(|out| claims.encode(out));
+        let record = record_of(&token, grant);
+        (token, record)
+    }
+
+    /// `sc2.` + base64url(key id ‖ nonce ‖ the message `write` appends,
+    /// encrypted ‖ tag), under the active key.
+    fn seal_message(&self, write: impl FnOnce(&mut Vec<u8>)) -> AccessToken {
         let mut bytes = Vec::with_capacity(HEADER_LEN + 96 + TAG_LEN);
         bytes.push(self.active.id());
         // 96 bits from the thread's CSPRNG (seeded from the OS) save a
@@ -233,7 +241,7 @@ impl TokenKeys {
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         bytes.extend_from_slice(&nonce);
-        claims.encode(&mut bytes);
+        write(&mut bytes);
         let aad = associated_data(self.active.id());
         // Encryption fails only for messages over 256 GiB.
         let tag = self
@@ -245,9 +253,16 @@ impl TokenKeys {
         let mut text = String::with_capacity(SEALED_PREFIX.len() + bytes.len() * 4 / 3 + 3);
         text.push_str(SEALED_PREFIX);
         URL_SAFE_NO_PAD.encode_string(&bytes, &mut text);
-        let token = AccessToken(text);
-        let record = record_of(&token, grant);
-        (token, record)
+        AccessToken(text)
+    }
+
+    /// Fuzzing only (feature `fuzzing`): `plaintext` sealed under the active
+    /// key as an `sc2.` token's claims would be, so that a fuzzer reaches
+    /// the claims decoder behind the tag.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn seal_plaintext_for_fuzzing(&self, plaintext: &[u8]) -> AccessToken {
+        self.seal_message(|out| out.extend_from_slice(plaintext))
     }
 
     /// Opens a sealed token of either format: its record (not revoked, as

@@ -8,6 +8,11 @@ mod client_auth;
 mod client_cache;
 mod discovery;
 mod error;
+// Public only for the fuzz targets (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod form;
+#[cfg(not(feature = "fuzzing"))]
 mod form;
 mod health;
 pub mod identity;

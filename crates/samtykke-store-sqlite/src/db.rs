@@ -68,11 +68,39 @@ impl<T> OrUnavailable<T> for rusqlite::Result<T> {
     }
 }
 
-/// How connections are set up.
+/// SQLite's `PRAGMA synchronous` on every connection (WAL mode), that is,
+/// what a commit survives:
+///
+/// * `Normal`: the WAL is synced only at checkpoints. A commit survives a
+///   crash of the process (`kill -9`); after a power loss or an operating
+///   system crash the last commits before it may be lost (never
+///   corrupted: the database comes back as it was at an earlier commit).
+/// * `Full`: the WAL is synced at every commit (one fsync per batch of the
+///   group commit), so an acknowledged commit also survives power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Synchronous {
+pub enum Synchronous {
     Normal,
     Full,
+}
+
+impl Synchronous {
+    /// The pragma's value: `NORMAL` or `FULL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+
+    /// The setting `PRAGMA synchronous` answers (1 = NORMAL, 2 = FULL);
+    /// None for the others (OFF, EXTRA), which this store never sets.
+    fn from_pragma(value: i64) -> Option<Self> {
+        match value {
+            1 => Some(Self::Normal),
+            2 => Some(Self::Full),
+            _ => None,
+        }
+    }
 }
 
 fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError> {
@@ -86,10 +114,7 @@ fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, StoreError>
     .db()?;
     conn.busy_timeout(BUSY_TIMEOUT).db()?;
     conn.set_prepared_statement_cache_capacity(64);
-    let sync = match synchronous {
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    };
+    let sync = synchronous.as_str();
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
     ))
@@ -260,6 +285,20 @@ impl Database {
             idle.push(conn);
         }
         outcome
+    }
+
+    /// `PRAGMA synchronous` as the writer connection, which makes every
+    /// commit, has it.
+    pub(crate) async fn synchronous(&self) -> Result<Synchronous, StoreError> {
+        let value = self
+            .write(|conn| {
+                conn.query_row("PRAGMA synchronous", [], |row| row.get::<_, i64>(0))
+                    .db()
+            })
+            .await?;
+        Synchronous::from_pragma(value).ok_or_else(|| {
+            StoreError::Unavailable(format!("unexpected PRAGMA synchronous = {value}"))
+        })
     }
 
     /// Open connections: the writer plus the readers, idle or in use.
@@ -450,6 +489,26 @@ mod tests {
 
     fn file_len(path: &Path) -> u64 {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The writer (and every reader) runs with the setting asked for, read
+    /// back from SQLite itself.
+    #[tokio::test]
+    async fn the_synchronous_setting_asked_for_is_the_one_sqlite_uses() {
+        let dir = TempDir::new("sync");
+        for (name, asked) in [("full", Synchronous::Full), ("normal", Synchronous::Normal)] {
+            let db = Database::open(dir.0.join(format!("{name}.db")), asked, 2).unwrap();
+            assert_eq!(db.synchronous().await.unwrap(), asked);
+            let on_reader: i64 = db
+                .read(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)).db())
+                .unwrap();
+            assert_eq!(Synchronous::from_pragma(on_reader), Some(asked));
+        }
+        assert_eq!(
+            Synchronous::from_pragma(0),
+            None,
+            "OFF is never reported as a mode"
+        );
     }
 
     /// Under sustained writes (each one a page of its own) the WAL keeps

@@ -2,7 +2,10 @@
 //!
 //! One file, WAL journal. `synchronous=NORMAL` in WAL mode keeps every
 //! committed transaction across a crash of the server process (`kill -9`);
-//! `SAMTYKKE_SQLITE_SYNCHRONOUS=FULL` adds an fsync per commit for power loss.
+//! `synchronous=FULL` adds an fsync per commit (per batch of the group
+//! commit) for power loss. [`SqliteStore::connect_with`] takes the setting
+//! (`samtykke serve` passes FULL in production mode); [`SqliteStore::connect`]
+//! reads `SAMTYKKE_SQLITE_SYNCHRONOUS` (default NORMAL).
 //!
 //! Statements run through rusqlite: writes as whole operations on one writer
 //! thread with group commit, reads on the caller's thread (see [`db`]).
@@ -35,7 +38,8 @@ use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use time::OffsetDateTime;
 
-use db::{Database, OrUnavailable, Synchronous};
+pub use db::Synchronous;
+use db::{Database, OrUnavailable};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -79,11 +83,18 @@ fn check_directory(url: &str) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite:path` or
     /// `sqlite://path`) and applies pending migrations.
+    /// Commits with `synchronous` as `SAMTYKKE_SQLITE_SYNCHRONOUS` says
+    /// (`FULL`/`full`), else NORMAL.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let synchronous = match std::env::var("SAMTYKKE_SQLITE_SYNCHRONOUS").as_deref() {
             Ok("FULL") | Ok("full") => Synchronous::Full,
             _ => Synchronous::Normal,
         };
+        Self::connect_with(url, synchronous).await
+    }
+
+    /// [`SqliteStore::connect`] with the given `PRAGMA synchronous`.
+    pub async fn connect_with(url: &str, synchronous: Synchronous) -> Result<Self, StoreError> {
         check_directory(url)?;
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {e}")))?
@@ -112,6 +123,14 @@ impl SqliteStore {
         }
         let db = Database::open(path, synchronous, readers)?;
         Ok(Self { db: Arc::new(db) })
+    }
+}
+
+impl SqliteStore {
+    /// `PRAGMA synchronous` as the writer connection has it: what every
+    /// commit of this store promises (see [`Synchronous`]).
+    pub async fn synchronous(&self) -> Result<Synchronous, StoreError> {
+        self.db.synchronous().await
     }
 }
 

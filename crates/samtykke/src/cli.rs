@@ -12,7 +12,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::commands::{client, debt, keys};
 use crate::config::{
-    connection_caps, connection_timeout, parse_admin_listen, DEFAULT_ADMIN_LISTEN,
+    connection_caps, connection_timeout, parse_admin_listen, SqliteSynchronous,
+    DEFAULT_ADMIN_LISTEN,
 };
 use crate::config::{
     parse_listen, FileConfig, LogFormat, SandboxSetting, ServeConfig, UpstreamInput,
@@ -151,6 +152,14 @@ pub struct ServeArgs {
     /// How people reach the operator: an email address or an https:// URL, shown on every page
     #[arg(long, env = "SAMTYKKE_OPERATOR_CONTACT")]
     pub operator_contact: Option<String>,
+    /// SQLite commits: `full` fsyncs every commit (survives power loss), `normal` survives a process crash only [default: full in production, normal in sandbox mode]
+    #[arg(
+        long,
+        env = "SAMTYKKE_SQLITE_SYNCHRONOUS",
+        value_enum,
+        ignore_case = true
+    )]
+    pub sqlite_synchronous: Option<SqliteSynchronous>,
 }
 
 impl ServeArgs {
@@ -237,6 +246,7 @@ impl ServeArgs {
                 .or(file.metrics_on_public_listener)
                 .unwrap_or(false),
             operator,
+            sqlite_synchronous: self.sqlite_synchronous.or(file.sqlite_synchronous),
         })
     }
 
@@ -403,7 +413,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(admin) = app.admin_addr() {
         tracing::info!(%admin, metrics_on_public_listener = app.metrics_on_public_listener(), "operator listener (/metrics)");
     }
-    tracing::info!(%addr, issuer = %settings.issuer, api = %settings.api_base, %database, sandbox = settings.sandbox, "samtykke listening");
+    let sqlite_synchronous = app.sqlite_synchronous().map(|s| s.as_str());
+    tracing::info!(%addr, issuer = %settings.issuer, api = %settings.api_base, %database, sqlite_synchronous, sandbox = settings.sandbox, "samtykke listening");
     if settings.sandbox {
         tracing::warn!("SANDBOX MODE: test environment with TestID logins and synthetic data; never use it for real people");
     }
@@ -413,6 +424,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     writeln!(out, "  issuer    {}", settings.issuer)?;
     writeln!(out, "  api       {}", settings.api_base)?;
     writeln!(out, "  database  {database}")?;
+    if let Some(synchronous) = app.sqlite_synchronous() {
+        let promise = match synchronous {
+            samtykke_store_sqlite::Synchronous::Full => "every commit synced: survives power loss",
+            samtykke_store_sqlite::Synchronous::Normal => {
+                "survives a process crash; the last commits may be lost on power loss"
+            }
+        };
+        writeln!(out, "  synchronous  {} ({promise})", synchronous.as_str())?;
+    }
     if let Some(admin) = app.admin_addr() {
         writeln!(
             out,

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub operator_logo: Option<String>,
     pub operator_privacy_url: Option<String>,
     pub operator_contact: Option<String>,
+    // Durability of SQLite commits (docs/operations.md#durability).
+    pub sqlite_synchronous: Option<SqliteSynchronous>,
 }
 
 impl FileConfig {
@@ -70,6 +72,39 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// `--sqlite-synchronous`: SQLite's `PRAGMA synchronous` for the server's
+/// connections. Unset, production mode uses `full` and sandbox mode
+/// `normal` ([`SqliteSynchronous::default_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// An fsync of the WAL at every commit (per batch of the group
+    /// commit): an acknowledged write survives power loss.
+    Full,
+    /// The WAL is synced at checkpoints only: an acknowledged write
+    /// survives a crash of the process, not necessarily a power loss.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The default of a server in sandbox mode or not.
+    pub fn default_for(sandbox: bool) -> Self {
+        if sandbox {
+            Self::Normal
+        } else {
+            Self::Full
+        }
+    }
+
+    /// The store's setting.
+    pub fn to_store(self) -> samtykke_store_sqlite::Synchronous {
+        match self {
+            Self::Full => samtykke_store_sqlite::Synchronous::Full,
+            Self::Normal => samtykke_store_sqlite::Synchronous::Normal,
+        }
+    }
 }
 
 /// Everything `samtykke serve` needs, resolved.
@@ -96,6 +131,9 @@ pub struct ServeConfig {
     pub metrics_on_public_listener: bool,
     /// Who runs the installation (every page shows it).
     pub operator: samtykke_http::operator::Operator,
+    /// SQLite's `PRAGMA synchronous`; None = the mode's default (FULL in
+    /// production, NORMAL in sandbox mode). Ignored on PostgreSQL.
+    pub sqlite_synchronous: Option<SqliteSynchronous>,
 }
 
 pub const DEFAULT_UPSTREAM_PID_CLAIM: &str = "pid";
@@ -491,6 +529,21 @@ mod tests {
             file.upstream_acr_values.as_deref(),
             Some("idporten-loa-high")
         );
+    }
+
+    #[test]
+    fn sqlite_synchronous_defaults_to_full_outside_sandbox_and_reads_from_the_file() {
+        assert_eq!(
+            SqliteSynchronous::default_for(false),
+            SqliteSynchronous::Full
+        );
+        assert_eq!(
+            SqliteSynchronous::default_for(true),
+            SqliteSynchronous::Normal
+        );
+        let c: FileConfig = toml::from_str("sqlite_synchronous = \"normal\"").unwrap();
+        assert_eq!(c.sqlite_synchronous, Some(SqliteSynchronous::Normal));
+        assert!(toml::from_str::<FileConfig>("sqlite_synchronous = \"off\"").is_err());
     }
 
     #[test]

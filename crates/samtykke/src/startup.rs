@@ -17,8 +17,8 @@ use samtykke_http::identity::upstream;
 use samtykke_http::{AppState, ServerSettings};
 use tokio::net::TcpListener;
 
-use crate::config::{validate_base_url, ServeConfig};
-use crate::storage::open_store;
+use crate::config::{validate_base_url, ServeConfig, SqliteSynchronous};
+use crate::storage::open_store_with;
 
 /// The sandbox client's display name and organisation number (a valid but
 /// unassigned-looking test number).
@@ -39,13 +39,23 @@ pub struct Application {
     admin_listener: Option<TcpListener>,
     connection_limits: samtykke_http::ConnectionLimits,
     metrics_on_public_listener: bool,
+    /// SQLite's `PRAGMA synchronous` as read back at start-up (None on
+    /// PostgreSQL, or when the store was opened by the caller).
+    sqlite_synchronous: Option<samtykke_store_sqlite::Synchronous>,
 }
 
 impl Application {
+    /// Opens the store (SQLite with `synchronous` FULL in production mode,
+    /// NORMAL in sandbox mode, unless configured) and builds the server.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Self> {
-        let store = open_store(&config.database_url).await?;
+        let synchronous = config
+            .sqlite_synchronous
+            .unwrap_or_else(|| SqliteSynchronous::default_for(expects_sandbox(&config)));
+        let opened = open_store_with(&config.database_url, Some(synchronous.to_store())).await?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        Self::build_with(config, store, clock).await
+        let mut app = Self::build_with(config, opened.store, clock).await?;
+        app.sqlite_synchronous = opened.sqlite_synchronous;
+        Ok(app)
     }
 
     pub async fn build_with(
@@ -137,7 +147,13 @@ impl Application {
             admin_listener,
             connection_limits: config.connection_limits,
             metrics_on_public_listener: config.metrics_on_public_listener,
+            sqlite_synchronous: None,
         })
+    }
+
+    /// SQLite's `PRAGMA synchronous` in effect (None on PostgreSQL).
+    pub fn sqlite_synchronous(&self) -> Option<samtykke_store_sqlite::Synchronous> {
+        self.sqlite_synchronous
     }
 
     /// The operator listener's address (`/metrics`), if it is on.
@@ -195,6 +211,18 @@ impl Application {
         }
         served
     }
+}
+
+/// Whether the server `config` describes will run in sandbox mode, decided
+/// before it binds: the address it binds has the configured IP, and an
+/// issuer left to the default is `http://` + that address, as
+/// [`Application::build_with`] decides it.
+fn expects_sandbox(config: &ServeConfig) -> bool {
+    let issuer = config
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    config.sandbox.enabled(config.listen, &issuer)
 }
 
 /// Creates the first signing key unless one exists (safe when several

@@ -5,23 +5,52 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use samtykke_core::store::Store;
 use samtykke_store_postgres::PostgresStore;
-use samtykke_store_sqlite::SqliteStore;
+use samtykke_store_sqlite::{SqliteStore, Synchronous};
 
 /// Opens the store named by `url` and applies pending migrations:
 /// `postgres://…` / `postgresql://…` for PostgreSQL, `sqlite:PATH` /
 /// `sqlite://PATH` for SQLite.
+/// SQLite commits with `SAMTYKKE_SQLITE_SYNCHRONOUS` (default NORMAL).
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_store_with(url, None).await?.store)
+}
+
+/// An open store and, for SQLite, the `PRAGMA synchronous` its writer
+/// connection reports.
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub sqlite_synchronous: Option<Synchronous>,
+}
+
+/// [`open_store`] with SQLite's `synchronous` setting given (None: as
+/// [`open_store`]); the setting in effect is read back from SQLite.
+pub async fn open_store_with(
+    url: &str,
+    sqlite_synchronous: Option<Synchronous>,
+) -> anyhow::Result<OpenedStore> {
     let shown = redact_database_url(url);
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PostgresStore::connect(url)
             .await
             .with_context(|| format!("could not open PostgreSQL database {shown}"))?;
-        Ok(Arc::new(store))
+        Ok(OpenedStore {
+            store: Arc::new(store),
+            sqlite_synchronous: None,
+        })
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url)
+        let store = match sqlite_synchronous {
+            Some(synchronous) => SqliteStore::connect_with(url, synchronous).await,
+            None => SqliteStore::connect(url).await,
+        }
+        .with_context(|| format!("could not open SQLite database {shown}"))?;
+        let in_effect = store
+            .synchronous()
             .await
-            .with_context(|| format!("could not open SQLite database {shown}"))?;
-        Ok(Arc::new(store))
+            .with_context(|| format!("could not read PRAGMA synchronous of {shown}"))?;
+        Ok(OpenedStore {
+            store: Arc::new(store),
+            sqlite_synchronous: Some(in_effect),
+        })
     } else {
         bail!(
             "unsupported database URL {shown}: use sqlite:PATH or postgres://USER@HOST:5432/DATABASE, for example {}",

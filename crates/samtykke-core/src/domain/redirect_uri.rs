@@ -89,7 +89,14 @@ fn loopback_without_port(uri: &str) -> Option<String> {
                 .find(['/', '?'])
                 .unwrap_or(port_and_path.len());
             let port = &port_and_path[..end];
-            if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            // A port a URL can have (0–65535): `:99999` is no URL, and the
+            // browser would be sent to a broken address (found by the
+            // `redirect_uri` fuzz target).
+            if port.is_empty()
+                || port.len() > 5
+                || !port.bytes().all(|b| b.is_ascii_digit())
+                || port.parse::<u16>().is_err()
+            {
                 return None;
             }
             &port_and_path[end..]
@@ -175,5 +182,22 @@ mod tests {
         }
         let named = RedirectUri::parse("http://localhost:3000/cb").unwrap();
         assert!(!named.matches("http://localhost:3001/cb"));
+    }
+
+    /// Found by the `redirect_uri` fuzz target (issue 22 item 5): a
+    /// presented loopback URI with a port past 65535 matched, though it is
+    /// no URL at all.
+    #[test]
+    fn a_loopback_port_that_no_url_can_have_never_matches() {
+        for registered in ["http://127.0.0.1/cb", "http://[::1]/cb"] {
+            let uri = RedirectUri::parse(registered).unwrap();
+            let with_port = |port: &str| registered.replacen("/cb", &format!(":{port}/cb"), 1);
+            assert!(uri.matches(&with_port("65535")), "{}", with_port("65535"));
+            for port in ["65536", "99999", "70000"] {
+                let presented = with_port(port);
+                assert!(url::Url::parse(&presented).is_err(), "{presented}");
+                assert!(!uri.matches(&presented), "{presented}");
+            }
+        }
     }
 }

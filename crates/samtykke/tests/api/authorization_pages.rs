@@ -87,6 +87,9 @@ engine_tests! {
             "http://good@127.0.0.1:9999/callback",
             "http://127.0.0.1.evil.example/callback",
             "http://localhost:9999/callback",
+            // No URL has these ports (the `redirect_uri` fuzz target, issue 22 item 5).
+            "http://127.0.0.1:99999/callback",
+            "http://[::1]:65536/callback",
             "javascript:alert(1)",
             "",
         ] {

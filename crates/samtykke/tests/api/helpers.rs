@@ -296,6 +296,7 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
         metrics_on_public_listener: false,
         operator: Default::default(),
+        sqlite_synchronous: None,
     }
 }
 

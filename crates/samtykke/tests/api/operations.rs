@@ -19,6 +19,7 @@ impl ServerProcess {
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(args)
             .env("SAMTYKKE_DATABASE_URL", database_url)
+            .env_remove("SAMTYKKE_SQLITE_SYNCHRONOUS")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -321,4 +322,111 @@ async fn a_wrong_method_is_answered_with_json_405() {
     assert_eq!(response.headers()["allow"], "POST");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "method_not_allowed");
+}
+
+/// SECURITY.md (d)5, power loss (issue 22 §7): production mode commits to
+/// SQLite with `synchronous=FULL`, sandbox mode with `NORMAL`, and
+/// `--sqlite-synchronous` (flag, environment, file) overrides either. The
+/// banner shows what SQLite's writer connection answers to `PRAGMA
+/// synchronous`, read back after it was set.
+#[tokio::test]
+async fn sqlite_synchronous_is_full_in_production_normal_in_sandbox_and_configurable() {
+    let url = fresh_database_url(Engine::Sqlite).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("samtykke-sync-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("samtykke.toml");
+    std::fs::write(&file, "sqlite_synchronous = \"full\"\n").unwrap();
+    let config = file.to_str().unwrap();
+    // (flags, environment, the mode expected, what the case shows)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 7] = [
+        (&["--production"], &[], "FULL", "production default"),
+        (&[], &[], "NORMAL", "sandbox default"),
+        (
+            &["--production", "--sqlite-synchronous", "normal"],
+            &[],
+            "NORMAL",
+            "flag",
+        ),
+        (
+            &["--sqlite-synchronous", "FULL"],
+            &[],
+            "FULL",
+            "flag, any case",
+        ),
+        (
+            &["--production"],
+            &[("SAMTYKKE_SQLITE_SYNCHRONOUS", "normal")],
+            "NORMAL",
+            "environment",
+        ),
+        (&["--config", config], &[], "FULL", "file"),
+        (
+            &["--config", config, "--sqlite-synchronous", "normal"],
+            &[("SAMTYKKE_SQLITE_SYNCHRONOUS", "full")],
+            "NORMAL",
+            "the flag beats the environment and the file",
+        ),
+    ];
+    for (args, envs, expected, case) in cases {
+        let server = ServerProcess::start(&url, args, envs);
+        assert_eq!(
+            server.banner_value("synchronous").as_deref(),
+            Some(expected),
+            "{case}: {}",
+            server.stdout
+        );
+        let (status, logs) = server.terminate();
+        assert!(status.success(), "{case}: {logs}");
+        assert!(
+            logs.contains(&format!("sqlite_synchronous=\"{expected}\""))
+                || logs.contains(&format!("sqlite_synchronous={expected}")),
+            "{case}: the start-up log names the mode: {logs}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_unknown_sqlite_synchronous_value_is_refused_at_start() {
+    let url = fresh_database_url(Engine::Sqlite).await.unwrap();
+    for (args, envs) in [
+        (vec!["--sqlite-synchronous", "off"], vec![]),
+        (vec![], vec![("SAMTYKKE_SQLITE_SYNCHRONOUS", "extra")]),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_samtykke"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"])
+            .args(&args)
+            .env("SAMTYKKE_DATABASE_URL", &url)
+            .env_remove("SAMTYKKE_CONFIG")
+            .envs(envs)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--sqlite-synchronous") && stderr.contains("full"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_has_no_sqlite_synchronous_line() {
+    let Some(url) = fresh_database_url(Engine::Postgres).await else {
+        return;
+    };
+    let server = ServerProcess::start(
+        &url,
+        &["--production", "--sqlite-synchronous", "normal"],
+        &[],
+    );
+    assert_eq!(
+        server.banner_value("synchronous"),
+        None,
+        "{}",
+        server.stdout
+    );
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
 }
