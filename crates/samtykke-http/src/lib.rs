@@ -6,6 +6,7 @@ mod access_token;
 mod api;
 mod client_auth;
 mod client_cache;
+pub mod creditors;
 mod discovery;
 mod error;
 // Public only for the fuzz targets (feature `fuzzing`).
@@ -99,6 +100,8 @@ pub struct AppState {
     pub(crate) operator_views: Arc<operator::OperatorViews>,
     /// The origin of an external logo, allowed in the pages' `img-src`.
     pub(crate) operator_logo_origin: Option<Arc<str>>,
+    /// Calls live creditors (issue 21); None when not set up.
+    pub(crate) creditor_client: Option<creditors::CreditorClient>,
 }
 
 /// Secrets shared by every process on the database.
@@ -138,7 +141,19 @@ impl AppState {
             clients: Arc::new(client_cache::ClientCache::default()),
             remote: Arc::new(remote::Remote::default()),
             sandbox_client: None,
+            creditor_client: None,
         }
+    }
+
+    /// Sets the client that calls live creditors.
+    pub fn with_creditor_client(mut self, client: creditors::CreditorClient) -> Self {
+        self.creditor_client = Some(client);
+        self
+    }
+
+    /// The client that calls live creditors, if set up.
+    pub fn creditor_client(&self) -> Option<&creditors::CreditorClient> {
+        self.creditor_client.as_ref()
     }
 
     /// Names the sandbox client (sandbox mode only).

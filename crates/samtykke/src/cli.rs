@@ -10,7 +10,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::commands::{client, debt, keys};
+use crate::commands::{client, creditor, debt, keys};
 use crate::config::{
     connection_caps, connection_timeout, parse_admin_listen, SqliteSynchronous,
     DEFAULT_ADMIN_LISTEN,
@@ -70,6 +70,8 @@ pub enum Command {
     /// Manage the debt registry
     #[command(subcommand)]
     Debt(debt::DebtCommand),
+    /// Manage live creditors (getDataForSSN / getalldata endpoints)
+    Creditor(creditor::CreditorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +162,8 @@ pub struct ServeArgs {
         ignore_case = true
     )]
     pub sqlite_synchronous: Option<SqliteSynchronous>,
+    #[command(flatten)]
+    pub creditor: creditor::CreditorServeArgs,
 }
 
 impl ServeArgs {
@@ -247,6 +251,7 @@ impl ServeArgs {
                 .unwrap_or(false),
             operator,
             sqlite_synchronous: self.sqlite_synchronous.or(file.sqlite_synchronous),
+            creditors: self.creditor.resolve(file)?,
         })
     }
 
@@ -380,6 +385,20 @@ pub async fn run() -> anyhow::Result<()> {
             let store =
                 operator_store(cli.database_url, file.database_url, log_format, cli.create).await?;
             debt::run(store.as_ref(), command, &mut std::io::stdout()).await
+        }
+        Command::Creditor(args) => {
+            if let Some(simulate) = args.simulate_command() {
+                init_tracing(log_format, "info");
+                return creditor::simulate(simulate).await;
+            }
+            let store = operator_store(
+                cli.database_url,
+                file.database_url.clone(),
+                log_format,
+                cli.create,
+            )
+            .await?;
+            creditor::run(store, args, &file, &mut std::io::stdout()).await
         }
     }
 }

@@ -297,6 +297,11 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         metrics_on_public_listener: false,
         operator: Default::default(),
         sqlite_synchronous: None,
+        creditors: samtykke::config::CreditorSettings {
+            // No daily getalldata in tests unless a test asks for it.
+            sync_at: None,
+            ..Default::default()
+        },
     }
 }
 

@@ -14,6 +14,7 @@ mod browser;
 mod cli;
 mod conformance;
 mod connection_limits;
+mod creditors;
 mod debt_api;
 mod debt_import;
 mod discovery;
@@ -30,6 +31,7 @@ mod operator_pages;
 mod request_objects;
 mod response_modes;
 mod store_contract;
+pub mod test_ca;
 mod token;
 
 mod portal;
