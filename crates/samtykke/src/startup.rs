@@ -17,7 +17,7 @@ use samtykke_http::identity::upstream;
 use samtykke_http::{AppState, ServerSettings};
 use tokio::net::TcpListener;
 
-use crate::config::{validate_base_url, ServeConfig};
+use crate::config::{validate_base_url, DeliverySettings, ServeConfig};
 use crate::storage::open_store;
 
 /// The sandbox client's display name and organisation number (a valid but
@@ -39,6 +39,8 @@ pub struct Application {
     admin_listener: Option<TcpListener>,
     connection_limits: samtykke_http::ConnectionLimits,
     metrics_on_public_listener: bool,
+    /// The delivery listener (pushUpdates over mutual TLS), if it is on.
+    delivery: Option<samtykke_http::DeliveryListener>,
 }
 
 impl Application {
@@ -61,6 +63,10 @@ impl Application {
             Some(admin) => Some(TcpListener::bind(admin).await.with_context(|| {
                 format!("could not listen on {admin} (admin-listen; `off` disables it)")
             })?),
+            None => None,
+        };
+        let delivery = match &config.delivery {
+            Some(settings) => Some(bind_delivery(settings).await?),
             None => None,
         };
         let issuer = match &config.issuer {
@@ -136,7 +142,13 @@ impl Application {
             admin_listener,
             connection_limits: config.connection_limits,
             metrics_on_public_listener: config.metrics_on_public_listener,
+            delivery,
         })
+    }
+
+    /// The delivery listener's address (pushUpdates), if it is on.
+    pub fn delivery_addr(&self) -> Option<SocketAddr> {
+        self.delivery.as_ref()?.listener.local_addr().ok()
     }
 
     /// The operator listener's address (`/metrics`), if it is on.
@@ -182,6 +194,7 @@ impl Application {
             limits: self.connection_limits,
             admin: self.admin_listener,
             metrics_on_public_listener: self.metrics_on_public_listener,
+            delivery: self.delivery,
         };
         let served = samtykke_http::serve(self.listener, self.state, options, shutdown).await;
         if let Some(janitor) = janitor {
@@ -297,4 +310,28 @@ async fn disable_sandbox_client(store: &dyn Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads the delivery listener's PEM files and binds it.
+async fn bind_delivery(
+    settings: &DeliverySettings,
+) -> anyhow::Result<samtykke_http::DeliveryListener> {
+    let read = |name: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("could not read {name} {}", path.display()))
+    };
+    let certificate_chain = read("delivery-tls-cert", &settings.tls_cert)?;
+    let private_key = read("delivery-tls-key", &settings.tls_key)?;
+    let client_ca = read("delivery-client-ca", &settings.client_ca)?;
+    let tls = samtykke_http::delivery::server_config(&samtykke_http::delivery::DeliveryTlsFiles {
+        certificate_chain: &certificate_chain,
+        private_key: &private_key,
+        client_ca: &client_ca,
+    })?;
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "could not listen on {} (delivery-listen; `off` disables it)",
+            settings.listen
+        )
+    })?;
+    Ok(samtykke_http::DeliveryListener { listener, tls })
 }
