@@ -35,8 +35,8 @@ use axum::{Json, Router};
 use prometheus::core::Collector;
 use prometheus::{IntCounter, IntCounterVec};
 use rustls::pki_types::CertificateDer;
-use samtykke_core::debt::Delivery as _Pending;
-type FinancialInstitutionId = samtykke_core::domain::OrgNumber;
+use samtykke_core::creditor::{Creditor, FinancialInstitutionId};
+use samtykke_core::debt::parse_delivery;
 use samtykke_core::domain::OrgNumber;
 use samtykke_core::store::StoreError;
 use serde_json::json;
@@ -116,7 +116,7 @@ async fn post_push(
             tracing::info!(
                 trace_id = %trace.0,
                 certificate_org = %stored.certificate_org,
-                institutions = %stored.institutions.iter().map(OrgNumber::as_str).collect::<Vec<_>>().join(","),
+                institutions = %stored.institutions.iter().map(FinancialInstitutionId::as_str).collect::<Vec<_>>().join(","),
                 customers = stored.customers,
                 loans = stored.loans,
                 "push stored"
@@ -125,7 +125,7 @@ async fn post_push(
                 StatusCode::OK,
                 Json(json!({
                     "providerID": stored.provider_id,
-                    "financialInstitutionIDs": stored.institutions.iter().map(OrgNumber::as_str).collect::<Vec<_>>(),
+                    "financialInstitutionIDs": stored.institutions.iter().map(FinancialInstitutionId::as_str).collect::<Vec<_>>(),
                     "customers": stored.customers,
                     "loans": stored.loans,
                     "timestamp": iso(state.clock.now()),
@@ -160,17 +160,6 @@ struct Stored {
     loans: u64,
 }
 
-#[cfg(not(any()))]
-async fn push(
-    _state: &AppState,
-    _trace: &TraceId,
-    _certificates: Option<PeerCertificates>,
-    _body: Body,
-) -> Result<Stored, PushErrorKind> {
-    Err(PushErrorKind::Internal)
-}
-
-#[cfg(any())]
 async fn push(
     state: &AppState,
     trace: &TraceId,
@@ -187,31 +176,30 @@ async fn push(
         organisation_of(leaf).map_err(|e| PushErrorKind::Unauthorized(e.to_string()))?;
     let creditors = state
         .store
-        .find_creditor_by_certificate_org(&certificate_org)
+        .find_creditors_by_certificate_org(&certificate_org)
         .await
         .map_err(|e| store_failure(e, trace))?;
     let allowed = Allowed::of(&certificate_org, &creditors)?;
 
     let body = read_body(body).await?;
-    let delivery = samtykke_core::debt::parse_push(&body, state.nin_policy())
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| PushErrorKind::Invalid("the body is not UTF-8 JSON".into()))?;
+    let delivery = parse_delivery(text, state.nin_policy())
         .map_err(|e| PushErrorKind::Invalid(e.to_string()))?;
     allowed.check_provider(&delivery.provider_id)?;
-    let institutions: BTreeSet<FinancialInstitutionId> = delivery
-        .customers
-        .iter()
-        .map(|c| c.financial_institution_id.clone())
-        .collect();
+    let institutions: BTreeSet<FinancialInstitutionId> =
+        delivery.financial_institutions.iter().cloned().collect();
     for fi in &institutions {
         allowed.check_institution(fi)?;
     }
     let loans = state
         .store
-        .apply_push(&delivery)
+        .apply_push(&delivery, state.clock.now())
         .await
         .map_err(|e| store_failure(e, trace))?;
     Ok(Stored {
         certificate_org,
-        provider_id: delivery.provider_id.to_string(),
+        provider_id: format!("9908:{}", delivery.provider_id.as_str()),
         institutions,
         customers: delivery.customers.len() as u64,
         loans,
@@ -219,14 +207,12 @@ async fn push(
 }
 
 /// The institutions a certificate may push for.
-#[cfg(any())]
 struct Allowed<'a> {
     certificate_org: &'a OrgNumber,
     enabled: Vec<&'a Creditor>,
     disabled: Vec<&'a Creditor>,
 }
 
-#[cfg(any())]
 impl<'a> Allowed<'a> {
     /// `creditors`: those whose own number or `certificate_org` is the
     /// certificate's organisation.
@@ -254,9 +240,9 @@ impl<'a> Allowed<'a> {
 
     /// `providerID`: the certificate's organisation or one of the
     /// institutions it serves.
-    fn check_provider(&self, provider: &FinancialInstitutionId) -> Result<(), PushErrorKind> {
-        let own = provider.org_number().as_ref() == Some(self.certificate_org);
-        if own || self.enabled.iter().any(|c| &c.id == provider) {
+    fn check_provider(&self, provider: &OrgNumber) -> Result<(), PushErrorKind> {
+        let served = |c: &&Creditor| c.id.org_number().as_ref() == Some(provider);
+        if provider == self.certificate_org || self.enabled.iter().any(served) {
             return Ok(());
         }
         Err(PushErrorKind::Forbidden(format!(

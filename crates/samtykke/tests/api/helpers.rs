@@ -146,6 +146,8 @@ pub struct TestApp {
     pub clock: FixedClock,
     /// The operator listener (`/metrics`), when the configuration has one.
     pub admin_base: Option<String>,
+    /// The delivery listener (`https://…`, pushUpdates), when it is on.
+    pub delivery_base: Option<String>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -216,6 +218,7 @@ pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> Te
         .expect("build app");
     let addr = app.local_addr().expect("addr");
     let admin_base = app.admin_addr().map(|a| format!("http://{a}"));
+    let delivery_base = app.delivery_addr().map(|a| format!("https://{a}"));
     let sandbox = app
         .sandbox_credentials()
         .cloned()
@@ -235,6 +238,7 @@ pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> Te
             .expect("client"),
         clock,
         admin_base,
+        delivery_base,
         _shutdown: tx,
     }
 }
