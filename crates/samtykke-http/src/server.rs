@@ -410,8 +410,16 @@ async fn serve_connection(
         Some(acceptor) => {
             // The handshake's bytes are the first request's: it is due
             // within the header read timeout of the connection opening.
-            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io)).await {
-                Ok(Ok(stream)) => {
+            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io));
+            let mut stopping = signal.clone();
+            let handshake = tokio::select! {
+                result = handshake => Some(result),
+                // Shutting down: a connection still in its handshake goes.
+                _ = stopping.changed() => None,
+            };
+            match handshake {
+                None => {}
+                Some(Ok(Ok(stream))) => {
                     let (_, tls) = stream.get_ref();
                     let certificates = tls.peer_certificates().map(PeerCertificates::new);
                     let h2 = tls.alpn_protocol() == Some(crate::delivery::ALPN_H2);
@@ -425,12 +433,12 @@ async fn serve_connection(
                     };
                     connection.drive(served, signal).await;
                 }
-                Ok(Err(e)) => {
+                Some(Ok(Err(e))) => {
                     let reason = crate::metrics::HandshakeFailures::reason(&e);
                     metrics.handshake_failures.failed(reason);
                     tracing::debug!(listener = metrics.name, %peer, reason, error = %e, "TLS handshake failed");
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     metrics.handshake_failures.failed("timeout");
                     metrics.header_timeouts.inc();
                     tracing::debug!(listener = metrics.name, %peer, "TLS handshake timed out");

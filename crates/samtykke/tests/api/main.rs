@@ -25,6 +25,7 @@ mod metrics;
 mod opaque_tokens;
 mod openapi;
 mod operations;
+mod push;
 mod request_objects;
 mod response_modes;
 mod store_contract;

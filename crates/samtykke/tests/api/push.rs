@@ -13,7 +13,9 @@ use samtykke_core::domain::OrgNumber;
 use samtykke_core::Clock;
 use serde_json::{json, Value};
 
-use crate::helpers::{fresh_database_url, run_cli, serve_config, spawn_app_configured, Engine, TestApp};
+use crate::helpers::{
+    fresh_database_url, run_cli, serve_config, spawn_app_configured, Engine, TestApp,
+};
 use crate::schema::assert_conforms;
 use crate::test_ca::{Issued, TestCa};
 
@@ -184,13 +186,27 @@ fn customer(nin: &str, fi: &str, loans: Value) -> Value {
 }
 
 /// Asserts the documented error shape; returns `error_description`.
-async fn assert_push_error(response: reqwest::Response, status: u16, error: &str, trace_id: &str) -> String {
+async fn assert_push_error(
+    response: reqwest::Response,
+    status: u16,
+    error: &str,
+    trace_id: &str,
+) -> String {
     assert_eq!(response.status().as_u16(), status);
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["x-trace-id"], trace_id);
     let body: Value = response.json().await.unwrap();
-    let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["error", "error_description", "timestamp", "trace_id"], "{body}");
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        ["error", "error_description", "timestamp", "trace_id"],
+        "{body}"
+    );
     assert_eq!(body["error"], error, "{body}");
     assert_eq!(body["trace_id"], trace_id);
     time::OffsetDateTime::parse(
@@ -199,7 +215,10 @@ async fn assert_push_error(response: reqwest::Response, status: u16, error: &str
     )
     .unwrap();
     let description = body["error_description"].as_str().unwrap().to_owned();
-    assert!(!description.contains(PERSON) && !description.contains(OTHER_PERSON), "{description}");
+    assert!(
+        !description.contains(PERSON) && !description.contains(OTHER_PERSON),
+        "{description}"
+    );
     description
 }
 
@@ -391,10 +410,22 @@ push_tests! {
 async fn the_listener_speaks_http2_and_http11_and_serves_only_the_push_route() {
     let t = spawn_push_app(Engine::Sqlite).await.unwrap();
     let identity = t.ca.client_cert("Nordlys Bank ASA", NORDLYS);
-    let body = delivery(NORDLYS, json!([customer(PERSON, NORDLYS, json!([card("NB-1", 1)]))]));
+    let body = delivery(
+        NORDLYS,
+        json!([customer(PERSON, NORDLYS, json!([card("NB-1", 1)]))]),
+    );
     // reqwest offers h2 and http/1.1 by ALPN: the server picks HTTP/2.
-    let response = t.client(Some(&identity)).post(t.url()).json(&body).send().await.unwrap();
-    assert_eq!((response.status(), response.version()), (StatusCode::OK, reqwest::Version::HTTP_2));
+    let response = t
+        .client(Some(&identity))
+        .post(t.url())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status(), response.version()),
+        (StatusCode::OK, reqwest::Version::HTTP_2)
+    );
     let http1 = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
@@ -404,12 +435,25 @@ async fn the_listener_speaks_http2_and_http11_and_serves_only_the_push_route() {
         .build()
         .unwrap();
     let response = http1.post(t.url()).json(&body).send().await.unwrap();
-    assert_eq!((response.status(), response.version()), (StatusCode::OK, reqwest::Version::HTTP_11));
+    assert_eq!(
+        (response.status(), response.version()),
+        (StatusCode::OK, reqwest::Version::HTTP_11)
+    );
 
     let client = t.client(Some(&identity));
-    let response = client.get(t.url()).header("X-Trace-ID", "t-2").send().await.unwrap();
+    let response = client
+        .get(t.url())
+        .header("X-Trace-ID", "t-2")
+        .send()
+        .await
+        .unwrap();
     assert_push_error(response, 405, "method_not_allowed", "t-2").await;
-    for path in ["/v1/debt", "/oauth2/token", "/metrics", "/push/rest/v1/debt/loans/x"] {
+    for path in [
+        "/v1/debt",
+        "/oauth2/token",
+        "/metrics",
+        "/push/rest/v1/debt/loans/x",
+    ] {
         let response = client
             .post(format!("{}{path}", t.delivery))
             .header("X-Trace-ID", "t-3")
@@ -419,12 +463,25 @@ async fn the_listener_speaks_http2_and_http11_and_serves_only_the_push_route() {
         assert_push_error(response, 404, "not_found", "t-3").await;
     }
     // The public listener has no push route.
-    let response = t.app.http.post(t.app.url(PUSH_PATH)).json(&body).send().await.unwrap();
+    let response = t
+        .app
+        .http
+        .post(t.app.url(PUSH_PATH))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 
     // Over the size limit: 413, nothing read further.
     let big = vec![b' '; 16 * 1024 * 1024 + 1];
-    let response = http1.post(t.url()).header("X-Trace-ID", "t-4").body(big).send().await.unwrap();
+    let response = http1
+        .post(t.url())
+        .header("X-Trace-ID", "t-4")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_push_error(response, 413, "payload_too_large", "t-4").await;
 }
 
@@ -433,7 +490,17 @@ async fn serve_refuses_a_delivery_listener_without_its_three_files() {
     let url = fresh_database_url(Engine::Sqlite).await.unwrap();
     let output = run_cli(
         &url,
-        &["serve", "--admin-listen", "off", "--listen", "127.0.0.1:0", "--delivery-listen", "127.0.0.1:0", "--delivery-tls-cert", "server.pem"],
+        &[
+            "serve",
+            "--admin-listen",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--delivery-listen",
+            "127.0.0.1:0",
+            "--delivery-tls-cert",
+            "server.pem",
+        ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -443,10 +510,21 @@ async fn serve_refuses_a_delivery_listener_without_its_three_files() {
     );
     let output = run_cli(
         &url,
-        &["serve", "--admin-listen", "off", "--listen", "127.0.0.1:0", "--delivery-client-ca", "ca.pem"],
+        &[
+            "serve",
+            "--admin-listen",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--delivery-client-ca",
+            "ca.pem",
+        ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--delivery-client-ca needs --delivery-listen"), "{stderr}");
+    assert!(
+        stderr.contains("--delivery-client-ca needs --delivery-listen"),
+        "{stderr}"
+    );
 
     let ca = TestCa::new();
     let server = ca.server_cert("samtykke-delivery");
@@ -454,14 +532,25 @@ async fn serve_refuses_a_delivery_listener_without_its_three_files() {
     let output = run_cli(
         &url,
         &[
-            "serve", "--admin-listen", "off", "--listen", "127.0.0.1:0",
-            "--delivery-listen", "127.0.0.1:0",
-            "--delivery-tls-cert", server.cert_path.to_str().unwrap(),
-            "--delivery-tls-key", server.key_path.to_str().unwrap(),
-            "--delivery-client-ca", missing.to_str().unwrap(),
+            "serve",
+            "--admin-listen",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--delivery-listen",
+            "127.0.0.1:0",
+            "--delivery-tls-cert",
+            server.cert_path.to_str().unwrap(),
+            "--delivery-tls-key",
+            server.key_path.to_str().unwrap(),
+            "--delivery-client-ca",
+            missing.to_str().unwrap(),
         ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("could not read delivery-client-ca"), "{stderr}");
+    assert!(
+        stderr.contains("could not read delivery-client-ca"),
+        "{stderr}"
+    );
 }
