@@ -29,6 +29,7 @@ mod push;
 mod request_objects;
 mod response_modes;
 mod store_contract;
+pub mod test_ca;
 mod token;
 
 mod portal;
