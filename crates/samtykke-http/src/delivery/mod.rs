@@ -23,7 +23,6 @@
 pub mod certificate;
 pub mod tls;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -155,7 +154,8 @@ async fn post_push(
 struct Stored {
     certificate_org: OrgNumber,
     provider_id: String,
-    institutions: BTreeSet<FinancialInstitutionId>,
+    /// In the order of the body.
+    institutions: Vec<FinancialInstitutionId>,
     customers: u64,
     loans: u64,
 }
@@ -187,8 +187,7 @@ async fn push(
     let delivery = parse_delivery(text, state.nin_policy())
         .map_err(|e| PushErrorKind::Invalid(e.to_string()))?;
     allowed.check_provider(&delivery.provider_id)?;
-    let institutions: BTreeSet<FinancialInstitutionId> =
-        delivery.financial_institutions.iter().cloned().collect();
+    let institutions = delivery.financial_institutions.clone();
     for fi in &institutions {
         allowed.check_institution(fi)?;
     }
