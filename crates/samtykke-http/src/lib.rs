@@ -7,6 +7,7 @@ mod api;
 mod client_auth;
 mod client_cache;
 pub mod delivery;
+pub mod creditors;
 mod discovery;
 mod error;
 mod form;
@@ -88,6 +89,8 @@ pub struct AppState {
     /// The sandbox client's id, in sandbox mode (the landing page and
     /// `/sandbox/callback` show it; never its secret).
     pub(crate) sandbox_client: Option<Arc<str>>,
+    /// Calls live creditors (issue 21); None when not set up.
+    pub(crate) creditor_client: Option<creditors::CreditorClient>,
 }
 
 /// Secrets shared by every process on the database.
@@ -121,7 +124,19 @@ impl AppState {
             clients: Arc::new(client_cache::ClientCache::default()),
             remote: Arc::new(remote::Remote::default()),
             sandbox_client: None,
+            creditor_client: None,
         }
+    }
+
+    /// Sets the client that calls live creditors.
+    pub fn with_creditor_client(mut self, client: creditors::CreditorClient) -> Self {
+        self.creditor_client = Some(client);
+        self
+    }
+
+    /// The client that calls live creditors, if set up.
+    pub fn creditor_client(&self) -> Option<&creditors::CreditorClient> {
+        self.creditor_client.as_ref()
     }
 
     /// Names the sandbox client (sandbox mode only).

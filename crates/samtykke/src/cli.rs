@@ -10,7 +10,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::commands::{client, debt, keys};
+use crate::commands::{client, creditor, debt, keys};
 use crate::config::{
     connection_caps, connection_timeout, parse_admin_listen, DEFAULT_ADMIN_LISTEN,
 };
@@ -69,6 +69,8 @@ pub enum Command {
     /// Manage the debt registry
     #[command(subcommand)]
     Debt(debt::DebtCommand),
+    /// Manage live creditors (getDataForSSN / getalldata endpoints)
+    Creditor(creditor::CreditorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +153,8 @@ pub struct ServeArgs {
     /// CA certificate(s) (PEM file) whose client certificates the delivery listener accepts
     #[arg(long, env = "SAMTYKKE_DELIVERY_CLIENT_CA")]
     pub delivery_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub creditor: creditor::CreditorServeArgs,
 }
 
 impl ServeArgs {
@@ -241,6 +245,7 @@ impl ServeArgs {
                 .metrics_on_public_listener
                 .or(file.metrics_on_public_listener)
                 .unwrap_or(false),
+            creditors: self.creditor.resolve(file)?,
         })
     }
 
@@ -374,6 +379,20 @@ pub async fn run() -> anyhow::Result<()> {
             let store =
                 operator_store(cli.database_url, file.database_url, log_format, cli.create).await?;
             debt::run(store.as_ref(), command, &mut std::io::stdout()).await
+        }
+        Command::Creditor(args) => {
+            if let Some(simulate) = args.simulate_command() {
+                init_tracing(log_format, "info");
+                return creditor::simulate(simulate).await;
+            }
+            let store = operator_store(
+                cli.database_url,
+                file.database_url.clone(),
+                log_format,
+                cli.create,
+            )
+            .await?;
+            creditor::run(store, args, &file, &mut std::io::stdout()).await
         }
     }
 }

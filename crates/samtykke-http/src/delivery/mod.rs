@@ -35,7 +35,7 @@ use prometheus::core::Collector;
 use prometheus::{IntCounter, IntCounterVec};
 use rustls::pki_types::CertificateDer;
 use samtykke_core::creditor::{Creditor, FinancialInstitutionId};
-use samtykke_core::debt::parse_delivery;
+use samtykke_core::debt::{parse_delivery, ProviderId};
 use samtykke_core::domain::OrgNumber;
 use samtykke_core::store::StoreError;
 use serde_json::json;
@@ -198,7 +198,7 @@ async fn push(
         .map_err(|e| store_failure(e, trace))?;
     Ok(Stored {
         certificate_org,
-        provider_id: format!("9908:{}", delivery.provider_id.as_str()),
+        provider_id: delivery.provider_id.iso6523(),
         institutions,
         customers: delivery.customers.len() as u64,
         loans,
@@ -239,9 +239,10 @@ impl<'a> Allowed<'a> {
 
     /// `providerID`: the certificate's organisation or one of the
     /// institutions it serves.
-    fn check_provider(&self, provider: &OrgNumber) -> Result<(), PushErrorKind> {
-        let served = |c: &&Creditor| c.id.org_number().as_ref() == Some(provider);
-        if provider == self.certificate_org || self.enabled.iter().any(served) {
+    fn check_provider(&self, provider: &ProviderId) -> Result<(), PushErrorKind> {
+        let provider = provider.as_str();
+        let served = |c: &&Creditor| c.id.as_str() == provider;
+        if provider == self.certificate_org.as_str() || self.enabled.iter().any(served) {
             return Ok(());
         }
         Err(PushErrorKind::Forbidden(format!(

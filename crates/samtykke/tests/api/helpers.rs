@@ -165,6 +165,11 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
         metrics_on_public_listener: false,
         delivery: None,
+        creditors: samtykke::config::CreditorSettings {
+            // No daily getalldata in tests unless a test asks for it.
+            sync_at: None,
+            ..Default::default()
+        },
     }
 }
 
