@@ -104,6 +104,8 @@ pub struct ServeConfig {
     pub metrics_on_public_listener: bool,
     /// The delivery listener (pushUpdates over mutual TLS); None = off.
     pub delivery: Option<DeliverySettings>,
+    /// Live creditors: outbound TLS, the daily `getalldata`.
+    pub creditors: CreditorSettings,
 }
 
 /// The delivery listener as configured: where it listens and its PEM files
@@ -171,8 +173,6 @@ impl DeliveryInput {
             client_ca,
         }))
     }
-    /// Live creditors: outbound TLS, the daily `getalldata`.
-    pub creditors: CreditorSettings,
 }
 
 /// The default time of the daily `getalldata` (UTC).

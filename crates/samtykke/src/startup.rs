@@ -386,6 +386,8 @@ async fn bind_delivery(
         )
     })?;
     Ok(samtykke_http::DeliveryListener { listener, tls })
+}
+
 /// The client for outgoing creditor calls: TLS material from the settings;
 /// synthetic people and `http://` endpoints in sandbox mode only.
 fn creditor_client(settings: &CreditorSettings, sandbox: bool) -> anyhow::Result<CreditorClient> {

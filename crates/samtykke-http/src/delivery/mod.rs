@@ -184,12 +184,18 @@ async fn push(
     let body = read_body(body).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| PushErrorKind::Invalid("the body is not UTF-8 JSON".into()))?;
-    let delivery = parse_delivery(text, state.nin_policy())
+    let mut delivery = parse_delivery(text, state.nin_policy())
         .map_err(|e| PushErrorKind::Invalid(e.to_string()))?;
     allowed.check_provider(&delivery.provider_id)?;
     let institutions = delivery.financial_institutions.clone();
     for fi in &institutions {
         allowed.check_institution(fi)?;
+    }
+    // The registered name is the one shown, whatever the body says.
+    for entry in &mut delivery.entries {
+        if let Some(creditor) = allowed.enabled.iter().find(|c| c.id == entry.creditor_org) {
+            entry.creditor_name.clone_from(&creditor.name);
+        }
     }
     let loans = state
         .store

@@ -21,8 +21,8 @@ use crate::test_ca::{Issued, TestCa};
 
 const PUSH_PATH: &str = "/push/rest/v1/debt/loans";
 
-/// Nordlys Bank: its own certificate.
-const NORDLYS: &str = "923456783";
+/// Nordlys Bank (not the sandbox's): its own certificate.
+const NORDLYS: &str = "916000049";
 /// An IT provider running the integration of Fjordkreditt and Vestkyst.
 const PROVIDER: &str = "920013015";
 const FJORDKREDITT: &str = "916000006";
@@ -60,7 +60,7 @@ async fn spawn_push_app(engine: Engine) -> Option<PushApp> {
     let delivery = app.delivery_base.clone().expect("the delivery listener");
     let now = app.clock.now();
     for (org, name, certificate_org, enabled) in [
-        (NORDLYS, "Nordlys Bank ASA", None, true),
+        (NORDLYS, "Nordlys Sparebank", None, true),
         (FJORDKREDITT, "Fjordkreditt AS", Some(PROVIDER), true),
         (VESTKYST, "Vestkyst Sparebank", Some(PROVIDER), true),
         (DORMANT, "Sovende Finans AS", None, false),
@@ -238,7 +238,7 @@ push_tests! {
         assert_eq!(body["trace_id"], format!("push-{NORDLYS}"));
         assert_eq!(
             t.debt(PERSON).await,
-            json!([{"creditorName": "Nordlys Bank ASA", "loan": served(&first)}])
+            json!([{"creditorName": "Nordlys Sparebank", "loan": served(&first)}])
         );
 
         // A second push replaces that customer's loans there; another
@@ -254,7 +254,7 @@ push_tests! {
         assert_eq!(response.status(), 200);
         assert_eq!(
             t.debt(PERSON).await,
-            json!([{"creditorName": "Nordlys Bank ASA", "loan": served(&second)}])
+            json!([{"creditorName": "Nordlys Sparebank", "loan": served(&second)}])
         );
         let response = t
             .push_as(NORDLYS, &delivery(NORDLYS, json!([customer(PERSON, NORDLYS, json!([]))])))
@@ -263,7 +263,7 @@ push_tests! {
         assert_eq!(t.debt(PERSON).await, json!([]));
         assert_eq!(
             t.debt(OTHER_PERSON).await,
-            json!([{"creditorName": "Nordlys Bank ASA", "loan": served(&other)}])
+            json!([{"creditorName": "Nordlys Sparebank", "loan": served(&other)}])
         );
 
         let metrics = t.metrics().await;
@@ -327,7 +327,7 @@ push_tests! {
         assert!(error.is_connect() || error.is_request(), "{error:?}");
         // Nordlys Bank's organisation number, but issued by another CA.
         let other = TestCa::named("Another CA");
-        let impostor = other.client_cert("Nordlys Bank ASA", NORDLYS);
+        let impostor = other.client_cert("Nordlys Sparebank", NORDLYS);
         let error = t.client(Some(&impostor)).post(t.url()).json(&body).send().await.unwrap_err();
         assert!(error.is_connect() || error.is_request(), "{error:?}");
         assert_eq!(t.debt(PERSON).await, json!([]));
@@ -357,7 +357,7 @@ push_tests! {
             assert!(description.to_lowercase().contains(&expected.to_lowercase()), "{expected}: {description}");
         }
         for body in ["{\"providerID\": ", "[]", "{\"customers\": []}"] {
-            let identity = t.ca.client_cert("Nordlys Bank ASA", NORDLYS);
+            let identity = t.ca.client_cert("Nordlys Sparebank", NORDLYS);
             let response = t.client(Some(&identity)).post(t.url()).body(body).send().await.unwrap();
             assert_eq!(response.status(), 400, "{body}");
         }
@@ -409,7 +409,7 @@ push_tests! {
 #[tokio::test]
 async fn the_listener_speaks_http2_and_http11_and_serves_only_the_push_route() {
     let t = spawn_push_app(Engine::Sqlite).await.unwrap();
-    let identity = t.ca.client_cert("Nordlys Bank ASA", NORDLYS);
+    let identity = t.ca.client_cert("Nordlys Sparebank", NORDLYS);
     let body = delivery(
         NORDLYS,
         json!([customer(PERSON, NORDLYS, json!([card("NB-1", 1)]))]),
