@@ -7,6 +7,7 @@ mod api;
 mod client_auth;
 mod client_cache;
 pub mod creditors;
+pub mod delivery;
 mod discovery;
 mod error;
 // Public only for the fuzz targets (feature `fuzzing`).
@@ -41,7 +42,7 @@ use crate::identity::IdentityProvider;
 pub use client_cache::CLIENT_CACHE_TTL;
 pub use pages::sandbox::SANDBOX_CALLBACK_PATH;
 pub use router::{admin_router, router, router_with};
-pub use server::{ConnectionLimits, ServeOptions, ADMIN_MAX_CONNECTIONS};
+pub use server::{ConnectionLimits, DeliveryListener, ServeOptions, ADMIN_MAX_CONNECTIONS};
 
 /// Settings the HTTP layer reads.
 #[derive(Debug, Clone)]

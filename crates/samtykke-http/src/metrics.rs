@@ -53,6 +53,8 @@ pub struct Metrics {
     connections_open: IntGaugeVec,
     connections_refused: IntCounterVec,
     connections_timed_out: IntCounterVec,
+    /// The delivery listener's (pushUpdates).
+    pub(crate) push: crate::delivery::PushMetrics,
 }
 
 /// One listener's connection metrics (see `crate::server`).
@@ -64,14 +66,40 @@ pub(crate) struct ConnectionMetrics {
     pub closed_idle_timeout: IntCounter,
 }
 
+/// Failed TLS handshakes, by reason (`samtykke_push_handshake_failures_total`:
+/// the delivery listener is the only TLS listener).
+pub(crate) struct HandshakeFailures(IntCounterVec);
+
+impl HandshakeFailures {
+    /// Every reason [`Self::reason`] gives, and `timeout`.
+    pub const REASONS: [&'static str; 4] =
+        ["no_certificate", "bad_certificate", "timeout", "other"];
+
+    pub fn failed(&self, reason: &str) {
+        self.0.with_label_values(&[reason]).inc();
+    }
+
+    /// Why a handshake failed: the client sent no certificate, or one that
+    /// was not accepted (another CA, expired, not for client
+    /// authentication), or anything else (not TLS, a protocol error).
+    pub fn reason(e: &std::io::Error) -> &'static str {
+        use rustls::Error;
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+            Some(Error::NoCertificatesPresented) => "no_certificate",
+            Some(Error::InvalidCertificate(_)) => "bad_certificate",
+            _ => "other",
+        }
+    }
+}
+
 /// Metric construction fails only for an invalid name or label, which are
 /// constants here (and `metrics_render` in the tests below builds them all).
 #[allow(clippy::expect_used)]
-fn fixed<T>(metric: prometheus::Result<T>) -> T {
+pub(crate) fn fixed<T>(metric: prometheus::Result<T>) -> T {
     metric.expect("metric names and labels are valid constants")
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     fixed(IntCounterVec::new(Opts::new(name, help), labels))
 }
 
@@ -159,6 +187,7 @@ impl Metrics {
                 "Connections closed by the server because a request's headers came too slowly or the connection sat idle, by listener and reason (header_timeout, idle_timeout).",
                 &["listener", "reason"],
             ),
+            push: crate::delivery::PushMetrics::new(),
         };
         metrics.connections("public");
         // Series known in advance exist from the start, at 0.
@@ -245,6 +274,11 @@ impl Metrics {
         }
     }
 
+    /// A TLS listener's failed handshakes.
+    pub(crate) fn handshake_failures(&self, _listener: &str) -> HandshakeFailures {
+        HandshakeFailures(self.push.handshake_failures.clone())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, pool: Option<PoolStats>) -> Vec<u8> {
         let collectors: [&dyn Collector; 11] = [
@@ -261,6 +295,7 @@ impl Metrics {
             &self.connections_timed_out,
         ];
         let mut families: Vec<_> = collectors.iter().flat_map(|c| c.collect()).collect();
+        families.extend(self.push.collect());
         if let Some(pool) = pool {
             self.pool_connections.set(i64::from(pool.size));
             self.pool_idle.set(i64::from(pool.idle));

@@ -21,6 +21,12 @@
 //! timer is off, because it also counts the wait for a keep-alive
 //! connection's next request.
 //!
+//! The delivery listener (`serve --delivery-listen`, pushUpdates) has the
+//! same limits, with mutual TLS in front: the handshake must complete within
+//! the header read timeout (its bytes count as the first request's), and
+//! HTTP/2 is served when the client asks for it by ALPN (every stream of an
+//! HTTP/2 connection has its own body deadline).
+//!
 //! Graceful shutdown: when the shutdown future completes the listeners stop
 //! accepting, every connection finishes the request it is serving (idle
 //! ones close at once), and [`serve`] returns when the last has closed.
@@ -41,7 +47,7 @@ use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::{Json, Router};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use prometheus::{IntCounter, IntGauge};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -50,6 +56,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::delivery::PeerCertificates;
 use crate::metrics::Metrics;
 
 /// Connection-level limits of a listener. Every field is configurable
@@ -110,6 +117,9 @@ pub struct ServeOptions {
     pub admin: Option<TcpListener>,
     /// Whether the public listener also answers `GET /metrics`.
     pub metrics_on_public_listener: bool,
+    /// The delivery listener (pushUpdates over mutual TLS), if any; it has
+    /// the public listener's limits.
+    pub delivery: Option<DeliveryListener>,
 }
 
 impl Default for ServeOptions {
@@ -118,7 +128,23 @@ impl Default for ServeOptions {
             limits: ConnectionLimits::DEFAULT,
             admin: None,
             metrics_on_public_listener: false,
+            delivery: None,
         }
+    }
+}
+
+/// The delivery listener: its socket and its TLS configuration (see
+/// [`crate::delivery::server_config`]).
+pub struct DeliveryListener {
+    pub listener: TcpListener,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for DeliveryListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryListener")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,15 +171,28 @@ pub async fn serve(
         public,
         options.limits,
         Listener::new("public", &metrics),
+        None,
         signal_rx.clone(),
         close_rx.clone(),
     ));
+    if let Some(delivery) = options.delivery {
+        loops.spawn(accept_loop(
+            delivery.listener,
+            crate::delivery::router(state.clone()),
+            options.limits,
+            Listener::new("delivery", &metrics),
+            Some(tokio_rustls::TlsAcceptor::from(delivery.tls)),
+            signal_rx.clone(),
+            close_rx.clone(),
+        ));
+    }
     if let Some(admin) = options.admin {
         loops.spawn(accept_loop(
             admin,
             crate::router::admin_router(state),
             options.limits.for_admin(),
             Listener::new("admin", &metrics),
+            None,
             signal_rx.clone(),
             close_rx.clone(),
         ));
@@ -175,6 +214,8 @@ struct Listener {
     refused_per_ip: IntCounter,
     header_timeouts: IntCounter,
     idle_timeouts: IntCounter,
+    /// TLS listeners: failed handshakes, by reason.
+    handshake_failures: crate::metrics::HandshakeFailures,
 }
 
 impl Listener {
@@ -187,6 +228,7 @@ impl Listener {
             refused_per_ip: m.refused_max_connections_per_ip,
             header_timeouts: m.closed_header_timeout,
             idle_timeouts: m.closed_idle_timeout,
+            handshake_failures: metrics.handshake_failures(name),
         }
     }
 }
@@ -196,15 +238,19 @@ async fn accept_loop(
     router: Router,
     limits: ConnectionLimits,
     metrics: Listener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut signal: watch::Receiver<()>,
     close: watch::Receiver<()>,
 ) {
     let metrics = Arc::new(metrics);
     let admission = Arc::new(Admission::default());
-    let mut http = hyper::server::conn::http1::Builder::new();
+    let mut http1 = hyper::server::conn::http1::Builder::new();
     // Our watchdog keeps the header timer (hyper's counts the keep-alive wait).
-    http.header_read_timeout(None).keep_alive(true);
-    let http = Arc::new(http);
+    http1.header_read_timeout(None).keep_alive(true);
+    let http = Arc::new(Protocols {
+        http1,
+        http2: hyper::server::conn::http2::Builder::new(TokioExecutor::new()),
+    });
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -238,10 +284,18 @@ async fn accept_loop(
             limits,
             Arc::clone(&metrics),
             slot,
+            tls.clone(),
             signal.clone(),
             close.clone(),
         ));
     }
+}
+
+/// How a listener's connections speak HTTP: HTTP/1.1, or HTTP/2 when a TLS
+/// client chose it by ALPN.
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 /// Errors of `accept` that concern one connection are skipped; others (out
@@ -325,60 +379,70 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    http: Arc<hyper::server::conn::http1::Builder>,
+    http: Arc<Protocols>,
     limits: ConnectionLimits,
     metrics: Arc<Listener>,
     slot: Slot,
-    mut signal: watch::Receiver<()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    signal: watch::Receiver<()>,
     close: watch::Receiver<()>,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
+    let io = Watched {
         inner: stream,
         activity: Arc::clone(&activity),
-    });
-    let service = {
-        let activity = Arc::clone(&activity);
-        hyper::service::service_fn(move |request: Request<Incoming>| {
-            handle(
-                router.clone(),
-                request,
-                InFlight::start(Arc::clone(&activity)),
-                limits.body_read_timeout,
-            )
-        })
     };
-    let connection = http.serve_connection(io, service);
-    tokio::pin!(connection);
-    let mut shutting_down = false;
-    loop {
-        let check = match activity.close_at(&limits) {
-            Some((at, _)) => at,
-            // A request is in progress: look again once it may have ended.
-            None => Instant::now() + limits.header_read_timeout.min(limits.idle_timeout),
-        };
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(listener = metrics.name, %peer, error = %e, "connection ended with an error");
+    let connection = ConnectionParts {
+        peer,
+        router,
+        limits,
+        metrics: Arc::clone(&metrics),
+        activity,
+    };
+    match tls {
+        None => {
+            let service = connection.service(None, false);
+            let served = http.http1.serve_connection(TokioIo::new(io), service);
+            connection
+                .drive(Served::Http1(Box::pin(served)), signal)
+                .await;
+        }
+        Some(acceptor) => {
+            // The handshake's bytes are the first request's: it is due
+            // within the header read timeout of the connection opening.
+            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(io));
+            let mut stopping = signal.clone();
+            let handshake = tokio::select! {
+                result = handshake => Some(result),
+                // Shutting down: a connection still in its handshake goes.
+                _ = stopping.changed() => None,
+            };
+            match handshake {
+                None => {}
+                Some(Ok(Ok(stream))) => {
+                    let (_, tls) = stream.get_ref();
+                    let certificates = tls.peer_certificates().map(PeerCertificates::new);
+                    let h2 = tls.alpn_protocol() == Some(crate::delivery::ALPN_H2);
+                    let io = TokioIo::new(stream);
+                    let served = if h2 {
+                        let service = connection.service(certificates, true);
+                        Served::Http2(Box::pin(http.http2.serve_connection(io, service)))
+                    } else {
+                        let service = connection.service(certificates, false);
+                        Served::Http1(Box::pin(http.http1.serve_connection(io, service)))
+                    };
+                    connection.drive(served, signal).await;
                 }
-                break;
-            }
-            () = tokio::time::sleep_until(check) => {
-                if let Some((at, why)) = activity.close_at(&limits) {
-                    if at <= Instant::now() {
-                        match why {
-                            Expiry::HeaderTimeout => metrics.header_timeouts.inc(),
-                            Expiry::IdleTimeout => metrics.idle_timeouts.inc(),
-                        }
-                        tracing::debug!(listener = metrics.name, %peer, ?why, "connection closed");
-                        break;
-                    }
+                Some(Ok(Err(e))) => {
+                    let reason = crate::metrics::HandshakeFailures::reason(&e);
+                    metrics.handshake_failures.failed(reason);
+                    tracing::debug!(listener = metrics.name, %peer, reason, error = %e, "TLS handshake failed");
                 }
-            }
-            _ = signal.changed(), if !shutting_down => {
-                shutting_down = true;
-                connection.as_mut().graceful_shutdown();
+                Some(Err(_)) => {
+                    metrics.handshake_failures.failed("timeout");
+                    metrics.header_timeouts.inc();
+                    tracing::debug!(listener = metrics.name, %peer, "TLS handshake timed out");
+                }
             }
         }
     }
@@ -386,44 +450,184 @@ async fn serve_connection(
     drop((slot, close));
 }
 
-/// One request: the body under its deadline, the router, and `408` when the
-/// body's deadline passed while the handler read it.
-async fn handle(
+/// A connection being served, HTTP/1.1 or HTTP/2.
+enum Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    Http1(Pin<Box<hyper::server::conn::http1::Connection<I, ConnectionService>>>),
+    Http2(Pin<Box<hyper::server::conn::http2::Connection<I, ConnectionService, TokioExecutor>>>),
+}
+
+impl<I> Served<I>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+        match self {
+            Self::Http1(c) => c.as_mut().poll(cx),
+            Self::Http2(c) => c.as_mut().poll(cx),
+        }
+    }
+
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Self::Http1(c) => c.as_mut().graceful_shutdown(),
+            Self::Http2(c) => c.as_mut().graceful_shutdown(),
+        }
+    }
+}
+
+/// What serving one connection needs once it is accepted.
+struct ConnectionParts {
+    peer: SocketAddr,
     router: Router,
-    request: Request<Incoming>,
-    in_flight: InFlight,
+    limits: ConnectionLimits,
+    metrics: Arc<Listener>,
+    activity: Arc<Activity>,
+}
+
+impl ConnectionParts {
+    /// The connection's request handler. `streams`: HTTP/2 (requests run
+    /// side by side, each with its own body deadline flag).
+    fn service(&self, certificates: Option<PeerCertificates>, streams: bool) -> ConnectionService {
+        ConnectionService {
+            router: self.router.clone(),
+            activity: Arc::clone(&self.activity),
+            body_read_timeout: self.limits.body_read_timeout,
+            certificates,
+            streams,
+        }
+    }
+
+    /// Serves the connection until it ends, its watchdog closes it, or the
+    /// server shuts down (then the request in progress is finished).
+    async fn drive<I>(&self, mut connection: Served<I>, mut signal: watch::Receiver<()>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (activity, limits, metrics, peer) =
+            (&self.activity, &self.limits, &self.metrics, self.peer);
+        let mut shutting_down = false;
+        loop {
+            let check = match activity.close_at(limits) {
+                Some((at, _)) => at,
+                // A request is in progress: look again once it may have ended.
+                None => Instant::now() + limits.header_read_timeout.min(limits.idle_timeout),
+            };
+            tokio::select! {
+                result = std::future::poll_fn(|cx| connection.poll(cx)) => {
+                    if let Err(e) = result {
+                        tracing::debug!(listener = metrics.name, %peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = tokio::time::sleep_until(check) => {
+                    if let Some((at, why)) = activity.close_at(limits) {
+                        if at <= Instant::now() {
+                            match why {
+                                Expiry::HeaderTimeout => metrics.header_timeouts.inc(),
+                                Expiry::IdleTimeout => metrics.idle_timeouts.inc(),
+                            }
+                            tracing::debug!(listener = metrics.name, %peer, ?why, "connection closed");
+                            break;
+                        }
+                    }
+                }
+                _ = signal.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    connection.graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Serves one connection's requests.
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    activity: Arc<Activity>,
     body_read_timeout: Duration,
-) -> Result<Response<TrackedBody>, Infallible> {
-    // One request at a time on an HTTP/1 connection: the flag is the
-    // connection's, cleared for each request.
-    in_flight.0.body_late.store(false, Ordering::Relaxed);
-    let late = BodyLate {
-        activity: Arc::clone(&in_flight.0),
-        timeout: body_read_timeout,
-    };
-    let mut request = request.map(|body| BodyDeadline {
-        inner: body,
-        deadline: Instant::now() + body_read_timeout,
-        sleep: None,
-        activity: Arc::clone(&in_flight.0),
-    });
-    // Read by [`LateBodyLayer`], inside the router (so that the
-    // metrics count the 408).
-    request.extensions_mut().insert(late);
-    let response = match router.oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    Ok(response.map(|body| TrackedBody {
-        inner: body,
-        _in_flight: in_flight,
-    }))
+    /// The client's certificates (TLS listeners), given to every request.
+    certificates: Option<PeerCertificates>,
+    /// HTTP/2: requests run side by side, each with its own body flag.
+    streams: bool,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = HandleFuture;
+
+    /// One request: the body under its deadline, the router, and `408`
+    /// when the body's deadline passed while the handler read it.
+    fn call(&self, request: Request<Incoming>) -> HandleFuture {
+        let in_flight = InFlight::start(Arc::clone(&self.activity));
+        let late_flag = if self.streams {
+            Arc::new(AtomicBool::new(false))
+        } else {
+            // One request at a time on an HTTP/1 connection: the flag is
+            // the connection's, cleared for each request.
+            self.activity.body_late.store(false, Ordering::Relaxed);
+            Arc::clone(&self.activity.body_late)
+        };
+        let late = BodyLate {
+            flag: Arc::clone(&late_flag),
+            timeout: self.body_read_timeout,
+        };
+        let mut request = request.map(|body| BodyDeadline {
+            inner: body,
+            deadline: Instant::now() + self.body_read_timeout,
+            sleep: None,
+            late: late_flag,
+        });
+        // Read by [`LateBodyLayer`], inside the router (so that the
+        // metrics count the 408).
+        request.extensions_mut().insert(late);
+        if let Some(certificates) = &self.certificates {
+            request.extensions_mut().insert(certificates.clone());
+        }
+        HandleFuture {
+            inner: self.router.clone().oneshot(request),
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request in the router; its response body keeps it in flight.
+    struct HandleFuture {
+        #[pin]
+        inner: tower::util::Oneshot<Router, Request<BodyDeadline>>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl Future for HandleFuture {
+    type Output = Result<Response<TrackedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match std::task::ready!(this.inner.poll(cx)) {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let Some(in_flight) = this.in_flight.take() else {
+            // Polled again after it completed: it never completes again.
+            return Poll::Pending;
+        };
+        Poll::Ready(Ok(response.map(|body| TrackedBody {
+            inner: body,
+            _in_flight: in_flight,
+        })))
+    }
 }
 
 /// Set when a request's body deadline passed (a request extension).
 #[derive(Clone)]
 pub(crate) struct BodyLate {
-    activity: Arc<Activity>,
+    flag: Arc<AtomicBool>,
     timeout: Duration,
 }
 
@@ -485,7 +689,7 @@ where
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
         Poll::Ready(match (result, this.late.as_ref()) {
-            (Ok(_), Some(late)) if late.activity.body_late.load(Ordering::Relaxed) => {
+            (Ok(_), Some(late)) if late.flag.load(Ordering::Relaxed) => {
                 Ok(body_timeout_response(late.timeout))
             }
             (result, _) => result,
@@ -531,8 +735,9 @@ struct Activity {
     idle_since: AtomicU64,
     /// The first byte read since then, plus one (0: none yet).
     first_byte: AtomicU64,
-    /// The current request's body missed its deadline.
-    body_late: AtomicBool,
+    /// The current request's body missed its deadline (HTTP/1; an HTTP/2
+    /// stream has its own flag).
+    body_late: Arc<AtomicBool>,
 }
 
 impl Activity {
@@ -543,7 +748,7 @@ impl Activity {
             requests: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
             first_byte: AtomicU64::new(0),
-            body_late: AtomicBool::new(false),
+            body_late: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -695,7 +900,7 @@ pin_project_lite::pin_project! {
         deadline: Instant,
         // Made only when the body has to be waited for.
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        activity: Arc<Activity>,
+        late: Arc<AtomicBool>,
     }
 }
 
@@ -708,7 +913,7 @@ impl HttpBody for BodyDeadline {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        if this.activity.body_late.load(Ordering::Relaxed) {
+        if this.late.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Err(BodyTimedOut.into())));
         }
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
@@ -719,7 +924,7 @@ impl HttpBody for BodyDeadline {
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if sleep.as_mut().poll(cx).is_ready() {
-            this.activity.body_late.store(true, Ordering::Relaxed);
+            this.late.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(BodyTimedOut.into())));
         }
         Poll::Pending

@@ -16,7 +16,7 @@ use crate::config::{
     DEFAULT_ADMIN_LISTEN,
 };
 use crate::config::{
-    parse_listen, FileConfig, LogFormat, SandboxSetting, ServeConfig, UpstreamInput,
+    parse_listen, DeliveryInput, FileConfig, LogFormat, SandboxSetting, ServeConfig, UpstreamInput,
     DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_DATABASE_URL, DEFAULT_JANITOR_INTERVAL_SECONDS,
     DEFAULT_LISTEN,
 };
@@ -162,6 +162,18 @@ pub struct ServeArgs {
         ignore_case = true
     )]
     pub sqlite_synchronous: Option<SqliteSynchronous>,
+    /// pushUpdates listener with mutual TLS (POST /push/rest/v1/debt/loans): ADDR:PORT or `off` [default: off]
+    #[arg(long, env = "SAMTYKKE_DELIVERY_LISTEN")]
+    pub delivery_listen: Option<String>,
+    /// The delivery listener's server certificate chain (PEM file)
+    #[arg(long, env = "SAMTYKKE_DELIVERY_TLS_CERT")]
+    pub delivery_tls_cert: Option<PathBuf>,
+    /// The delivery listener's private key (PEM file)
+    #[arg(long, env = "SAMTYKKE_DELIVERY_TLS_KEY")]
+    pub delivery_tls_key: Option<PathBuf>,
+    /// CA certificate(s) (PEM file) whose client certificates the delivery listener accepts
+    #[arg(long, env = "SAMTYKKE_DELIVERY_CLIENT_CA")]
+    pub delivery_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub creditor: creditor::CreditorServeArgs,
 }
@@ -190,6 +202,21 @@ impl ServeArgs {
             contact: self
                 .operator_contact
                 .or_else(|| file.operator_contact.clone()),
+        }
+        .resolve()?;
+        let delivery = DeliveryInput {
+            listen: self
+                .delivery_listen
+                .or_else(|| file.delivery_listen.clone()),
+            tls_cert: self
+                .delivery_tls_cert
+                .or_else(|| file.delivery_tls_cert.clone()),
+            tls_key: self
+                .delivery_tls_key
+                .or_else(|| file.delivery_tls_key.clone()),
+            client_ca: self
+                .delivery_client_ca
+                .or_else(|| file.delivery_client_ca.clone()),
         }
         .resolve()?;
         let upstream = UpstreamInput {
@@ -245,6 +272,7 @@ impl ServeArgs {
             },
             connection_limits,
             admin_listen,
+            delivery,
             metrics_on_public_listener: self
                 .metrics_on_public_listener
                 .or(file.metrics_on_public_listener)
@@ -429,6 +457,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     let addr = app.local_addr()?;
     let settings = app.settings().clone();
+    if let Some(delivery) = app.delivery_addr() {
+        tracing::info!(%delivery, "delivery listener (pushUpdates, mutual TLS)");
+    }
     if let Some(admin) = app.admin_addr() {
         tracing::info!(%admin, metrics_on_public_listener = app.metrics_on_public_listener(), "operator listener (/metrics)");
     }
@@ -456,6 +487,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         writeln!(
             out,
             "  admin     http://{admin} (/metrics, /healthz, /readyz)"
+        )?;
+    }
+    if let Some(delivery) = app.delivery_addr() {
+        writeln!(
+            out,
+            "  delivery  https://{delivery}{} (pushUpdates, mutual TLS)",
+            samtykke_http::delivery::PUSH_PATH
         )?;
     }
     // Before the mode's lines: the banner ends with the curl hint or the

@@ -3,7 +3,7 @@
 //! Every setting is documented in `docs/configuration.md`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -53,6 +53,11 @@ pub struct FileConfig {
     pub operator_contact: Option<String>,
     // Durability of SQLite commits (docs/operations.md#durability).
     pub sqlite_synchronous: Option<SqliteSynchronous>,
+    // The delivery listener, pushUpdates over mutual TLS (docs/creditors.md).
+    pub delivery_listen: Option<String>,
+    pub delivery_tls_cert: Option<PathBuf>,
+    pub delivery_tls_key: Option<PathBuf>,
+    pub delivery_client_ca: Option<PathBuf>,
     // Live creditors (docs/creditors.md).
     pub creditor_client_cert: Option<String>,
     pub creditor_client_key: Option<String>,
@@ -142,8 +147,77 @@ pub struct ServeConfig {
     /// SQLite's `PRAGMA synchronous`; None = the mode's default (FULL in
     /// production, NORMAL in sandbox mode). Ignored on PostgreSQL.
     pub sqlite_synchronous: Option<SqliteSynchronous>,
+    /// The delivery listener (pushUpdates over mutual TLS); None = off.
+    pub delivery: Option<DeliverySettings>,
     /// Live creditors: outbound TLS, the daily `getalldata`.
     pub creditors: CreditorSettings,
+}
+
+/// The delivery listener as configured: where it listens and its PEM files
+/// (read when the server starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySettings {
+    pub listen: SocketAddr,
+    /// The server's certificate chain.
+    pub tls_cert: PathBuf,
+    /// The server certificate's private key.
+    pub tls_key: PathBuf,
+    /// The CA certificate(s) that issue the creditors' client certificates.
+    pub client_ca: PathBuf,
+}
+
+/// The delivery settings as given (flags, environment, file).
+#[derive(Debug, Default)]
+pub struct DeliveryInput {
+    pub listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl DeliveryInput {
+    /// Checks the settings: None when the listener is off (the default, or
+    /// `--delivery-listen off`). The three files go together with the
+    /// address.
+    pub fn resolve(self) -> anyhow::Result<Option<DeliverySettings>> {
+        let files = [
+            ("delivery-tls-cert", self.tls_cert),
+            ("delivery-tls-key", self.tls_key),
+            ("delivery-client-ca", self.client_ca),
+        ];
+        let listen = self
+            .listen
+            .filter(|l| !l.trim().is_empty() && !l.eq_ignore_ascii_case("off"));
+        let Some(listen) = listen else {
+            if let Some((name, _)) = files.iter().find(|(_, file)| file.is_some()) {
+                bail!("--{name} needs --delivery-listen (the pushUpdates listener's address)");
+            }
+            return Ok(None);
+        };
+        let listen: SocketAddr = listen.parse().with_context(|| {
+            format!("delivery-listen must be an IP address and port, e.g. 0.0.0.0:8443, or off (got {listen})")
+        })?;
+        let missing: Vec<String> = files
+            .iter()
+            .filter(|(_, file)| file.is_none())
+            .map(|(name, _)| format!("--{name}"))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "--delivery-listen needs --delivery-tls-cert, --delivery-tls-key and --delivery-client-ca together (missing: {})",
+                missing.join(", ")
+            );
+        }
+        let [(_, Some(tls_cert)), (_, Some(tls_key)), (_, Some(client_ca))] = files else {
+            bail!("--delivery-listen needs --delivery-tls-cert, --delivery-tls-key and --delivery-client-ca");
+        };
+        Ok(Some(DeliverySettings {
+            listen,
+            tls_cert,
+            tls_key,
+            client_ca,
+        }))
+    }
 }
 
 /// The default time of the daily `getalldata` (UTC).
@@ -610,6 +684,50 @@ mod tests {
         let c: FileConfig = toml::from_str("production = true\naccess_token_ttl = 600").unwrap();
         assert_eq!(c.production, Some(true));
         assert_eq!(c.access_token_ttl, Some(600));
+    }
+
+    #[test]
+    fn the_delivery_listener_is_off_by_default_and_needs_its_three_files() {
+        assert_eq!(DeliveryInput::default().resolve().unwrap(), None);
+        let off = DeliveryInput {
+            listen: Some("off".into()),
+            ..DeliveryInput::default()
+        };
+        assert_eq!(off.resolve().unwrap(), None);
+        let all = || DeliveryInput {
+            listen: Some("127.0.0.1:8443".into()),
+            tls_cert: Some("server.pem".into()),
+            tls_key: Some("server.key".into()),
+            client_ca: Some("ca.pem".into()),
+        };
+        let settings = all().resolve().unwrap().unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(settings.client_ca, PathBuf::from("ca.pem"));
+        let error = |input: DeliveryInput| input.resolve().unwrap_err().to_string();
+        let no_key = DeliveryInput {
+            tls_key: None,
+            client_ca: None,
+            ..all()
+        };
+        assert!(
+            error(no_key).contains("(missing: --delivery-tls-key, --delivery-client-ca)"),
+            "names what is missing"
+        );
+        let no_listen = DeliveryInput {
+            listen: None,
+            ..all()
+        };
+        assert!(error(no_listen).contains("--delivery-tls-cert needs --delivery-listen"));
+        let bad = DeliveryInput {
+            listen: Some("localhost".into()),
+            ..all()
+        };
+        assert!(error(bad).contains("delivery-listen must be an IP address and port"));
+        let file: FileConfig = toml::from_str(
+            "delivery_listen = \"0.0.0.0:8443\"\ndelivery_client_ca = \"/etc/samtykke/ca.pem\"",
+        )
+        .unwrap();
+        assert_eq!(file.delivery_listen.as_deref(), Some("0.0.0.0:8443"));
     }
 
     #[test]

@@ -22,7 +22,9 @@ use samtykke_http::creditors::scheduler::DailySchedule;
 use samtykke_http::creditors::simulator::{Simulator, SimulatorData, SimulatorOptions};
 use samtykke_http::creditors::{CreditorClient, CreditorTls, SyncSettings};
 
-use crate::config::{validate_base_url, CreditorSettings, ServeConfig, SqliteSynchronous};
+use crate::config::{
+    validate_base_url, CreditorSettings, DeliverySettings, ServeConfig, SqliteSynchronous,
+};
 use crate::storage::open_store_with;
 
 /// The sandbox client's display name and organisation number (a valid but
@@ -47,6 +49,8 @@ pub struct Application {
     /// SQLite's `PRAGMA synchronous` as read back at start-up (None on
     /// PostgreSQL, or when the store was opened by the caller).
     sqlite_synchronous: Option<samtykke_store_sqlite::Synchronous>,
+    /// The delivery listener (pushUpdates over mutual TLS), if it is on.
+    delivery: Option<samtykke_http::DeliveryListener>,
     /// Calls live creditors; the daily getalldata, when this process runs it.
     creditor_client: CreditorClient,
     creditor_schedule: Option<(DailySchedule, SyncSettings)>,
@@ -81,6 +85,10 @@ impl Application {
             Some(admin) => Some(TcpListener::bind(admin).await.with_context(|| {
                 format!("could not listen on {admin} (admin-listen; `off` disables it)")
             })?),
+            None => None,
+        };
+        let delivery = match &config.delivery {
+            Some(settings) => Some(bind_delivery(settings).await?),
             None => None,
         };
         let issuer = match &config.issuer {
@@ -177,6 +185,7 @@ impl Application {
             connection_limits: config.connection_limits,
             metrics_on_public_listener: config.metrics_on_public_listener,
             sqlite_synchronous: None,
+            delivery,
             creditor_client,
             creditor_schedule,
             sandbox_creditors,
@@ -186,6 +195,11 @@ impl Application {
     /// SQLite's `PRAGMA synchronous` in effect (None on PostgreSQL).
     pub fn sqlite_synchronous(&self) -> Option<samtykke_store_sqlite::Synchronous> {
         self.sqlite_synchronous
+    }
+
+    /// The delivery listener's address (pushUpdates), if it is on.
+    pub fn delivery_addr(&self) -> Option<SocketAddr> {
+        self.delivery.as_ref()?.listener.local_addr().ok()
     }
 
     /// Where sandbox mode's simulated live creditors listen, if they run.
@@ -250,6 +264,7 @@ impl Application {
             limits: self.connection_limits,
             admin: self.admin_listener,
             metrics_on_public_listener: self.metrics_on_public_listener,
+            delivery: self.delivery,
         };
         let served = samtykke_http::serve(self.listener, self.state, options, shutdown).await;
         if let Some(janitor) = janitor {
@@ -383,6 +398,30 @@ async fn disable_sandbox_client(store: &dyn Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads the delivery listener's PEM files and binds it.
+async fn bind_delivery(
+    settings: &DeliverySettings,
+) -> anyhow::Result<samtykke_http::DeliveryListener> {
+    let read = |name: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("could not read {name} {}", path.display()))
+    };
+    let certificate_chain = read("delivery-tls-cert", &settings.tls_cert)?;
+    let private_key = read("delivery-tls-key", &settings.tls_key)?;
+    let client_ca = read("delivery-client-ca", &settings.client_ca)?;
+    let tls = samtykke_http::delivery::server_config(&samtykke_http::delivery::DeliveryTlsFiles {
+        certificate_chain: &certificate_chain,
+        private_key: &private_key,
+        client_ca: &client_ca,
+    })?;
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "could not listen on {} (delivery-listen; `off` disables it)",
+            settings.listen
+        )
+    })?;
+    Ok(samtykke_http::DeliveryListener { listener, tls })
 }
 
 /// The client for outgoing creditor calls: TLS material from the settings;

@@ -276,6 +276,8 @@ pub struct TestApp {
     pub clock: FixedClock,
     /// The operator listener (`/metrics`), when the configuration has one.
     pub admin_base: Option<String>,
+    /// The delivery listener (`https://…`, pushUpdates), when it is on.
+    pub delivery_base: Option<String>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     /// The database this app made (dropped last, after the server is told
     /// to stop).
@@ -297,6 +299,7 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         metrics_on_public_listener: false,
         operator: Default::default(),
         sqlite_synchronous: None,
+        delivery: None,
         creditors: samtykke::config::CreditorSettings {
             // No daily getalldata in tests unless a test asks for it.
             sync_at: None,
@@ -357,6 +360,7 @@ pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> Te
         .expect("build app");
     let addr = app.local_addr().expect("addr");
     let admin_base = app.admin_addr().map(|a| format!("http://{a}"));
+    let delivery_base = app.delivery_addr().map(|a| format!("https://{a}"));
     let sandbox = app
         .sandbox_credentials()
         .cloned()
@@ -376,6 +380,7 @@ pub async fn spawn_app_configured(database_url: &str, config: ServeConfig) -> Te
             .expect("client"),
         clock,
         admin_base,
+        delivery_base,
         _shutdown: tx,
         _database: None,
     }

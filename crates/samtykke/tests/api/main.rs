@@ -28,6 +28,7 @@ mod opaque_tokens;
 mod openapi;
 mod operations;
 mod operator_pages;
+mod push;
 mod request_objects;
 mod response_modes;
 mod store_contract;
