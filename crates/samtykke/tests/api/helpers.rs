@@ -317,6 +317,15 @@ pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
     Some(app)
 }
 
+impl TestApp {
+    /// Keeps `database` until the app is dropped (a test database dropped
+    /// while its server runs is removed under it).
+    pub fn owning(mut self, database: TestDatabase) -> Self {
+        self._database = Some(database);
+        self
+    }
+}
+
 /// Starts another server on an existing database (as a second process would).
 pub async fn spawn_app_on(database_url: &str) -> TestApp {
     spawn_app_configured(database_url, serve_config(database_url, SandboxSetting::On)).await

@@ -56,7 +56,7 @@ async fn spawn_push_app(engine: Engine) -> Option<PushApp> {
         }),
         ..serve_config(&url, SandboxSetting::On)
     };
-    let app = spawn_app_configured(&url, config).await;
+    let app = spawn_app_configured(&url, config).await.owning(url);
     let delivery = app.delivery_base.clone().expect("the delivery listener");
     let now = app.clock.now();
     for (org, name, certificate_org, enabled) in [
