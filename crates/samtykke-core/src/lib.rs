@@ -7,6 +7,8 @@ pub mod agreement;
 pub mod authorize;
 pub mod clock;
 pub mod consent;
+pub mod creditor_breaker;
+pub mod creditor_lookup;
 pub mod debt;
 pub mod debt_lookup;
 pub mod domain;

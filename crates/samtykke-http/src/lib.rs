@@ -6,6 +6,7 @@ mod access_token;
 mod api;
 mod client_auth;
 mod client_cache;
+pub mod creditor_fanout;
 mod discovery;
 mod error;
 mod form;
@@ -87,6 +88,9 @@ pub struct AppState {
     /// The sandbox client's id, in sandbox mode (the landing page and
     /// `/sandbox/callback` show it; never its secret).
     pub(crate) sandbox_client: Option<Arc<str>>,
+    /// The lookups' side of the live creditors: their breakers, limits and
+    /// settings (see [`creditor_fanout`]).
+    pub(crate) creditors: Arc<creditor_fanout::CreditorFanout>,
 }
 
 /// Secrets shared by every process on the database.
@@ -120,7 +124,14 @@ impl AppState {
             clients: Arc::new(client_cache::ClientCache::default()),
             remote: Arc::new(remote::Remote::default()),
             sandbox_client: None,
+            creditors: Arc::default(),
         }
+    }
+
+    /// Sets how lookups treat the creditors.
+    pub fn with_creditor_settings(mut self, settings: creditor_fanout::CreditorSettings) -> Self {
+        self.creditors = Arc::new(creditor_fanout::CreditorFanout::new(settings));
+        self
     }
 
     /// Names the sandbox client (sandbox mode only).

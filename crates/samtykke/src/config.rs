@@ -46,6 +46,9 @@ pub struct FileConfig {
     pub max_connections_per_ip: Option<usize>,
     pub admin_listen: Option<String>,
     pub metrics_on_public_listener: Option<bool>,
+    // Debt lookups at live creditors (docs/creditors.md).
+    pub creditor_fallback_max_age: Option<u64>,
+    pub creditor_deadline_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -89,6 +92,8 @@ pub struct ServeConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `GET /metrics` on the public listener too.
     pub metrics_on_public_listener: bool,
+    /// How debt lookups treat the live creditors.
+    pub creditors: samtykke_http::creditor_fanout::CreditorSettings,
 }
 
 pub const DEFAULT_UPSTREAM_PID_CLAIM: &str = "pid";

@@ -97,7 +97,8 @@ impl Application {
             sandbox,
         };
         let callback = format!("{}{}", settings.base_url(), upstream::CALLBACK_PATH);
-        let mut state = AppState::new(store.clone(), clock.clone(), settings);
+        let mut state = AppState::new(store.clone(), clock.clone(), settings)
+            .with_creditor_settings(config.creditors.clone());
         if let Some(credentials) = &sandbox_credentials {
             state = state.with_sandbox_client(credentials.client_id.as_str());
         }

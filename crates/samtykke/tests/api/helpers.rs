@@ -162,6 +162,7 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         connection_limits: samtykke_http::ConnectionLimits::DEFAULT,
         admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
         metrics_on_public_listener: false,
+        creditors: Default::default(),
     }
 }
 
