@@ -28,6 +28,7 @@ mod operations;
 mod request_objects;
 mod response_modes;
 mod store_contract;
+pub mod test_ca;
 mod token;
 
 mod portal;
