@@ -240,3 +240,67 @@ async fn get_data_for_ssn(
         Behaviour::Hang => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NIN: &str = "01818510078";
+
+    #[tokio::test]
+    async fn the_peer_answers_as_programmed_and_records_each_call() {
+        let ca = TestCa::new();
+        let peer = CreditorPeer::start(&ca, "923456783", Behaviour::answer(), false).await;
+        peer.set_loans(NIN, vec![json!({"type": "chargeCard"})]);
+        let client = ca.client(None);
+        let url = format!(
+            "{}debt-information/v1/loans/923456783/customer",
+            peer.endpoint()
+        );
+        let get = || {
+            client
+                .get(&url)
+                .header("customerID", NIN)
+                .header("X-Trace-ID", "t-1")
+                .send()
+        };
+        let answer: Value = get().await.unwrap().json().await.unwrap();
+        assert_eq!(answer["customerID"], NIN);
+        assert_eq!(answer["financialInstitutionID"], "923456783");
+        assert_eq!(answer["loans"][0]["type"], "chargeCard");
+
+        peer.set(Behaviour::Status(503));
+        let failed = get().await.unwrap();
+        assert_eq!(failed.status(), 503);
+        assert_eq!(failed.json::<Value>().await.unwrap()["trace_id"], "t-1");
+
+        peer.set(Behaviour::TooManyRequests {
+            retry_after: Some(2),
+        });
+        let throttled = get().await.unwrap();
+        assert_eq!(throttled.status(), 429);
+        assert_eq!(throttled.headers()["retry-after"], "2");
+
+        peer.set(Behaviour::Garbage);
+        let garbage = get().await.unwrap();
+        assert!(garbage.json::<Value>().await.is_err());
+
+        peer.set(Behaviour::HangAfterHeaders);
+        let headers_only = get().await.unwrap();
+        assert_eq!(headers_only.status(), 200);
+        let body = tokio::time::timeout(Duration::from_millis(200), headers_only.bytes()).await;
+        assert!(body.is_err(), "the body never comes");
+
+        peer.set(Behaviour::Hang);
+        let hanging = tokio::time::timeout(Duration::from_millis(200), get()).await;
+        assert!(hanging.is_err(), "no headers either");
+
+        let calls = peer.await_calls(6).await;
+        assert!(calls
+            .iter()
+            .all(|c| c.financial_institution_id == "923456783"
+                && c.customer_id.as_deref() == Some(NIN)
+                && c.trace_id.as_deref() == Some("t-1")));
+        assert!(client.get(refusing_endpoint()).send().await.is_err());
+    }
+}
