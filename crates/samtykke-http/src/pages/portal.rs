@@ -508,6 +508,8 @@ fn creditor_uses(lang: &'static Lang, report: &[CreditorUsage]) -> Vec<CreditorU
             served: c.served.as_str(),
             text: match c.served {
                 Served::Answered => lang.p.creditor_answered,
+                // Not asked live (not a live creditor): its stored data.
+                Served::Stored if c.failure.is_none() => lang.p.creditor_stored_only,
                 Served::Stored => lang.p.creditor_stored,
                 Served::Missing => lang.p.creditor_missing,
             },
