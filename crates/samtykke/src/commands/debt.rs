@@ -105,7 +105,7 @@ fn write_use(out: &mut dyn Write, used: &UsageRecord, json: bool) -> anyhow::Res
         let line = serde_json::json!({
             "used_at": at,
             "client_id": used.client_id.as_str(),
-            "purpose": used.purpose.as_str(),
+            "purpose": used.purpose.scope_name(),
             "trace_id": used.trace_id,
             "creditors": used.creditors,
         });
@@ -116,7 +116,7 @@ fn write_use(out: &mut dyn Write, used: &UsageRecord, json: bool) -> anyhow::Res
         out,
         "{at} client {} purpose {} trace {}",
         used.client_id,
-        used.purpose.as_str(),
+        used.purpose.scope_name(),
         used.trace_id
     )?;
     match &used.creditors {
