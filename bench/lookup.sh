@@ -100,7 +100,7 @@ start_server() {
 
 # Five creditors (valid organisation numbers), the sandbox person a
 # customer of each; the last one hangs in the second part.
-fis=(923456783 912345670 987654325 911111119 922222226)
+fis=(923456783 912345688 987654325 987654333 922222223)
 start_server
 customers=""
 for i in "${!fis[@]}"; do

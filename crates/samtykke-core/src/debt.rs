@@ -9,8 +9,10 @@
 //! the whole file on the first error, which always carries the line and column
 //! where it was found (see [`DeliveryError`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::io::Read;
 
 use serde::de::{
     self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -21,6 +23,7 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::creditor::{CustomerLoans, FinancialInstitutionId};
 use crate::domain::{Nin, NinPolicy, OrgNumber};
 
 /// The delivery that seeds sandbox mode; parse it with
@@ -31,6 +34,8 @@ pub const SANDBOX_DELIVERY: &str = include_str!("../sandbox/debt.json");
 pub const MAX_ACCOUNT_ID_CHARS: usize = 100;
 /// Longest accepted `financialInstitutionName`, in characters.
 pub const MAX_CREDITOR_NAME_CHARS: usize = 200;
+/// The ISO 6523 prefix of a Norwegian organisation number in `providerID`.
+pub const ISO6523_NORWAY: &str = "9908:";
 
 // ---------------------------------------------------------------------------
 // Field values
@@ -573,10 +578,69 @@ fn account_id(value: Scalar) -> Result<String, String> {
     }
 }
 
-fn org_number(value: Scalar) -> Result<OrgNumber, String> {
+fn provider_id(value: Scalar) -> Result<ProviderId, String> {
     match value {
-        Scalar::Str(s) => OrgNumber::parse(&s).map_err(|e| e.to_string()),
-        other => expected("a 9-digit organisation number as a string", &other),
+        Scalar::Str(s) => ProviderId::parse(&s),
+        other => expected(
+            "an organisation number as a string, \"9908:<9 digits>\" (ISO 6523) or the 9 digits",
+            &other,
+        ),
+    }
+}
+
+/// `providerID`: who delivered the data (the institution or its IT
+/// provider), as ISO 6523 `9908:<organisation number>` (the documented
+/// form) or the plain 9 digits; kept as the 9 digits. The check digit is
+/// not verified: the published documentation's own example,
+/// `9908:999888777`, fails it, and a bank's file must import unchanged.
+/// Only the institutions' `financialInstitutionID`s decide whose loans a
+/// delivery holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProviderId(String);
+
+impl ProviderId {
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let digits = input.strip_prefix(ISO6523_NORWAY).unwrap_or(input);
+        if digits.len() == 9 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(digits.to_owned()))
+        } else {
+            Err(format!(
+                "expected \"9908:\" and a 9-digit organisation number (ISO 6523), or the 9 digits, got {:?}",
+                input.chars().take(40).collect::<String>()
+            ))
+        }
+    }
+
+    /// The 9 digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The ISO 6523 form, `9908:<9 digits>`.
+    pub fn iso6523(&self) -> String {
+        format!("{ISO6523_NORWAY}{}", self.0)
+    }
+}
+
+impl From<OrgNumber> for ProviderId {
+    fn from(org: OrgNumber) -> Self {
+        Self(org.as_str().to_owned())
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn institution_id(value: Scalar) -> Result<FinancialInstitutionId, String> {
+    match value {
+        Scalar::Str(s) => FinancialInstitutionId::parse(&s).map_err(|e| e.to_string()),
+        other => expected(
+            "a 9-digit organisation number or a foreign id of 9 to 16 characters, as a string",
+            &other,
+        ),
     }
 }
 
@@ -639,9 +703,9 @@ fn duplicate_field<E: de::Error>(field: &str) -> E {
 /// The duplicate-`accountID` bookkeeping of a delivery.
 struct AccountCheck<'a> {
     /// The customer's `financialInstitutionID`, if it came before `loans`.
-    fi: Option<&'a OrgNumber>,
+    fi: Option<&'a FinancialInstitutionId>,
     /// (financialInstitutionID, accountID) seen so far in the file.
-    seen: &'a mut HashSet<(OrgNumber, String)>,
+    seen: &'a mut AccountSet,
     /// Account ids of this customer while its financialInstitutionID is unknown.
     this_customer: &'a mut HashSet<String>,
 }
@@ -740,7 +804,7 @@ impl<'de> Visitor<'de> for LoanVisitor<'_> {
                     read_field(&mut map, &mut f.account_id, "accountID", move |value| {
                         let id = account_id(value)?;
                         let fresh = match fi {
-                            Some(fi) => seen.insert((fi.clone(), id.clone())),
+                            Some(fi) => seen.insert(fi, &id),
                             None => this_customer.insert(id.clone()),
                         };
                         if fresh {
@@ -760,7 +824,7 @@ impl<'de> Visitor<'de> for LoanVisitor<'_> {
     }
 }
 
-fn duplicate_account(id: &str, fi: Option<&OrgNumber>) -> String {
+fn duplicate_account(id: &str, fi: Option<&FinancialInstitutionId>) -> String {
     match fi {
         Some(fi) => format!("{id:?} occurs more than once for financialInstitutionID {fi}"),
         None => format!("{id:?} occurs more than once in this customer's loans"),
@@ -848,7 +912,7 @@ fn finish_loan<E: de::Error>(f: LoanFields, delivery: bool) -> Result<(Option<St
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebtEntry {
     pub nin: Nin,
-    pub creditor_org: OrgNumber,
+    pub creditor_org: FinancialInstitutionId,
     pub creditor_name: String,
     pub account_id: String,
     pub loan: Loan,
@@ -867,11 +931,13 @@ impl DebtEntry {
 /// A parsed delivery file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    pub provider_id: OrgNumber,
+    pub provider_id: ProviderId,
     /// Every loan, in file order.
     pub entries: Vec<DebtEntry>,
     /// Distinct financialInstitutionIDs in file order.
-    pub financial_institutions: Vec<OrgNumber>,
+    pub financial_institutions: Vec<FinancialInstitutionId>,
+    /// Every customer (also those with no loans), in file order.
+    pub customers: Vec<(Nin, FinancialInstitutionId)>,
 }
 
 /// Why a delivery file was rejected, and where.
@@ -938,60 +1004,300 @@ fn char_position(text: &str, line: usize, byte_column: usize) -> (usize, usize) 
     (line, column.max(1))
 }
 
-struct State {
+/// The (financialInstitutionID, accountID) pairs seen so far, kept compact
+/// for deliveries of millions of loans: each pair as a 128-bit keyed hash
+/// (two SipHash-1-3 with random keys; a false duplicate needs a 2⁻¹²⁸-ish
+/// collision).
+struct AccountSet {
+    institutions: HashMap<FinancialInstitutionId, u32>,
+    seen: HashSet<u128>,
+    keys: (RandomState, RandomState),
+}
+
+impl AccountSet {
+    fn new() -> Self {
+        Self {
+            institutions: HashMap::new(),
+            seen: HashSet::new(),
+            keys: (RandomState::new(), RandomState::new()),
+        }
+    }
+
+    fn institution(&mut self, fi: &FinancialInstitutionId) -> u32 {
+        let next = u32::try_from(self.institutions.len()).unwrap_or(u32::MAX);
+        *self.institutions.entry(fi.clone()).or_insert(next)
+    }
+
+    /// True if the pair is new.
+    fn insert(&mut self, fi: &FinancialInstitutionId, account_id: &str) -> bool {
+        let index = self.institution(fi);
+        let hash = |state: &RandomState| {
+            let mut h = state.build_hasher();
+            h.write_u32(index);
+            h.write(account_id.as_bytes());
+            h.finish()
+        };
+        let key = (u128::from(hash(&self.keys.0)) << 64) | u128::from(hash(&self.keys.1));
+        self.seen.insert(key)
+    }
+}
+
+/// The customers seen so far: (customerID, financialInstitutionID) packed
+/// exactly into 128 bits (an 11-digit number fits in 64).
+struct CustomerSet {
+    seen: HashSet<u128>,
+}
+
+impl CustomerSet {
+    fn insert(
+        &mut self,
+        accounts: &mut AccountSet,
+        nin: &Nin,
+        fi: &FinancialInstitutionId,
+    ) -> bool {
+        let number: u64 = nin.as_str().parse().unwrap_or(u64::MAX);
+        let key = (u128::from(number) << 32) | u128::from(accounts.institution(fi));
+        self.seen.insert(key)
+    }
+}
+
+/// What a delivery's customers are handed to, one at a time.
+type Sink<'s> = dyn FnMut(CustomerLoans) -> Result<(), String> + 's;
+
+/// Reads delivery documents (a file, or the pages of one `getalldata`) and
+/// hands each validated customer to a sink as soon as its object ends, so a
+/// delivery of any size is read in bounded memory (only the duplicate checks
+/// grow, by about 40 bytes per customer and per loan). Duplicates are
+/// checked across every document the reader reads.
+pub struct DeliveryReader {
     policy: NinPolicy,
-    seen: HashSet<(OrgNumber, String)>,
-    entries: Vec<DebtEntry>,
-    financial_institutions: Vec<OrgNumber>,
+    accounts: AccountSet,
+    customers: CustomerSet,
+}
+
+/// One document read by [`DeliveryReader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryPage {
+    pub provider_id: ProviderId,
+    /// Customer objects in the document.
+    pub customers: u64,
+}
+
+struct State<'s> {
+    policy: NinPolicy,
+    accounts: &'s mut AccountSet,
+    customers: &'s mut CustomerSet,
+    count: u64,
+    sink: &'s mut Sink<'s>,
+}
+
+impl DeliveryReader {
+    pub fn new(policy: NinPolicy) -> Self {
+        Self {
+            policy,
+            accounts: AccountSet::new(),
+            customers: CustomerSet {
+                seen: HashSet::new(),
+            },
+        }
+    }
+
+    /// Reads one delivery document from `reader` (a streamed HTTP body, say),
+    /// handing each customer to `sink`; an error from the sink rejects the
+    /// document at that customer. Positions in errors count bytes.
+    pub fn read<R: Read>(
+        &mut self,
+        reader: R,
+        sink: &mut Sink<'_>,
+    ) -> Result<DeliveryPage, DeliveryError> {
+        let mut de = serde_json::Deserializer::from_reader(SkipBom::new(reader));
+        self.read_from(&mut de, sink).map_err(|e| DeliveryError {
+            line: e.line().max(1),
+            column: e.column().max(1),
+            message: strip_position(&e),
+        })
+    }
+
+    /// [`DeliveryReader::read`] of text in memory; columns count characters.
+    pub fn read_str(
+        &mut self,
+        json: &str,
+        sink: &mut Sink<'_>,
+    ) -> Result<DeliveryPage, DeliveryError> {
+        let json = json.strip_prefix('\u{feff}').unwrap_or(json);
+        let mut de = serde_json::Deserializer::from_str(json);
+        self.read_from(&mut de, sink)
+            .map_err(|e| DeliveryError::from_json(json, &e))
+    }
+
+    fn read_from<'de, R: serde_json::de::Read<'de>>(
+        &mut self,
+        de: &mut serde_json::Deserializer<R>,
+        sink: &mut Sink<'_>,
+    ) -> Result<DeliveryPage, serde_json::Error> {
+        let mut state = State {
+            policy: self.policy,
+            accounts: &mut self.accounts,
+            customers: &mut self.customers,
+            count: 0,
+            sink,
+        };
+        let provider_id = DeliverySeed(&mut state).deserialize(&mut *de)?;
+        de.end()?;
+        Ok(DeliveryPage {
+            provider_id,
+            customers: state.count,
+        })
+    }
+}
+
+/// serde_json's message without its " at line L column C" suffix.
+fn strip_position(err: &serde_json::Error) -> String {
+    let full = err.to_string();
+    full.strip_suffix(&format!(" at line {} column {}", err.line(), err.column()))
+        .unwrap_or(&full)
+        .to_owned()
+}
+
+/// A reader that drops a leading UTF-8 byte order mark.
+struct SkipBom<R> {
+    inner: R,
+    start: Option<Vec<u8>>,
+}
+
+impl<R: Read> SkipBom<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, start: None }
+    }
+}
+
+impl<R: Read> Read for SkipBom<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.start.is_none() {
+            let mut head = Vec::with_capacity(3);
+            let mut byte = [0u8; 1];
+            while head.len() < 3 {
+                if self.inner.read(&mut byte)? == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+                if !b"\xef\xbb\xbf".starts_with(&head) {
+                    break;
+                }
+            }
+            if head == b"\xef\xbb\xbf" {
+                head.clear();
+            }
+            self.start = Some(head);
+        }
+        if let Some(start) = self.start.as_mut().filter(|s| !s.is_empty()) {
+            let n = start.len().min(buf.len());
+            buf[..n].copy_from_slice(&start[..n]);
+            start.drain(..n);
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// Parses a creditor's delivery file. The whole file is rejected on the first
 /// error. `customerID` is checked with `policy`.
 pub fn parse_delivery(json: &str, policy: NinPolicy) -> Result<Delivery, DeliveryError> {
-    let json = json.strip_prefix('\u{feff}').unwrap_or(json);
+    let mut entries = Vec::new();
+    let mut financial_institutions: Vec<FinancialInstitutionId> = Vec::new();
+    let mut customers = Vec::new();
+    let mut sink = |customer: CustomerLoans| {
+        let fi = customer.financial_institution_id.clone();
+        let name = customer
+            .name
+            .clone()
+            .unwrap_or_else(|| default_creditor_name(&fi));
+        entries.extend(customer.entries(&name));
+        if !financial_institutions.contains(&fi) {
+            financial_institutions.push(fi.clone());
+        }
+        customers.push((customer.customer_id, fi));
+        Ok(())
+    };
+    let page = DeliveryReader::new(policy).read_str(json, &mut sink)?;
+    Ok(Delivery {
+        provider_id: page.provider_id,
+        entries,
+        financial_institutions,
+        customers,
+    })
+}
+
+/// The `creditorName` of an institution that gave no `financialInstitutionName`.
+pub fn default_creditor_name(fi: &FinancialInstitutionId) -> String {
+    format!("Org. nr. {fi}")
+}
+
+/// Parses one customer object as the whole document (a `getDataForSSN`
+/// answer); see [`CustomerLoans::parse`].
+pub(crate) fn parse_customer_loans_json(
+    body: &[u8],
+    policy: NinPolicy,
+) -> Result<CustomerLoans, DeliveryError> {
+    let text = std::str::from_utf8(body).map_err(|e| DeliveryError {
+        line: 1,
+        column: 1,
+        message: format!("the body is not UTF-8: {e}"),
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut accounts = AccountSet::new();
+    let mut customers = CustomerSet {
+        seen: HashSet::new(),
+    };
+    let mut answer = None;
+    let mut sink = |customer: CustomerLoans| {
+        answer = Some(customer);
+        Ok(())
+    };
     let mut state = State {
         policy,
-        seen: HashSet::new(),
-        entries: Vec::new(),
-        financial_institutions: Vec::new(),
+        accounts: &mut accounts,
+        customers: &mut customers,
+        count: 0,
+        sink: &mut sink,
     };
-    let mut de = serde_json::Deserializer::from_str(json);
-    let provider_id = DeliverySeed(&mut state)
+    let mut de = serde_json::Deserializer::from_str(text);
+    CustomerSeed(&mut state)
         .deserialize(&mut de)
-        .and_then(|provider| de.end().map(|()| provider))
-        .map_err(|e| DeliveryError::from_json(json, &e))?;
-    Ok(Delivery {
-        provider_id,
-        entries: state.entries,
-        financial_institutions: state.financial_institutions,
+        .and_then(|()| de.end())
+        .map_err(|e| DeliveryError::from_json(text, &e))?;
+    answer.ok_or_else(|| DeliveryError {
+        line: 1,
+        column: 1,
+        message: "no customer object".to_owned(),
     })
 }
 
 /// The top-level object; yields the providerID.
-struct DeliverySeed<'a>(&'a mut State);
+struct DeliverySeed<'a, 's>(&'a mut State<'s>);
 
-impl<'de> DeserializeSeed<'de> for DeliverySeed<'_> {
-    type Value = OrgNumber;
+impl<'de> DeserializeSeed<'de> for DeliverySeed<'_, '_> {
+    type Value = ProviderId;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<OrgNumber, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ProviderId, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for DeliverySeed<'_> {
-    type Value = OrgNumber;
+impl<'de> Visitor<'de> for DeliverySeed<'_, '_> {
+    type Value = ProviderId;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a delivery object with `providerID` and `customers`")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrgNumber, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ProviderId, A::Error> {
         let state = self.0;
         let mut provider = None;
         let mut customers = false;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "providerID" => read_field(&mut map, &mut provider, "providerID", org_number)?,
+                "providerID" => read_field(&mut map, &mut provider, "providerID", provider_id)?,
                 "customers" => {
                     if customers {
                         return Err(duplicate_field("customers"));
@@ -1014,9 +1320,9 @@ impl<'de> Visitor<'de> for DeliverySeed<'_> {
     }
 }
 
-struct CustomersSeed<'a>(&'a mut State);
+struct CustomersSeed<'a, 's>(&'a mut State<'s>);
 
-impl<'de> DeserializeSeed<'de> for CustomersSeed<'_> {
+impl<'de> DeserializeSeed<'de> for CustomersSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -1024,7 +1330,7 @@ impl<'de> DeserializeSeed<'de> for CustomersSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for CustomersSeed<'_> {
+impl<'de> Visitor<'de> for CustomersSeed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1037,10 +1343,10 @@ impl<'de> Visitor<'de> for CustomersSeed<'_> {
     }
 }
 
-/// One customer object; appends its loans to the state.
-struct CustomerSeed<'a>(&'a mut State);
+/// One customer object; hands it to the state's sink.
+struct CustomerSeed<'a, 's>(&'a mut State<'s>);
 
-impl<'de> DeserializeSeed<'de> for CustomerSeed<'_> {
+impl<'de> DeserializeSeed<'de> for CustomerSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -1048,7 +1354,7 @@ impl<'de> DeserializeSeed<'de> for CustomerSeed<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for CustomerSeed<'_> {
+impl<'de> Visitor<'de> for CustomerSeed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1059,7 +1365,7 @@ impl<'de> Visitor<'de> for CustomerSeed<'_> {
         let state = self.0;
         let policy = state.policy;
         let mut nin_value: Option<Nin> = None;
-        let mut fi: Option<OrgNumber> = None;
+        let mut fi: Option<FinancialInstitutionId> = None;
         let mut name: Option<Option<String>> = None;
         let mut loans: Option<Vec<(String, Loan)>> = None;
         let mut this_customer = HashSet::new();
@@ -1072,18 +1378,18 @@ impl<'de> Visitor<'de> for CustomerSeed<'_> {
                     // Loans read before the financialInstitutionID are checked
                     // for duplicates here.
                     let earlier = loans.as_deref().unwrap_or_default();
-                    let seen = &mut state.seen;
+                    let seen = &mut *state.accounts;
                     read_field(&mut map, &mut fi, "financialInstitutionID", |value| {
-                        let org = org_number(value)?;
-                        for (id, _) in earlier {
-                            if !seen.insert((org.clone(), id.clone())) {
+                        let id = institution_id(value)?;
+                        for (account, _) in earlier {
+                            if !seen.insert(&id, account) {
                                 return Err(format!(
                                     "accountID {}",
-                                    duplicate_account(id, Some(&org))
+                                    duplicate_account(account, Some(&id))
                                 ));
                             }
                         }
-                        Ok(org)
+                        Ok(id)
                     })?;
                 }
                 "financialInstitutionName" => read_field(
@@ -1098,7 +1404,7 @@ impl<'de> Visitor<'de> for CustomerSeed<'_> {
                     }
                     loans = Some(map.next_value_seed(LoansSeed(AccountCheck {
                         fi: fi.as_ref(),
-                        seen: &mut state.seen,
+                        seen: &mut *state.accounts,
                         this_customer: &mut this_customer,
                     }))?);
                 }
@@ -1115,20 +1421,20 @@ impl<'de> Visitor<'de> for CustomerSeed<'_> {
         let nin_value = nin_value.ok_or_else(|| missing("customerID"))?;
         let fi = fi.ok_or_else(|| missing("financialInstitutionID"))?;
         let loans = loans.ok_or_else(|| missing("loans"))?;
-        let creditor_name = name.flatten().unwrap_or_else(|| format!("Org. nr. {fi}"));
-        if !state.financial_institutions.contains(&fi) {
-            state.financial_institutions.push(fi.clone());
+        if !state.customers.insert(state.accounts, &nin_value, &fi) {
+            // Never echo the identity number.
+            return Err(A::Error::custom(format!(
+                "duplicate customer: the same customerID occurs in an earlier customer object for financialInstitutionID {fi}"
+            )));
         }
-        state
-            .entries
-            .extend(loans.into_iter().map(|(account_id, loan)| DebtEntry {
-                nin: nin_value.clone(),
-                creditor_org: fi.clone(),
-                creditor_name: creditor_name.clone(),
-                account_id,
-                loan,
-            }));
-        Ok(())
+        state.count += 1;
+        (state.sink)(CustomerLoans {
+            customer_id: nin_value,
+            financial_institution_id: fi,
+            name: name.flatten(),
+            loans,
+        })
+        .map_err(A::Error::custom)
     }
 }
 
@@ -1259,7 +1565,8 @@ mod tests {
         assert!(delivery.financial_institutions.len() >= 3);
         assert!(!delivery
             .financial_institutions
-            .contains(&delivery.provider_id));
+            .iter()
+            .any(|fi| fi.as_str() == delivery.provider_id.as_str()));
         for entry in &delivery.entries {
             assert!(
                 !entry.creditor_name.starts_with("Org. nr."),
@@ -1334,7 +1641,7 @@ mod tests {
             {"customerID": "14842249091", "financialInstitutionID": "934567897", "financialInstitutionName": " Nordlys Bank ASA ", "loans": []},
             {"customerID": "29868099311", "financialInstitutionID": "923456783", "financialInstitutionName": null,
              "loans": [{"type": "chargeCard", "accountID": "X", "timestamp": "2026-11-01T08:00:00Z", "coBorrower": 0, "interestBearingBalance": 1, "nonInterestBearingBalance": 2}]},
-            {"customerID": "14842249091", "financialInstitutionID": "934567897", "financialInstitutionName": "Nordlys Bank ASA",
+            {"customerID": "29868099311", "financialInstitutionID": "934567897", "financialInstitutionName": "Nordlys Bank ASA",
              "loans": [{"type": "chargeCard", "accountID": "X", "timestamp": "2026-11-01T08:00:00Z", "coBorrower": 0, "interestBearingBalance": 1, "nonInterestBearingBalance": 2}]}
         ]}"#;
         let delivery = parse_delivery(json, SANDBOX).unwrap();
@@ -1343,7 +1650,7 @@ mod tests {
             delivery
                 .financial_institutions
                 .iter()
-                .map(OrgNumber::as_str)
+                .map(FinancialInstitutionId::as_str)
                 .collect::<Vec<_>>(),
             ["934567897", "923456783"]
         );
@@ -1363,8 +1670,135 @@ mod tests {
             summary,
             [
                 ("29868099311", "923456783", "Org. nr. 923456783", "X"),
-                ("14842249091", "934567897", "Nordlys Bank ASA", "X"),
+                ("29868099311", "934567897", "Nordlys Bank ASA", "X"),
             ]
+        );
+        // Every customer, also one without loans.
+        assert_eq!(
+            delivery
+                .customers
+                .iter()
+                .map(|(nin, fi)| (nin.as_str(), fi.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("14842249091", "934567897"),
+                ("29868099311", "923456783"),
+                ("29868099311", "934567897")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_documented_iso_6523_provider_id_and_foreign_institutions_are_accepted() {
+        // A bank's real file: ISO 6523 providerID, a 10-digit Swedish
+        // financialInstitutionID next to a Norwegian one.
+        let json = format!(
+            r#"{{"providerID": "9908:999888777", "customers": [
+                {{"customerID": "14842249091", "financialInstitutionID": "5560001234", "financialInstitutionName": "Svensk Kredit AB", "loans": [{CARD}]}},
+                {{"customerID": "14842249091", "financialInstitutionID": "923456783", "loans": [{REPAYMENT}]}}
+            ]}}"#
+        );
+        let delivery = parse_delivery(&json, SANDBOX).unwrap();
+        assert_eq!(delivery.provider_id.as_str(), "999888777");
+        assert_eq!(
+            delivery
+                .financial_institutions
+                .iter()
+                .map(FinancialInstitutionId::as_str)
+                .collect::<Vec<_>>(),
+            ["5560001234", "923456783"]
+        );
+        assert_eq!(delivery.entries[0].creditor_org.as_str(), "5560001234");
+        assert!(!delivery.entries[0].creditor_org.is_norwegian());
+        // The plain form still works; a wrong scheme or check digit does not.
+        assert!(parse_delivery(&json.replace("9908:", ""), SANDBOX).is_ok());
+        let err = error(&json.replace("9908:999888777", "0192:999888777"));
+        assert!(err.message.starts_with("providerID: "), "{err}");
+        let err = error(&json.replace("9908:999888777", "9908:99988877"));
+        assert!(err.message.starts_with("providerID: expected"), "{err}");
+        // Too short, too long, or odd characters in a foreign id.
+        for bad in ["55600012", "55600012345678901", "5560 001234"] {
+            let err = error(&json.replace("5560001234", bad));
+            assert!(
+                err.message.starts_with("financialInstitutionID: "),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_duplicate_customer_rejects_the_whole_delivery_without_echoing_the_number() {
+        let json = r#"{"providerID": "985399077", "customers": [
+            {"customerID": "14842249091", "financialInstitutionID": "923456783", "loans": []},
+            {"customerID": "29868099311", "financialInstitutionID": "923456783", "loans": []},
+            {"customerID": "14842249091", "financialInstitutionID": "934567897", "loans": []},
+            {"customerID": "14842249091", "financialInstitutionID": "923456783", "loans": []}
+        ]}"#;
+        let err = error(json);
+        assert_eq!(err.line, 5, "{err}");
+        assert!(err.message.starts_with("duplicate customer"), "{err}");
+        assert!(err.message.contains("923456783"), "{err}");
+        assert!(!err.message.contains("14842249091"), "{err}");
+    }
+
+    #[test]
+    fn co_borrower_must_be_given_as_0_1_or_2() {
+        for (bad, wanted) in [
+            ("\"coBorrower\": 0,", "missing field `coBorrower`"),
+            ("\"coBorrower\": 3,", "coBorrower: expected 0"),
+            ("\"coBorrower\": null,", "coBorrower: expected 0"),
+            ("\"coBorrower\": \"1\",", "coBorrower: expected 0"),
+            ("\"coBorrower\": true,", "coBorrower: expected 0"),
+        ] {
+            let loan = match bad {
+                b if b.ends_with(" 0,") => REPAYMENT.replace("\"coBorrower\": 0,", ""),
+                b => REPAYMENT.replace("\"coBorrower\": 0,", b),
+            };
+            let err = error(&wrap(&[&loan]));
+            assert!(err.message.starts_with(wanted), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_delivery_reader_streams_customers_and_checks_duplicates_across_pages() {
+        let page = |nin: &str, account: &str| {
+            format!(
+                "\u{feff}{{\"providerID\": \"9908:985399077\", \"customers\": [{{\"customerID\": \"{nin}\", \"financialInstitutionID\": \"923456783\", \"loans\": [{}]}}]}}",
+                CARD.replace("\"C-1\"", &format!("\"{account}\""))
+            )
+        };
+        let mut reader = DeliveryReader::new(SANDBOX);
+        let mut seen = Vec::new();
+        let mut sink = |c: CustomerLoans| {
+            seen.push((c.customer_id.as_str().to_owned(), c.loans.len()));
+            Ok(())
+        };
+        let first = reader
+            .read(page("14842249091", "C-1").as_bytes(), &mut sink)
+            .unwrap();
+        assert_eq!(first.provider_id.as_str(), "985399077");
+        assert_eq!(first.customers, 1);
+        reader
+            .read(page("29868099311", "C-2").as_bytes(), &mut sink)
+            .unwrap();
+        // The same account again on a later page, or the same customer.
+        let err = reader
+            .read(page("29868099311", "C-1").as_bytes(), &mut sink)
+            .unwrap_err();
+        assert!(err.message.contains("occurs more than once"), "{err}");
+        let err = reader
+            .read(page("14842249091", "C-9").as_bytes(), &mut sink)
+            .unwrap_err();
+        assert!(err.message.starts_with("duplicate customer"), "{err}");
+        // The sink's refusal rejects the document.
+        let mut refuse = |_: CustomerLoans| Err("not this institution".to_owned());
+        let err = DeliveryReader::new(SANDBOX)
+            .read(page("14842249091", "C-1").as_bytes(), &mut refuse)
+            .unwrap_err();
+        assert_eq!(err.message, "not this institution");
+        assert_eq!(
+            seen,
+            [("14842249091".to_owned(), 1), ("29868099311".to_owned(), 1)]
         );
     }
 
@@ -1617,20 +2051,22 @@ mod tests {
             "customerID: synthetic test numbers are accepted only in sandbox mode"
         );
 
-        let json = wrap(&[]).replace("985399077", "985399078");
+        // providerID: 9 digits; its check digit is not verified (the
+        // published example fails it).
+        assert!(parse_delivery(&wrap(&[]).replace("985399077", "985399078"), SANDBOX).is_ok());
+        let json = wrap(&[]).replace("985399077", "98539907");
         let err = error(&json);
         assert_eq!(err.line, 2);
-        assert_eq!(
-            err.message,
-            "providerID: the organisation number's check digit is wrong"
-        );
+        assert!(err.message.starts_with("providerID: expected"), "{err}");
 
         let json = wrap(&[]).replace("923456783", "92345678");
         let err = error(&json);
         assert_eq!(err.line, 6);
-        assert_eq!(
-            err.message,
-            "financialInstitutionID: an organisation number has exactly 9 digits"
+        assert!(
+            err.message.starts_with(
+                "financialInstitutionID: a financialInstitutionID is a 9-digit organisation number or a foreign id"
+            ),
+            "{err}"
         );
     }
 

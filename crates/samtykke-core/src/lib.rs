@@ -7,6 +7,7 @@ pub mod agreement;
 pub mod authorize;
 pub mod clock;
 pub mod consent;
+pub mod creditor;
 pub mod creditor_breaker;
 pub mod creditor_lookup;
 pub mod debt;

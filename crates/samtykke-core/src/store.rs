@@ -10,8 +10,12 @@ use crate::consent::{
     Consent, ConsentDuration, ConsentEvent, ConsentEventType, ConsentId, ConsentKind,
     ConsentStatus, RevokedBy, UsageRecord,
 };
+use crate::creditor::{
+    Creditor, CreditorEndpoint, CreditorRecord, CreditorSyncState, FinancialInstitutionId,
+    StoredCreditorDebt, SyncId, SyncOutcome, SyncReport,
+};
 use crate::creditor_lookup::CreditorUsage;
-use crate::debt::{DebtEntry, Delivery, Loan};
+use crate::debt::{DebtEntry, Delivery, Loan, ProviderId};
 use crate::debt_lookup::{DebtLookup, DebtLookupOutcome};
 use crate::domain::{
     ApiAudience, Client, ClientId, ClientKeySet, ClientKeys, ClientName, ClientSecret, FetchUri,
@@ -256,10 +260,83 @@ pub trait Store: Send + Sync + 'static {
     // --- debt registry -----------------------------------------------------
 
     /// Replaces every loan of the delivery's financial institutions with the
-    /// delivery's loans, in one transaction; returns the number of loans.
-    async fn import_delivery(&self, delivery: &Delivery) -> Result<u64, StoreError>;
+    /// delivery's loans, in one transaction, recording `at` as when their
+    /// data was delivered; returns the number of loans.
+    async fn import_delivery(
+        &self,
+        delivery: &Delivery,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
     /// The person's loans, by creditor.
     async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError>;
+
+    // --- live creditors (issue 21) -------------------------------------------
+
+    /// Registers a creditor. Conflict if its financialInstitutionID is taken.
+    async fn insert_creditor(&self, creditor: &Creditor) -> Result<(), StoreError>;
+    /// Replaces a registration (all but `created_at`; the sync state stays).
+    /// NotFound if absent.
+    async fn update_creditor(&self, creditor: &Creditor) -> Result<(), StoreError>;
+    async fn find_creditor(
+        &self,
+        id: &FinancialInstitutionId,
+    ) -> Result<Option<CreditorRecord>, StoreError>;
+    /// Every registered creditor with its sync state, by id.
+    async fn list_creditors(&self) -> Result<Vec<CreditorRecord>, StoreError>;
+    /// Removes the registration and the creditor's stored loans (they are no
+    /// longer served), in one transaction. NotFound if absent.
+    async fn delete_creditor(&self, id: &FinancialInstitutionId) -> Result<(), StoreError>;
+    /// The registered creditors (enabled or not) whose certificates carry
+    /// `org` (their `certificate_org`, else their own number): one for a
+    /// bank, several for an IT provider serving many.
+    async fn find_creditors_by_certificate_org(
+        &self,
+        org: &OrgNumber,
+    ) -> Result<Vec<Creditor>, StoreError>;
+    /// Claims the daily `getalldata` of creditor `id` for `day`: true for
+    /// exactly one caller per creditor and day, across processes sharing the
+    /// database; false for the others and for an unknown creditor.
+    async fn claim_daily_sync(
+        &self,
+        id: &FinancialInstitutionId,
+        day: time::Date,
+    ) -> Result<bool, StoreError>;
+    /// Records the end of a sync attempt (last attempt, last success and size
+    /// on success, consecutive failures). NotFound if absent.
+    async fn record_sync_outcome(
+        &self,
+        id: &FinancialInstitutionId,
+        report: &SyncReport,
+    ) -> Result<(), StoreError>;
+    /// Stages a batch of a streamed replacement of one creditor's loans
+    /// under `sync` (see [`Store::finish_loan_replacement`]); nothing is
+    /// served from staged rows.
+    async fn stage_loans(&self, sync: &SyncId, entries: &[DebtEntry]) -> Result<(), StoreError>;
+    /// Swaps the loans staged under `sync` in as every loan of `id`, in one
+    /// transaction (an empty staging empties it), with `provider_id`,
+    /// records `at` as when its data was delivered, and drops the staging;
+    /// returns the number of loans. Staged rows of other institutions are
+    /// dropped, not stored.
+    async fn finish_loan_replacement(
+        &self,
+        sync: &SyncId,
+        id: &FinancialInstitutionId,
+        provider_id: &ProviderId,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError>;
+    /// Drops what was staged under `sync`; the served data stays as it was.
+    async fn abandon_loan_replacement(&self, sync: &SyncId) -> Result<(), StoreError>;
+    /// The person's stored loans grouped by creditor (ordered by name, then
+    /// id), each with the registered name (else the delivered one) and when
+    /// that creditor's stored data was delivered.
+    async fn stored_debt_of(&self, nin: &Nin) -> Result<Vec<StoredCreditorDebt>, StoreError>;
+    /// A `pushUpdates` delivery: for each of its customers, replaces that
+    /// person's loans at that institution with the delivered ones (none: all
+    /// closed), and records `at` as when the institutions' data was
+    /// delivered, in one transaction; returns the number of loans written.
+    /// The caller has checked that the sender may push for every
+    /// institution in it.
+    async fn apply_push(&self, delivery: &Delivery, at: OffsetDateTime) -> Result<u64, StoreError>;
 
     // --- authorization-code flow ------------------------------------------
 
@@ -792,7 +869,20 @@ pub struct LoanRow {
 }
 
 impl LoanRow {
-    pub fn from_entry(entry: &DebtEntry, provider_id: &OrgNumber) -> Self {
+    /// A staged loan of a `getalldata` (see [`Store::stage_loans`]): its
+    /// providerID comes with the swap.
+    pub fn staged(entry: &DebtEntry) -> Self {
+        Self {
+            nin: entry.nin.as_str().to_owned(),
+            creditor_org: entry.creditor_org.as_str().to_owned(),
+            creditor_name: entry.creditor_name.clone(),
+            provider_id: String::new(),
+            account_id: entry.account_id.clone(),
+            loan_json: entry.loan.to_json().to_string(),
+        }
+    }
+
+    pub fn from_entry(entry: &DebtEntry, provider_id: &ProviderId) -> Self {
         Self {
             nin: entry.nin.as_str().to_owned(),
             creditor_org: entry.creditor_org.as_str().to_owned(),
@@ -810,12 +900,146 @@ impl TryFrom<LoanRow> for DebtEntry {
     fn try_from(r: LoanRow) -> Result<Self, StoreError> {
         Ok(DebtEntry {
             nin: parse_nin(&r.nin)?,
-            creditor_org: OrgNumber::parse(&r.creditor_org).map_err(|_| corrupt("creditor org"))?,
+            creditor_org: FinancialInstitutionId::parse(&r.creditor_org)
+                .map_err(|_| corrupt("creditor org"))?,
             creditor_name: r.creditor_name,
             account_id: r.account_id,
             loan: Loan::from_stored_json(&r.loan_json).map_err(|_| corrupt("loan"))?,
         })
     }
+}
+
+/// A registered creditor as the SQL engines keep it.
+#[derive(Debug, Clone, Default)]
+pub struct CreditorRow {
+    pub id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub timeout_ms: i64,
+    pub max_concurrent: Option<i64>,
+    pub certificate_org: Option<String>,
+    pub always_ask: bool,
+    pub enabled: bool,
+    pub page_size: Option<i64>,
+    pub created_at_us: i64,
+    pub last_attempt_at_us: Option<i64>,
+    pub last_success_at_us: Option<i64>,
+    pub last_outcome: Option<String>,
+    pub last_size: Option<i64>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: i64,
+    /// `YYYY-MM-DD`.
+    pub claimed_day: Option<String>,
+    /// From `debt_deliveries`.
+    pub stored_at_us: Option<i64>,
+}
+
+impl From<&Creditor> for CreditorRow {
+    fn from(c: &Creditor) -> Self {
+        Self {
+            id: c.id.as_str().to_owned(),
+            name: c.name.clone(),
+            endpoint: c.endpoint.as_str().to_owned(),
+            timeout_ms: i64::try_from(c.timeout.as_millis()).unwrap_or(i64::MAX),
+            max_concurrent: c.max_concurrent.map(i64::from),
+            certificate_org: c.certificate_org.as_ref().map(|o| o.as_str().to_owned()),
+            always_ask: c.always_ask,
+            enabled: c.enabled,
+            page_size: c.page_size.map(i64::from),
+            created_at_us: unix_micros(c.created_at),
+            ..Self::default()
+        }
+    }
+}
+
+/// `YYYY-MM-DD`, as `claimed_day` keeps a day (sorts as text).
+pub fn day_text(day: time::Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    )
+}
+
+fn parse_day(s: &str) -> Result<time::Date, StoreError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &format).map_err(|_| corrupt("claimed day"))
+}
+
+impl TryFrom<CreditorRow> for CreditorRecord {
+    type Error = StoreError;
+
+    fn try_from(r: CreditorRow) -> Result<Self, StoreError> {
+        let micros = |v: Option<i64>| v.map(from_unix_micros).transpose();
+        let small = |v: Option<i64>, what| {
+            v.map(|n| u32::try_from(n).map_err(|_| corrupt(what)))
+                .transpose()
+        };
+        Ok(CreditorRecord {
+            creditor: Creditor {
+                id: FinancialInstitutionId::parse(&r.id).map_err(|_| corrupt("creditor id"))?,
+                name: r.name,
+                // Stored endpoints were checked when registered (http only
+                // in sandbox mode); read them back as they are.
+                endpoint: CreditorEndpoint::parse(&r.endpoint, true)
+                    .map_err(|_| corrupt("creditor endpoint"))?,
+                timeout: std::time::Duration::from_millis(
+                    u64::try_from(r.timeout_ms).map_err(|_| corrupt("creditor timeout"))?,
+                ),
+                max_concurrent: small(r.max_concurrent, "max concurrent")?,
+                certificate_org: r
+                    .certificate_org
+                    .map(|o| OrgNumber::parse(&o).map_err(|_| corrupt("certificate org")))
+                    .transpose()?,
+                always_ask: r.always_ask,
+                enabled: r.enabled,
+                page_size: small(r.page_size, "page size")?,
+                created_at: from_unix_micros(r.created_at_us)?,
+            },
+            sync: CreditorSyncState {
+                last_attempt_at: micros(r.last_attempt_at_us)?,
+                last_success_at: micros(r.last_success_at_us)?,
+                last_outcome: r
+                    .last_outcome
+                    .map(|o| SyncOutcome::parse(&o).ok_or_else(|| corrupt("sync outcome")))
+                    .transpose()?,
+                last_size: r
+                    .last_size
+                    .map(|n| u64::try_from(n).map_err(|_| corrupt("sync size")))
+                    .transpose()?,
+                last_error: r.last_error,
+                consecutive_failures: u32::try_from(r.consecutive_failures)
+                    .map_err(|_| corrupt("failures"))?,
+                claimed_day: r.claimed_day.as_deref().map(parse_day).transpose()?,
+            },
+            stored_at: micros(r.stored_at_us)?,
+        })
+    }
+}
+
+/// Groups a person's loan rows, each with its creditor's delivery time and
+/// registered name, by creditor in row order (see [`Store::stored_debt_of`]).
+pub fn group_stored_debt(
+    rows: Vec<(LoanRow, Option<i64>, Option<String>)>,
+) -> Result<Vec<StoredCreditorDebt>, StoreError> {
+    let mut out: Vec<StoredCreditorDebt> = Vec::new();
+    for (row, stored_at_us, registered_name) in rows {
+        let mut entry = DebtEntry::try_from(row)?;
+        if let Some(name) = registered_name {
+            entry.creditor_name = name;
+        }
+        match out.iter_mut().find(|d| d.id == entry.creditor_org) {
+            Some(group) => group.entries.push(entry),
+            None => out.push(StoredCreditorDebt {
+                id: entry.creditor_org.clone(),
+                name: entry.creditor_name.clone(),
+                stored_at: stored_at_us.map(from_unix_micros).transpose()?,
+                entries: vec![entry],
+            }),
+        }
+    }
+    Ok(out)
 }
 
 fn token_hash(bytes: &[u8]) -> Result<TokenHash, StoreError> {

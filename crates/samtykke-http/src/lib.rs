@@ -7,6 +7,7 @@ mod api;
 mod client_auth;
 mod client_cache;
 pub mod creditor_fanout;
+pub mod creditors;
 mod discovery;
 mod error;
 mod form;
@@ -88,9 +89,11 @@ pub struct AppState {
     /// The sandbox client's id, in sandbox mode (the landing page and
     /// `/sandbox/callback` show it; never its secret).
     pub(crate) sandbox_client: Option<Arc<str>>,
+    /// Calls live creditors (issue 21); None when not set up.
+    pub(crate) creditor_client: Option<creditors::CreditorClient>,
     /// The lookups' side of the live creditors: their breakers, limits and
     /// settings (see [`creditor_fanout`]).
-    pub(crate) creditors: Arc<creditor_fanout::CreditorFanout>,
+    pub(crate) fanout: Arc<creditor_fanout::CreditorFanout>,
 }
 
 /// Secrets shared by every process on the database.
@@ -124,14 +127,26 @@ impl AppState {
             clients: Arc::new(client_cache::ClientCache::default()),
             remote: Arc::new(remote::Remote::default()),
             sandbox_client: None,
-            creditors: Arc::default(),
+            creditor_client: None,
+            fanout: Arc::default(),
         }
     }
 
     /// Sets how lookups treat the creditors.
-    pub fn with_creditor_settings(mut self, settings: creditor_fanout::CreditorSettings) -> Self {
-        self.creditors = Arc::new(creditor_fanout::CreditorFanout::new(settings));
+    pub fn with_lookup_settings(mut self, settings: creditor_fanout::LookupSettings) -> Self {
+        self.fanout = Arc::new(creditor_fanout::CreditorFanout::new(settings));
         self
+    }
+
+    /// Sets the client that calls live creditors.
+    pub fn with_creditor_client(mut self, client: creditors::CreditorClient) -> Self {
+        self.creditor_client = Some(client);
+        self
+    }
+
+    /// The client that calls live creditors, if set up.
+    pub fn creditor_client(&self) -> Option<&creditors::CreditorClient> {
+        self.creditor_client.as_ref()
     }
 
     /// Names the sandbox client (sandbox mode only).

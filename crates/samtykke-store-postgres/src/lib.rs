@@ -14,17 +14,24 @@ use async_trait::async_trait;
 use samtykke_core::consent::{
     Consent, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
 };
-use samtykke_core::debt::{DebtEntry, Delivery};
+use samtykke_core::creditor::{
+    Creditor, CreditorRecord, FinancialInstitutionId, StoredCreditorDebt, SyncId, SyncOutcome,
+    SyncReport,
+};
+use samtykke_core::debt::{DebtEntry, Delivery, ProviderId};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
-use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, RedirectUri, SecretHash};
+use samtykke_core::domain::{
+    Client, ClientId, ClientSecret, Nin, OrgNumber, RedirectUri, SecretHash,
+};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
-    new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
-    AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventColumns, ConsentEventRow,
-    ConsentInsert, ConsentRow, LoanRow, LoginSessionEnd, PersonConsentUsage, PersonConsents,
-    PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
+    day_text, group_stored_debt, new_event_row, sandbox_from_row, signing_key_from_row,
+    unix_micros, AccessTokenRow, AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventColumns,
+    ConsentEventRow, ConsentInsert, ConsentRow, CreditorRow, LoanRow, LoginSessionEnd,
+    PersonConsentUsage, PersonConsents, PoolStats, RevokeOutcome, SandboxCredentials, Store,
+    StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -374,6 +381,61 @@ fn unpack_event(packed: &str) -> Result<ConsentEventColumns<'_>, StoreError> {
         client_consent_id: fields.next(),
         created_at_us,
     })
+}
+
+fn creditor_from_row(row: &PgRow) -> Result<CreditorRecord, StoreError> {
+    let get_err = unavailable;
+    CreditorRecord::try_from(CreditorRow {
+        id: row.try_get("id").map_err(get_err)?,
+        name: row.try_get("name").map_err(get_err)?,
+        endpoint: row.try_get("endpoint").map_err(get_err)?,
+        timeout_ms: row.try_get("timeout_ms").map_err(get_err)?,
+        max_concurrent: row.try_get("max_concurrent").map_err(get_err)?,
+        certificate_org: row.try_get("certificate_org").map_err(get_err)?,
+        always_ask: row.try_get("always_ask").map_err(get_err)?,
+        enabled: row.try_get("enabled").map_err(get_err)?,
+        page_size: row.try_get("page_size").map_err(get_err)?,
+        created_at_us: row.try_get("created_at_us").map_err(get_err)?,
+        last_attempt_at_us: row.try_get("last_attempt_at_us").map_err(get_err)?,
+        last_success_at_us: row.try_get("last_success_at_us").map_err(get_err)?,
+        last_outcome: row.try_get("last_outcome").map_err(get_err)?,
+        last_size: row.try_get("last_size").map_err(get_err)?,
+        last_error: row.try_get("last_error").map_err(get_err)?,
+        consecutive_failures: row.try_get("consecutive_failures").map_err(get_err)?,
+        claimed_day: row.try_get("claimed_day").map_err(get_err)?,
+        stored_at_us: row.try_get("stored_at_us").map_err(get_err)?,
+    })
+}
+
+async fn insert_loan(conn: &mut PgConnection, row: &LoanRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&row.nin)
+    .bind(&row.creditor_org)
+    .bind(&row.creditor_name)
+    .bind(&row.provider_id)
+    .bind(&row.account_id)
+    .bind(&row.loan_json)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Records when `fi`'s stored data was delivered.
+async fn set_stored_at(conn: &mut PgConnection, fi: &str, at_us: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO debt_deliveries (creditor_org, stored_at_us) VALUES ($1, $2) \
+         ON CONFLICT (creditor_org) DO UPDATE SET stored_at_us = EXCLUDED.stored_at_us",
+    )
+    .bind(fi)
+    .bind(at_us)
+    .execute(conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 /// The person's loans, by creditor.
@@ -982,35 +1044,28 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn import_delivery(&self, delivery: &Delivery) -> Result<u64, StoreError> {
+    async fn import_delivery(
+        &self,
+        delivery: &Delivery,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(DEBT_IMPORT_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        let now = unix_micros(at);
         for fi in &delivery.financial_institutions {
             sqlx::query("DELETE FROM debt_loans WHERE creditor_org = $1")
                 .bind(fi.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
+            set_stored_at(&mut tx, fi.as_str(), now).await?;
         }
         for entry in &delivery.entries {
-            let row = LoanRow::from_entry(entry, &delivery.provider_id);
-            sqlx::query(
-                "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&row.nin)
-            .bind(&row.creditor_org)
-            .bind(&row.creditor_name)
-            .bind(&row.provider_id)
-            .bind(&row.account_id)
-            .bind(&row.loan_json)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            insert_loan(&mut tx, &LoanRow::from_entry(entry, &delivery.provider_id)).await?;
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(delivery.entries.len() as u64)
@@ -1018,6 +1073,291 @@ impl Store for PostgresStore {
 
     async fn debt_of(&self, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
         loans_of(&self.pool, nin).await
+    }
+
+    async fn insert_creditor(&self, creditor: &Creditor) -> Result<(), StoreError> {
+        let row = CreditorRow::from(creditor);
+        sqlx::query(
+            "INSERT INTO creditors (id, name, endpoint, timeout_ms, max_concurrent, certificate_org, \
+             always_ask, enabled, page_size, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.endpoint)
+        .bind(row.timeout_ms)
+        .bind(row.max_concurrent)
+        .bind(&row.certificate_org)
+        .bind(row.always_ask)
+        .bind(row.enabled)
+        .bind(row.page_size)
+        .bind(row.created_at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn update_creditor(&self, creditor: &Creditor) -> Result<(), StoreError> {
+        let row = CreditorRow::from(creditor);
+        let done = sqlx::query(
+            "UPDATE creditors SET name = $1, endpoint = $2, timeout_ms = $3, max_concurrent = $4, \
+             certificate_org = $5, always_ask = $6, enabled = $7, page_size = $8 WHERE id = $9",
+        )
+        .bind(&row.name)
+        .bind(&row.endpoint)
+        .bind(row.timeout_ms)
+        .bind(row.max_concurrent)
+        .bind(&row.certificate_org)
+        .bind(row.always_ask)
+        .bind(row.enabled)
+        .bind(row.page_size)
+        .bind(&row.id)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        found(done.rows_affected())
+    }
+
+    async fn find_creditor(
+        &self,
+        id: &FinancialInstitutionId,
+    ) -> Result<Option<CreditorRecord>, StoreError> {
+        sqlx::query(
+            "SELECT c.*, d.stored_at_us FROM creditors c \
+             LEFT JOIN debt_deliveries d ON d.creditor_org = c.id WHERE c.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|r| creditor_from_row(&r))
+        .transpose()
+    }
+
+    async fn list_creditors(&self) -> Result<Vec<CreditorRecord>, StoreError> {
+        sqlx::query(
+            "SELECT c.*, d.stored_at_us FROM creditors c \
+             LEFT JOIN debt_deliveries d ON d.creditor_org = c.id ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(creditor_from_row)
+        .collect()
+    }
+
+    async fn delete_creditor(&self, id: &FinancialInstitutionId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM creditors WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        found(done.rows_affected())?;
+        for sql in [
+            "DELETE FROM debt_loans WHERE creditor_org = $1",
+            "DELETE FROM debt_deliveries WHERE creditor_org = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn find_creditors_by_certificate_org(
+        &self,
+        org: &OrgNumber,
+    ) -> Result<Vec<Creditor>, StoreError> {
+        sqlx::query(
+            "SELECT c.*, NULL::BIGINT AS stored_at_us FROM creditors c \
+             WHERE c.certificate_org = $1 OR (c.certificate_org IS NULL AND c.id = $1) ORDER BY c.id",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|r| creditor_from_row(r).map(|r| r.creditor))
+        .collect()
+    }
+
+    async fn claim_daily_sync(
+        &self,
+        id: &FinancialInstitutionId,
+        day: time::Date,
+    ) -> Result<bool, StoreError> {
+        // One row update: of concurrent claimers the row lock lets one
+        // through, and the others re-check the condition and find the day
+        // claimed.
+        let done = sqlx::query(
+            "UPDATE creditors SET claimed_day = $1 \
+             WHERE id = $2 AND (claimed_day IS NULL OR claimed_day < $1)",
+        )
+        .bind(day_text(day))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_sync_outcome(
+        &self,
+        id: &FinancialInstitutionId,
+        report: &SyncReport,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE creditors SET last_attempt_at_us = $1, last_outcome = $2, last_error = $3, \
+             last_success_at_us = CASE WHEN $4 THEN $1 ELSE last_success_at_us END, \
+             last_size = CASE WHEN $4 THEN $5 ELSE last_size END, \
+             consecutive_failures = CASE WHEN $4 THEN 0 ELSE consecutive_failures + 1 END \
+             WHERE id = $6",
+        )
+        .bind(unix_micros(report.at))
+        .bind(report.outcome.as_str())
+        .bind(&report.error)
+        .bind(report.outcome == SyncOutcome::Ok)
+        .bind(report.loans.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        found(done.rows_affected())
+    }
+
+    async fn stage_loans(&self, sync: &SyncId, entries: &[DebtEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<LoanRow> = entries.iter().map(LoanRow::staged).collect();
+        let column = |f: fn(&LoanRow) -> &String| rows.iter().map(f).cloned().collect::<Vec<_>>();
+        // One statement per batch, the columns as arrays.
+        sqlx::query(
+            "INSERT INTO creditor_sync_loans (sync_id, nin, creditor_org, creditor_name, provider_id, \
+             account_id, loan_json) \
+             SELECT $1, * FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[])",
+        )
+        .bind(&sync.0)
+        .bind(column(|r| &r.nin))
+        .bind(column(|r| &r.creditor_org))
+        .bind(column(|r| &r.creditor_name))
+        .bind(column(|r| &r.provider_id))
+        .bind(column(|r| &r.account_id))
+        .bind(column(|r| &r.loan_json))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn finish_loan_replacement(
+        &self,
+        sync: &SyncId,
+        id: &FinancialInstitutionId,
+        provider_id: &ProviderId,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Serialised with imports and other replacements, like an import.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(DEBT_IMPORT_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("DELETE FROM debt_loans WHERE creditor_org = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let done = sqlx::query(
+            "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
+             SELECT nin, creditor_org, creditor_name, $3, account_id, loan_json \
+             FROM creditor_sync_loans WHERE sync_id = $1 AND creditor_org = $2 ORDER BY id",
+        )
+        .bind(&sync.0)
+        .bind(id.as_str())
+        .bind(provider_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("DELETE FROM creditor_sync_loans WHERE sync_id = $1")
+            .bind(&sync.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        set_stored_at(&mut tx, id.as_str(), unix_micros(at)).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn abandon_loan_replacement(&self, sync: &SyncId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM creditor_sync_loans WHERE sync_id = $1")
+            .bind(&sync.0)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn stored_debt_of(&self, nin: &Nin) -> Result<Vec<StoredCreditorDebt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.*, d.stored_at_us, c.name AS registered_name FROM debt_loans l \
+             LEFT JOIN debt_deliveries d ON d.creditor_org = l.creditor_org \
+             LEFT JOIN creditors c ON c.id = l.creditor_org \
+             WHERE l.nin = $1 ORDER BY COALESCE(c.name, l.creditor_name), l.creditor_org, l.id",
+        )
+        .bind(nin.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    LoanRow {
+                        nin: nin.as_str().to_owned(),
+                        creditor_org: row.try_get("creditor_org").map_err(unavailable)?,
+                        creditor_name: row.try_get("creditor_name").map_err(unavailable)?,
+                        provider_id: row.try_get("provider_id").map_err(unavailable)?,
+                        account_id: row.try_get("account_id").map_err(unavailable)?,
+                        loan_json: row.try_get("loan_json").map_err(unavailable)?,
+                    },
+                    row.try_get("stored_at_us").map_err(unavailable)?,
+                    row.try_get("registered_name").map_err(unavailable)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        group_stored_debt(rows)
+    }
+
+    async fn apply_push(&self, delivery: &Delivery, at: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let (nins, fis): (Vec<String>, Vec<String>) = delivery
+            .customers
+            .iter()
+            .map(|(nin, fi)| (nin.as_str().to_owned(), fi.as_str().to_owned()))
+            .unzip();
+        sqlx::query(
+            "DELETE FROM debt_loans l USING UNNEST($1::TEXT[], $2::TEXT[]) AS p(nin, creditor_org) \
+             WHERE l.nin = p.nin AND l.creditor_org = p.creditor_org",
+        )
+        .bind(&nins)
+        .bind(&fis)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        for entry in &delivery.entries {
+            insert_loan(&mut tx, &LoanRow::from_entry(entry, &delivery.provider_id)).await?;
+        }
+        for fi in &delivery.financial_institutions {
+            set_stored_at(&mut tx, fi.as_str(), unix_micros(at)).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(delivery.entries.len() as u64)
     }
 
     async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError> {

@@ -19,17 +19,23 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use samtykke_core::consent::{
     Consent, ConsentDuration, ConsentEvent, ConsentEventType, ConsentId, RevokedBy, UsageRecord,
 };
-use samtykke_core::debt::{DebtEntry, Delivery};
+use samtykke_core::creditor::{
+    Creditor, CreditorRecord, FinancialInstitutionId, StoredCreditorDebt, SyncId, SyncOutcome,
+    SyncReport,
+};
+use samtykke_core::debt::{DebtEntry, Delivery, ProviderId};
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
-use samtykke_core::domain::{Client, ClientId, ClientSecret, Nin, RedirectUri, SecretHash};
+use samtykke_core::domain::{
+    Client, ClientId, ClientSecret, Nin, OrgNumber, RedirectUri, SecretHash,
+};
 use samtykke_core::flow::{AuthFlow, LoginSession};
 use samtykke_core::grant::authorization_code::AuthorizationCodeRecord;
 use samtykke_core::keys::SigningKey;
 use samtykke_core::store::{
-    new_event_row, sandbox_from_row, signing_key_from_row, unix_micros, AccessTokenRow,
-    AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow, ConsentInsert, ConsentRow,
-    LoanRow, LoginSessionEnd, PersonConsentUsage, PersonConsents, PoolStats, RevokeOutcome,
-    SandboxCredentials, Store, StoreError, UsageRow,
+    day_text, group_stored_debt, new_event_row, sandbox_from_row, signing_key_from_row,
+    unix_micros, AccessTokenRow, AuthorizationCodeRow, ClientRow, CodeClaim, ConsentEventRow,
+    ConsentInsert, ConsentRow, CreditorRow, LoanRow, LoginSessionEnd, PersonConsentUsage,
+    PersonConsents, PoolStats, RevokeOutcome, SandboxCredentials, Store, StoreError, UsageRow,
 };
 use samtykke_core::token::{AccessTokenRecord, TokenHash};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -351,6 +357,57 @@ fn query_all<T>(
     conn.prepare_cached(sql)
         .and_then(|mut s| s.query_map(params, map)?.collect())
         .db()
+}
+
+fn creditor_row(r: &Row<'_>) -> rusqlite::Result<CreditorRow> {
+    Ok(CreditorRow {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        endpoint: r.get("endpoint")?,
+        timeout_ms: r.get("timeout_ms")?,
+        max_concurrent: r.get("max_concurrent")?,
+        certificate_org: r.get("certificate_org")?,
+        always_ask: r.get("always_ask")?,
+        enabled: r.get("enabled")?,
+        page_size: r.get("page_size")?,
+        created_at_us: r.get("created_at_us")?,
+        last_attempt_at_us: r.get("last_attempt_at_us")?,
+        last_success_at_us: r.get("last_success_at_us")?,
+        last_outcome: r.get("last_outcome")?,
+        last_size: r.get("last_size")?,
+        last_error: r.get("last_error")?,
+        consecutive_failures: r.get("consecutive_failures")?,
+        claimed_day: r.get("claimed_day")?,
+        stored_at_us: r.get("stored_at_us")?,
+    })
+}
+
+fn insert_loan(conn: &Connection, row: &LoanRow) -> Result<(), StoreError> {
+    execute(
+        conn,
+        "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+        params![
+            row.nin,
+            row.creditor_org,
+            row.creditor_name,
+            row.provider_id,
+            row.account_id,
+            row.loan_json
+        ],
+    )
+    .map(|_| ())
+}
+
+/// Records when `fi`'s stored data was delivered.
+fn set_stored_at(conn: &Connection, fi: &str, at_us: i64) -> Result<(), StoreError> {
+    execute(
+        conn,
+        "INSERT INTO debt_deliveries (creditor_org, stored_at_us) VALUES (?1, ?2) \
+         ON CONFLICT (creditor_org) DO UPDATE SET stored_at_us = ?2",
+        params![fi, at_us],
+    )
+    .map(|_| ())
 }
 
 /// The person's loans as stored, by creditor.
@@ -806,7 +863,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn import_delivery(&self, delivery: &Delivery) -> Result<u64, StoreError> {
+    async fn import_delivery(
+        &self,
+        delivery: &Delivery,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
         let institutions: Vec<String> = delivery
             .financial_institutions
             .iter()
@@ -817,25 +878,15 @@ impl Store for SqliteStore {
             .iter()
             .map(|e| LoanRow::from_entry(e, &delivery.provider_id))
             .collect();
+        let now = unix_micros(at);
         self.db
             .write(move |c| {
                 for fi in &institutions {
                     execute(c, "DELETE FROM debt_loans WHERE creditor_org = ?", [fi])?;
+                    set_stored_at(c, fi, now)?;
                 }
                 for row in &rows {
-                    execute(
-                        c,
-                        "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
-                         VALUES (?, ?, ?, ?, ?, ?)",
-                        params![
-                            row.nin,
-                            row.creditor_org,
-                            row.creditor_name,
-                            row.provider_id,
-                            row.account_id,
-                            row.loan_json
-                        ],
-                    )?;
+                    insert_loan(c, row)?;
                 }
                 Ok(rows.len() as u64)
             })
@@ -848,6 +899,303 @@ impl Store for SqliteStore {
             .into_iter()
             .map(DebtEntry::try_from)
             .collect()
+    }
+
+    async fn insert_creditor(&self, creditor: &Creditor) -> Result<(), StoreError> {
+        let row = CreditorRow::from(creditor);
+        self.db
+            .write(move |c| {
+                execute(
+                    c,
+                    "INSERT INTO creditors (id, name, endpoint, timeout_ms, max_concurrent, certificate_org, \
+                     always_ask, enabled, page_size, created_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        row.id,
+                        row.name,
+                        row.endpoint,
+                        row.timeout_ms,
+                        row.max_concurrent,
+                        row.certificate_org,
+                        row.always_ask,
+                        row.enabled,
+                        row.page_size,
+                        row.created_at_us
+                    ],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn update_creditor(&self, creditor: &Creditor) -> Result<(), StoreError> {
+        let row = CreditorRow::from(creditor);
+        let changed = self
+            .db
+            .write(move |c| {
+                execute(
+                    c,
+                    "UPDATE creditors SET name = ?, endpoint = ?, timeout_ms = ?, max_concurrent = ?, \
+                     certificate_org = ?, always_ask = ?, enabled = ?, page_size = ? WHERE id = ?",
+                    params![
+                        row.name,
+                        row.endpoint,
+                        row.timeout_ms,
+                        row.max_concurrent,
+                        row.certificate_org,
+                        row.always_ask,
+                        row.enabled,
+                        row.page_size,
+                        row.id
+                    ],
+                )
+            })
+            .await?;
+        found(changed)
+    }
+
+    async fn find_creditor(
+        &self,
+        id: &FinancialInstitutionId,
+    ) -> Result<Option<CreditorRecord>, StoreError> {
+        self.db
+            .read(|c| {
+                query_opt(
+                    c,
+                    "SELECT c.*, d.stored_at_us FROM creditors c \
+                     LEFT JOIN debt_deliveries d ON d.creditor_org = c.id WHERE c.id = ?",
+                    [id.as_str()],
+                    creditor_row,
+                )
+            })?
+            .map(CreditorRecord::try_from)
+            .transpose()
+    }
+
+    async fn list_creditors(&self) -> Result<Vec<CreditorRecord>, StoreError> {
+        self.db
+            .read(|c| {
+                query_all(
+                    c,
+                    "SELECT c.*, d.stored_at_us FROM creditors c \
+                     LEFT JOIN debt_deliveries d ON d.creditor_org = c.id ORDER BY c.id",
+                    [],
+                    creditor_row,
+                )
+            })?
+            .into_iter()
+            .map(CreditorRecord::try_from)
+            .collect()
+    }
+
+    async fn delete_creditor(&self, id: &FinancialInstitutionId) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        let deleted = self
+            .db
+            .write(move |c| {
+                let n = execute(c, "DELETE FROM creditors WHERE id = ?", [&id])?;
+                if n > 0 {
+                    execute(c, "DELETE FROM debt_loans WHERE creditor_org = ?", [&id])?;
+                    execute(
+                        c,
+                        "DELETE FROM debt_deliveries WHERE creditor_org = ?",
+                        [&id],
+                    )?;
+                }
+                Ok(n)
+            })
+            .await?;
+        found(deleted)
+    }
+
+    async fn find_creditors_by_certificate_org(
+        &self,
+        org: &OrgNumber,
+    ) -> Result<Vec<Creditor>, StoreError> {
+        self.db
+            .read(|c| {
+                query_all(
+                    c,
+                    "SELECT c.*, NULL AS stored_at_us FROM creditors c \
+                     WHERE c.certificate_org = ?1 OR (c.certificate_org IS NULL AND c.id = ?1) ORDER BY c.id",
+                    [org.as_str()],
+                    creditor_row,
+                )
+            })?
+            .into_iter()
+            .map(|r| CreditorRecord::try_from(r).map(|r| r.creditor))
+            .collect()
+    }
+
+    async fn claim_daily_sync(
+        &self,
+        id: &FinancialInstitutionId,
+        day: time::Date,
+    ) -> Result<bool, StoreError> {
+        let (id, day) = (id.as_str().to_owned(), day_text(day));
+        let claimed = self
+            .db
+            .write(move |c| {
+                execute(
+                    c,
+                    "UPDATE creditors SET claimed_day = ?1 \
+                     WHERE id = ?2 AND (claimed_day IS NULL OR claimed_day < ?1)",
+                    params![day, id],
+                )
+            })
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn record_sync_outcome(
+        &self,
+        id: &FinancialInstitutionId,
+        report: &SyncReport,
+    ) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        let at = unix_micros(report.at);
+        let ok = report.outcome == SyncOutcome::Ok;
+        let outcome = report.outcome.as_str();
+        let size = report.loans.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let error = report.error.clone();
+        let changed = self
+            .db
+            .write(move |c| {
+                execute(
+                    c,
+                    "UPDATE creditors SET last_attempt_at_us = ?1, last_outcome = ?2, last_error = ?3, \
+                     last_success_at_us = CASE WHEN ?4 THEN ?1 ELSE last_success_at_us END, \
+                     last_size = CASE WHEN ?4 THEN ?5 ELSE last_size END, \
+                     consecutive_failures = CASE WHEN ?4 THEN 0 ELSE consecutive_failures + 1 END \
+                     WHERE id = ?6",
+                    params![at, outcome, error, ok, size, id],
+                )
+            })
+            .await?;
+        found(changed)
+    }
+
+    async fn stage_loans(&self, sync: &SyncId, entries: &[DebtEntry]) -> Result<(), StoreError> {
+        let sync = sync.0.clone();
+        let rows: Vec<LoanRow> = entries.iter().map(LoanRow::staged).collect();
+        self.db
+            .write(move |c| {
+                for row in &rows {
+                    execute(
+                        c,
+                        "INSERT INTO creditor_sync_loans (sync_id, nin, creditor_org, creditor_name, \
+                         provider_id, account_id, loan_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        params![
+                            sync,
+                            row.nin,
+                            row.creditor_org,
+                            row.creditor_name,
+                            row.provider_id,
+                            row.account_id,
+                            row.loan_json
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn finish_loan_replacement(
+        &self,
+        sync: &SyncId,
+        id: &FinancialInstitutionId,
+        provider_id: &ProviderId,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let (sync, id, at) = (sync.0.clone(), id.as_str().to_owned(), unix_micros(at));
+        let provider = provider_id.as_str().to_owned();
+        self.db
+            .write(move |c| {
+                execute(c, "DELETE FROM debt_loans WHERE creditor_org = ?", [&id])?;
+                let n = execute(
+                    c,
+                    "INSERT INTO debt_loans (nin, creditor_org, creditor_name, provider_id, account_id, loan_json) \
+                     SELECT nin, creditor_org, creditor_name, ?, account_id, loan_json \
+                     FROM creditor_sync_loans WHERE sync_id = ? AND creditor_org = ? ORDER BY id",
+                    params![provider, sync, id],
+                )?;
+                execute(c, "DELETE FROM creditor_sync_loans WHERE sync_id = ?", [&sync])?;
+                set_stored_at(c, &id, at)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn abandon_loan_replacement(&self, sync: &SyncId) -> Result<(), StoreError> {
+        let sync = sync.0.clone();
+        self.db
+            .write(move |c| {
+                execute(
+                    c,
+                    "DELETE FROM creditor_sync_loans WHERE sync_id = ?",
+                    [&sync],
+                )
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn stored_debt_of(&self, nin: &Nin) -> Result<Vec<StoredCreditorDebt>, StoreError> {
+        let rows = self.db.read(|c| {
+            query_all(
+                c,
+                "SELECT l.*, d.stored_at_us, c.name AS registered_name FROM debt_loans l \
+                 LEFT JOIN debt_deliveries d ON d.creditor_org = l.creditor_org \
+                 LEFT JOIN creditors c ON c.id = l.creditor_org \
+                 WHERE l.nin = ? ORDER BY COALESCE(c.name, l.creditor_name), l.creditor_org, l.id",
+                [nin.as_str()],
+                |r| {
+                    Ok((
+                        loan_row(r)?,
+                        r.get::<_, Option<i64>>("stored_at_us")?,
+                        r.get::<_, Option<String>>("registered_name")?,
+                    ))
+                },
+            )
+        })?;
+        group_stored_debt(rows)
+    }
+
+    async fn apply_push(&self, delivery: &Delivery, at: OffsetDateTime) -> Result<u64, StoreError> {
+        let customers: Vec<(String, String)> = delivery
+            .customers
+            .iter()
+            .map(|(nin, fi)| (nin.as_str().to_owned(), fi.as_str().to_owned()))
+            .collect();
+        let institutions: Vec<String> = delivery
+            .financial_institutions
+            .iter()
+            .map(|fi| fi.as_str().to_owned())
+            .collect();
+        let rows: Vec<LoanRow> = delivery
+            .entries
+            .iter()
+            .map(|e| LoanRow::from_entry(e, &delivery.provider_id))
+            .collect();
+        let at = unix_micros(at);
+        self.db
+            .write(move |c| {
+                for (nin, fi) in &customers {
+                    execute(
+                        c,
+                        "DELETE FROM debt_loans WHERE nin = ? AND creditor_org = ?",
+                        [nin, fi],
+                    )?;
+                }
+                for row in &rows {
+                    insert_loan(c, row)?;
+                }
+                for fi in &institutions {
+                    set_stored_at(c, fi, at)?;
+                }
+                Ok(rows.len() as u64)
+            })
+            .await
     }
 
     async fn end_auth_flow(&self, flow: &AuthFlow) -> Result<bool, StoreError> {

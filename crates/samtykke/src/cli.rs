@@ -10,7 +10,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::commands::{client, debt, keys};
+use crate::commands::{client, creditor, debt, keys};
 use crate::config::{
     connection_caps, connection_timeout, parse_admin_listen, DEFAULT_ADMIN_LISTEN,
 };
@@ -21,7 +21,7 @@ use crate::config::{
 };
 use crate::startup::Application;
 use crate::storage::{describe_database, open_operator_store, redact_database_url};
-use samtykke_http::creditor_fanout::CreditorSettings;
+use samtykke_http::creditor_fanout::LookupSettings;
 use samtykke_http::ConnectionLimits;
 use std::time::Duration;
 
@@ -70,6 +70,8 @@ pub enum Command {
     /// Manage the debt registry
     #[command(subcommand)]
     Debt(debt::DebtCommand),
+    /// Manage live creditors (getDataForSSN / getalldata endpoints)
+    Creditor(creditor::CreditorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +148,8 @@ pub struct ServeArgs {
     /// Milliseconds a lookup waits for the creditors at most, whatever they do [default: the largest creditor timeout + 100]
     #[arg(long, env = "SAMTYKKE_CREDITOR_DEADLINE_MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub creditor_deadline_ms: Option<u64>,
+    #[command(flatten)]
+    pub creditor: creditor::CreditorServeArgs,
 }
 
 impl ServeArgs {
@@ -220,7 +224,8 @@ impl ServeArgs {
                 .metrics_on_public_listener
                 .or(file.metrics_on_public_listener)
                 .unwrap_or(false),
-            creditors: creditor_settings(
+            creditors: self.creditor.resolve(file)?,
+            creditor_lookup: creditor_settings(
                 self.creditor_fallback_max_age
                     .or(file.creditor_fallback_max_age),
                 self.creditor_deadline_ms.or(file.creditor_deadline_ms),
@@ -282,8 +287,8 @@ impl ServeArgs {
 fn creditor_settings(
     fallback_max_age: Option<u64>,
     deadline_ms: Option<u64>,
-) -> anyhow::Result<CreditorSettings> {
-    let mut settings = CreditorSettings::default();
+) -> anyhow::Result<LookupSettings> {
+    let mut settings = LookupSettings::default();
     if let Some(seconds) = fallback_max_age {
         if seconds > 366 * 86_400 {
             anyhow::bail!(
@@ -381,6 +386,20 @@ pub async fn run() -> anyhow::Result<()> {
             let store =
                 operator_store(cli.database_url, file.database_url, log_format, cli.create).await?;
             debt::run(store.as_ref(), command, &mut std::io::stdout()).await
+        }
+        Command::Creditor(args) => {
+            if let Some(simulate) = args.simulate_command() {
+                init_tracing(log_format, "info");
+                return creditor::simulate(simulate).await;
+            }
+            let store = operator_store(
+                cli.database_url,
+                file.database_url.clone(),
+                log_format,
+                cli.create,
+            )
+            .await?;
+            creditor::run(store, args, &file, &mut std::io::stdout()).await
         }
     }
 }

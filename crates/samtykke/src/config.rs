@@ -49,6 +49,14 @@ pub struct FileConfig {
     // Debt lookups at live creditors (docs/creditors.md).
     pub creditor_fallback_max_age: Option<u64>,
     pub creditor_deadline_ms: Option<u64>,
+    // Live creditors (docs/creditors.md).
+    pub creditor_client_cert: Option<String>,
+    pub creditor_client_key: Option<String>,
+    pub creditor_ca: Option<String>,
+    pub creditor_sync_at: Option<String>,
+    pub creditor_sync_jitter: Option<u64>,
+    pub creditor_page_size: Option<u32>,
+    pub creditor_sync: Option<bool>,
 }
 
 impl FileConfig {
@@ -92,8 +100,58 @@ pub struct ServeConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `GET /metrics` on the public listener too.
     pub metrics_on_public_listener: bool,
+    /// Live creditors: outbound TLS, the daily `getalldata`.
+    pub creditors: CreditorSettings,
     /// How debt lookups treat the live creditors.
-    pub creditors: samtykke_http::creditor_fanout::CreditorSettings,
+    pub creditor_lookup: samtykke_http::creditor_fanout::LookupSettings,
+}
+
+/// The default time of the daily `getalldata` (UTC).
+pub const DEFAULT_CREDITOR_SYNC_AT: &str = "05:30";
+/// The default spread of the daily `getalldata` after its time, in seconds.
+pub const DEFAULT_CREDITOR_SYNC_JITTER_SECONDS: u64 = 600;
+
+/// Live creditors' settings (issue 21; docs/creditors.md).
+#[derive(Debug, Clone)]
+pub struct CreditorSettings {
+    /// Samtykke's client certificate and key (PEM files) for mutual TLS.
+    pub client_cert: Option<std::path::PathBuf>,
+    pub client_key: Option<std::path::PathBuf>,
+    /// The CA bundle trusted for creditors' servers (replaces the built-in roots).
+    pub ca: Option<std::path::PathBuf>,
+    /// The daily `getalldata`: (hour, minute) UTC; None = no scheduler here.
+    pub sync_at: Option<(u8, u8)>,
+    /// Each creditor's sync starts at a random point this long after `sync_at`.
+    pub sync_jitter: std::time::Duration,
+    /// Customers on a full `getalldata` page, for creditors without their own.
+    pub page_size: u32,
+    /// Sandbox mode: run the built-in creditors as simulated live creditors.
+    pub sandbox_simulators: bool,
+}
+
+impl Default for CreditorSettings {
+    fn default() -> Self {
+        Self {
+            client_cert: None,
+            client_key: None,
+            ca: None,
+            sync_at: Some((5, 30)),
+            sync_jitter: std::time::Duration::from_secs(DEFAULT_CREDITOR_SYNC_JITTER_SECONDS),
+            page_size: samtykke_core::creditor::DEFAULT_PAGE_SIZE,
+            sandbox_simulators: true,
+        }
+    }
+}
+
+/// Parses `HH:MM` (UTC).
+pub fn parse_sync_at(s: &str) -> anyhow::Result<(u8, u8)> {
+    let parsed = s.split_once(':').and_then(|(h, m)| {
+        let (h, m) = (h.parse::<u8>().ok()?, m.parse::<u8>().ok()?);
+        (h < 24 && m < 60 && s.len() == 5).then_some((h, m))
+    });
+    parsed.with_context(|| {
+        format!("--creditor-sync-at must be HH:MM in UTC, such as 05:30 (got {s:?})")
+    })
 }
 
 pub const DEFAULT_UPSTREAM_PID_CLAIM: &str = "pid";

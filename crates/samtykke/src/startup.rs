@@ -17,7 +17,12 @@ use samtykke_http::identity::upstream;
 use samtykke_http::{AppState, ServerSettings};
 use tokio::net::TcpListener;
 
-use crate::config::{validate_base_url, ServeConfig};
+use samtykke_core::creditor::{Creditor, CreditorEndpoint, DEFAULT_TIMEOUT};
+use samtykke_http::creditors::scheduler::DailySchedule;
+use samtykke_http::creditors::simulator::{Simulator, SimulatorData, SimulatorOptions};
+use samtykke_http::creditors::{CreditorClient, CreditorTls, SyncSettings};
+
+use crate::config::{validate_base_url, CreditorSettings, ServeConfig};
 use crate::storage::open_store;
 
 /// The sandbox client's display name and organisation number (a valid but
@@ -39,6 +44,11 @@ pub struct Application {
     admin_listener: Option<TcpListener>,
     connection_limits: samtykke_http::ConnectionLimits,
     metrics_on_public_listener: bool,
+    /// Calls live creditors; the daily getalldata, when this process runs it.
+    creditor_client: CreditorClient,
+    creditor_schedule: Option<(DailySchedule, SyncSettings)>,
+    /// Sandbox mode's simulated live creditors, and where they listen.
+    sandbox_creditors: Option<(tokio::task::JoinHandle<()>, SocketAddr)>,
 }
 
 impl Application {
@@ -78,7 +88,7 @@ impl Application {
 
         ensure_signing_key(store.as_ref(), clock.as_ref()).await?;
         let sandbox_credentials = if sandbox {
-            seed_sandbox_debt(store.as_ref()).await?;
+            seed_sandbox_debt(store.as_ref(), clock.as_ref()).await?;
             let own_callback = format!(
                 "{}{}",
                 issuer.trim_end_matches('/'),
@@ -97,8 +107,27 @@ impl Application {
             sandbox,
         };
         let callback = format!("{}{}", settings.base_url(), upstream::CALLBACK_PATH);
+        let creditor_client = creditor_client(&config.creditors, sandbox)?;
         let mut state = AppState::new(store.clone(), clock.clone(), settings)
-            .with_creditor_settings(config.creditors.clone());
+            .with_creditor_client(creditor_client.clone())
+            .with_lookup_settings(config.creditor_lookup.clone());
+        let sandbox_creditors = if sandbox && config.creditors.sandbox_simulators {
+            Some(start_sandbox_creditors(store.as_ref(), clock.as_ref()).await?)
+        } else {
+            None
+        };
+        let creditor_schedule = config.creditors.sync_at.map(|at| {
+            (
+                DailySchedule {
+                    at,
+                    jitter: config.creditors.sync_jitter,
+                },
+                SyncSettings {
+                    page_size: config.creditors.page_size,
+                    ..SyncSettings::default()
+                },
+            )
+        });
         if let Some(credentials) = &sandbox_credentials {
             state = state.with_sandbox_client(credentials.client_id.as_str());
         }
@@ -137,7 +166,15 @@ impl Application {
             admin_listener,
             connection_limits: config.connection_limits,
             metrics_on_public_listener: config.metrics_on_public_listener,
+            creditor_client,
+            creditor_schedule,
+            sandbox_creditors,
         })
+    }
+
+    /// Where sandbox mode's simulated live creditors listen, if they run.
+    pub fn sandbox_creditors_addr(&self) -> Option<SocketAddr> {
+        self.sandbox_creditors.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The operator listener's address (`/metrics`), if it is on.
@@ -179,6 +216,15 @@ impl Application {
         let janitor = self
             .janitor_interval
             .map(|every| crate::janitor::spawn(self.store.clone(), self.clock.clone(), every));
+        let scheduler = self.creditor_schedule.clone().map(|(schedule, settings)| {
+            samtykke_http::creditors::scheduler::spawn(
+                self.store.clone(),
+                self.creditor_client.clone(),
+                self.clock.clone(),
+                schedule,
+                settings,
+            )
+        });
         let options = samtykke_http::ServeOptions {
             limits: self.connection_limits,
             admin: self.admin_listener,
@@ -187,6 +233,12 @@ impl Application {
         let served = samtykke_http::serve(self.listener, self.state, options, shutdown).await;
         if let Some(janitor) = janitor {
             janitor.abort();
+        }
+        if let Some(scheduler) = scheduler {
+            scheduler.abort();
+        }
+        if let Some((simulators, _)) = self.sandbox_creditors {
+            simulators.abort();
         }
         served
     }
@@ -214,10 +266,10 @@ pub async fn generate_signing_key(clock: &dyn Clock) -> anyhow::Result<SigningKe
 
 /// Loads the synthetic people's loans (replacing the sandbox creditors' loans,
 /// so a restart restores them).
-async fn seed_sandbox_debt(store: &dyn Store) -> anyhow::Result<()> {
+async fn seed_sandbox_debt(store: &dyn Store, clock: &dyn Clock) -> anyhow::Result<()> {
     let delivery = parse_delivery(SANDBOX_DELIVERY, NinPolicy::AllowSynthetic)
         .map_err(|e| anyhow::anyhow!("the built-in sandbox debt file is broken: {e}"))?;
-    store.import_delivery(&delivery).await?;
+    store.import_delivery(&delivery, clock.now()).await?;
     Ok(())
 }
 
@@ -298,4 +350,98 @@ async fn disable_sandbox_client(store: &dyn Store) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The client for outgoing creditor calls: TLS material from the settings;
+/// synthetic people and `http://` endpoints in sandbox mode only.
+fn creditor_client(settings: &CreditorSettings, sandbox: bool) -> anyhow::Result<CreditorClient> {
+    let tls = CreditorTls::from_files(
+        settings.client_cert.as_deref(),
+        settings.client_key.as_deref(),
+        settings.ca.as_deref(),
+    )?;
+    let policy = if sandbox {
+        NinPolicy::AllowSynthetic
+    } else {
+        NinPolicy::RealOnly
+    };
+    Ok(CreditorClient::new(&tls, policy, sandbox)?)
+}
+
+/// The sandbox's slow creditor answers in about this long, well within its
+/// timeout; the others in a few milliseconds.
+pub const SANDBOX_SLOW_LATENCY: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Sandbox mode: runs the built-in creditors (the sandbox delivery's
+/// institutions) as simulated live creditors on a loopback port and
+/// registers them (an existing registration gets this start's endpoint).
+/// The last of them is slow.
+async fn start_sandbox_creditors(
+    store: &dyn Store,
+    clock: &dyn Clock,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, SocketAddr)> {
+    let delivery = parse_delivery(SANDBOX_DELIVERY, NinPolicy::AllowSynthetic)
+        .map_err(|e| anyhow::anyhow!("the built-in sandbox debt file is broken: {e}"))?;
+    let data = SimulatorData::from_delivery(&delivery, None).map_err(anyhow::Error::msg)?;
+    let institutions = data.institutions();
+    let names: Vec<Option<String>> = institutions.iter().map(|fi| data.name_of(fi)).collect();
+    let fast = SimulatorOptions {
+        latency: std::time::Duration::from_millis(5),
+        jitter: std::time::Duration::from_millis(5),
+        ..SimulatorOptions::default()
+    };
+    let mut simulator = Simulator::new(Arc::new(data), fast);
+    if let Some(slow) = institutions.last() {
+        simulator = simulator.with_options_for(
+            slow.clone(),
+            SimulatorOptions {
+                latency: SANDBOX_SLOW_LATENCY,
+                jitter: std::time::Duration::from_millis(20),
+                ..SimulatorOptions::default()
+            },
+        );
+    }
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("could not listen for the sandbox's simulated creditors")?;
+    let addr = listener.local_addr()?;
+    let endpoint = CreditorEndpoint::parse(&format!("http://{addr}/"), true)?;
+    for (fi, name) in institutions.iter().zip(names) {
+        match store.find_creditor(fi).await? {
+            Some(record) => {
+                let mut creditor = record.creditor;
+                creditor.endpoint = endpoint.clone();
+                store.update_creditor(&creditor).await?;
+            }
+            None => {
+                let creditor = Creditor {
+                    id: fi.clone(),
+                    name: name.unwrap_or_else(|| samtykke_core::debt::default_creditor_name(fi)),
+                    endpoint: endpoint.clone(),
+                    timeout: DEFAULT_TIMEOUT,
+                    max_concurrent: None,
+                    certificate_org: None,
+                    always_ask: false,
+                    enabled: true,
+                    page_size: None,
+                    created_at: clock.now(),
+                };
+                match store.insert_creditor(&creditor).await {
+                    // Another process registered it meanwhile.
+                    Err(samtykke_core::store::StoreError::Conflict(_)) => {}
+                    other => other?,
+                }
+            }
+        }
+    }
+    tracing::info!(%addr, creditors = institutions.len(), "sandbox: simulated live creditors");
+    let task = tokio::spawn(async move {
+        if let Err(e) = simulator
+            .serve(listener, None, std::future::pending::<()>())
+            .await
+        {
+            tracing::warn!(error = %e, "sandbox: the simulated creditors stopped");
+        }
+    });
+    Ok((task, addr))
 }

@@ -103,7 +103,7 @@ impl Call<'_> {
         };
         let debt = self
             .state
-            .creditors
+            .fanout
             .look_up(self.state, &consent.nin, self.trace, self.now)
             .await
             .map_err(store_error)?;

@@ -66,7 +66,12 @@ pub async fn run(
                 };
                 anyhow::anyhow!("{}: {e}; nothing was imported{hint}", file.display())
             })?;
-            let loans = store.import_delivery(&delivery).await?;
+            let loans = store
+                .import_delivery(
+                    &delivery,
+                    samtykke_core::Clock::now(&samtykke_core::SystemClock),
+                )
+                .await?;
             let people = {
                 let mut nins: Vec<&str> = delivery.entries.iter().map(|e| e.nin.as_str()).collect();
                 nins.sort_unstable();

@@ -1,5 +1,6 @@
 //! Operator commands that work on the server's database.
 
 pub mod client;
+pub mod creditor;
 pub mod debt;
 pub mod keys;

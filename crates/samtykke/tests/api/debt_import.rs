@@ -251,7 +251,7 @@ engine_tests! {
         let negative = changed.replace("\"creditLimit\": 4000000", "\"creditLimit\": -4000000");
         let synthetic = changed.replace("\"02079110046\"", "\"11887510050\"");
         let short_nin = changed.replace("\"02079110046\"", "\"0207911004\"");
-        let bad_provider = changed.replace("\"912000001\"", "\"912000002\"");
+        let bad_provider = changed.replace("\"912000001\"", "\"9908:91200000\"");
         let no_customers = "{\n  \"providerID\": \"912000001\"\n}\n".to_owned();
         for (text, line, message) in [
             (&missing_field, end_of_object_with(&missing_field, "\"KS-2\""), "missing field `interestBearingBalance`, which a chargeCard requires"),
@@ -262,7 +262,7 @@ engine_tests! {
             (&negative, line_of(&negative, "-4000000"), "øre"),
             (&synthetic, line_of(&synthetic, "11887510050"), "synthetic test numbers"),
             (&short_nin, line_of(&short_nin, "0207911004"), "11 digits"),
-            (&bad_provider, line_of(&bad_provider, "912000002"), "providerID"),
+            (&bad_provider, line_of(&bad_provider, "9908:91200000"), "providerID"),
             (&no_customers, 3, "missing field `customers`"),
         ] {
             let output = import(&app, text, &[]);
@@ -294,6 +294,60 @@ engine_tests! {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("could not read") && stderr.contains("samtykke-no-such-delivery.json"), "{stderr}");
     }
+
+    async fn a_banks_real_file_with_an_iso_6523_provider_and_a_foreign_institution_imports_unchanged(app) {
+        // The published example's providerID (its check digit fails mod 11)
+        // and a 10-digit Swedish financialInstitutionID.
+        let real = json!({"providerID": "9908:999888777", "customers": [
+            {"customerID": FIRST, "financialInstitutionID": "5560001234", "financialInstitutionName": "Svensk Kredit AB",
+             "loans": [{"type": "chargeCard", "accountID": "SE-1", "timestamp": "2026-11-21T07:30:00Z", "coBorrower": 1,
+                        "interestBearingBalance": 100, "nonInterestBearingBalance": 200}]},
+            {"customerID": SECOND, "financialInstitutionID": "5560001234", "loans": []}
+        ]});
+        let text = serde_json::to_string_pretty(&real).unwrap();
+        let output = import(&app, &text, &[]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "imported 1 loans of 1 people from 1 financial institution(s) (provider 999888777)"
+        );
+        let debt = debt_via_api(&app, FIRST).await;
+        assert_eq!(debt["loans"], json!([{"creditorName": "Svensk Kredit AB", "loan": served(&real["customers"][0]["loans"][0])}]));
+        assert_eq!(debt["numberOfCreditorsAnswered"], 1);
+    }
+
+    async fn a_duplicate_customer_or_a_missing_or_invalid_co_borrower_rejects_the_whole_file(app) {
+        let file: Value = serde_json::from_str(DELIVERY).unwrap();
+        // The first customer again, at the same institution, at the end.
+        let mut duplicate = file.clone();
+        let again = duplicate["customers"][0].clone();
+        let mut again = again;
+        again["loans"] = json!([]);
+        duplicate["customers"].as_array_mut().unwrap().push(again);
+        let text = serde_json::to_string_pretty(&duplicate).unwrap();
+        let output = import(&app, &text, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("duplicate customer"), "{stderr}");
+        assert!(stderr.contains("nothing was imported"), "{stderr}");
+        assert!(!stderr.contains(FIRST), "the number is never echoed: {stderr}");
+
+        let missing = DELIVERY.replace("          \"coBorrower\": 2,\n", "");
+        assert_ne!(missing, DELIVERY);
+        let output = import(&app, &missing, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("missing field `coBorrower`"), "{stderr}");
+        for bad in ["3", "null", "\"2\"", "-1"] {
+            let invalid = DELIVERY.replace("\"coBorrower\": 2,", &format!("\"coBorrower\": {bad},"));
+            let output = import(&app, &invalid, &[]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{bad}: {stderr}");
+            assert!(stderr.contains("coBorrower: expected 0 (no co-borrower), 1 (is co-borrower) or 2 (has co-borrower)"), "{bad}: {stderr}");
+        }
+        // Nothing of any of them was imported.
+        assert_eq!(stored_loans(&app, FIRST).await, 0);
+    }
 }
 
 // --- samtykke debt usage: the auditor's view of a consent's uses -----------
@@ -311,7 +365,7 @@ engine_tests! {
 
         let report = vec![
             CreditorUsage { id: "923456783".into(), name: "Alfa Bank ASA".into(), asked: true, served: Served::Answered, failure: None },
-            CreditorUsage { id: "912345670".into(), name: "Beta Kreditt AS".into(), asked: true, served: Served::Stored, failure: Some(CreditorFailure::Timeout) },
+            CreditorUsage { id: "912345688".into(), name: "Beta Kreditt AS".into(), asked: true, served: Served::Stored, failure: Some(CreditorFailure::Timeout) },
             CreditorUsage { id: "987654325".into(), name: "Gamma Finans AS".into(), asked: false, served: Served::Missing, failure: Some(CreditorFailure::CircuitOpen) },
         ];
         let lookup = DebtLookup {
@@ -331,14 +385,14 @@ engine_tests! {
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].ends_with(&format!("client {} purpose debt.unsecured.presentation trace audit-1", app.sandbox.client_id)), "{text}");
         assert_eq!(lines[1], "  Alfa Bank ASA (923456783): answered");
-        assert_eq!(lines[2], "  Beta Kreditt AS (912345670): stored (did not answer: timeout)");
+        assert_eq!(lines[2], "  Beta Kreditt AS (912345688): stored (did not answer: timeout)");
         assert_eq!(lines[3], "  Gamma Finans AS (987654325): missing (not called: circuit_open)");
         assert!(!text.contains("14842249091"), "no person's number");
 
         let json = run_cli(&app.database_url, &["debt", "usage", &id, "--json"]);
         let line: Value = serde_json::from_slice(&json.stdout).unwrap();
         assert_eq!(line["trace_id"], "audit-1");
-        assert_eq!(line["creditors"][1], json!({"id": "912345670", "name": "Beta Kreditt AS", "asked": true, "served": "stored", "failure": "timeout"}));
+        assert_eq!(line["creditors"][1], json!({"id": "912345688", "name": "Beta Kreditt AS", "asked": true, "served": "stored", "failure": "timeout"}));
 
         let unknown = run_cli(&app.database_url, &["debt", "usage", &uuid::Uuid::new_v4().to_string()]);
         assert!(!unknown.status.success());

@@ -162,7 +162,12 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
         connection_limits: samtykke_http::ConnectionLimits::DEFAULT,
         admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
         metrics_on_public_listener: false,
-        creditors: Default::default(),
+        creditors: samtykke::config::CreditorSettings {
+            // No daily getalldata in tests unless a test asks for it.
+            sync_at: None,
+            ..Default::default()
+        },
+        creditor_lookup: Default::default(),
     }
 }
 

@@ -266,9 +266,9 @@ engine_tests! {
         let consent = samtykke_core::consent::ConsentId::parse(&id).unwrap();
         let report = vec![
             CreditorUsage { id: "923456783".into(), name: "Alfa Bank ASA".into(), asked: true, served: Served::Answered, failure: None },
-            CreditorUsage { id: "912345670".into(), name: "Beta Kreditt AS".into(), asked: true, served: Served::Stored, failure: Some(CreditorFailure::Timeout) },
+            CreditorUsage { id: "912345688".into(), name: "Beta Kreditt AS".into(), asked: true, served: Served::Stored, failure: Some(CreditorFailure::Timeout) },
             CreditorUsage { id: "987654325".into(), name: "Gamma Finans AS".into(), asked: false, served: Served::Missing, failure: Some(CreditorFailure::CircuitOpen) },
-            CreditorUsage { id: "911111119".into(), name: "Delta Lån AS".into(), asked: false, served: Served::Stored, failure: None },
+            CreditorUsage { id: "987654333".into(), name: "Delta Lån AS".into(), asked: false, served: Served::Stored, failure: None },
         ];
         let lookup = samtykke_core::debt_lookup::DebtLookup {
             consent_id: consent,

@@ -345,3 +345,235 @@ mod portal {
         }
     }
 }
+
+/// Live creditors (issue 21): the registry, the daily claim, the streamed
+/// replacement of a creditor's loans, pushes and the stored data per
+/// creditor.
+mod creditors {
+    use std::time::Duration;
+
+    use samtykke_core::creditor::{
+        Creditor, CreditorEndpoint, FinancialInstitutionId, SyncId, SyncOutcome, SyncReport,
+    };
+    use samtykke_core::debt::{parse_delivery, DebtEntry};
+    use samtykke_core::domain::{Nin, NinPolicy, OrgNumber};
+    use samtykke_core::store::StoreError;
+
+    use super::{at, store};
+
+    pub fn fi(s: &str) -> FinancialInstitutionId {
+        FinancialInstitutionId::parse(s).unwrap()
+    }
+
+    pub fn creditor(id: &str, name: &str) -> Creditor {
+        Creditor {
+            id: fi(id),
+            name: name.to_owned(),
+            endpoint: CreditorEndpoint::parse("https://creditor.example/api/", false).unwrap(),
+            timeout: Duration::from_millis(500),
+            max_concurrent: Some(8),
+            certificate_org: None,
+            always_ask: false,
+            enabled: true,
+            page_size: None,
+            created_at: at(0),
+        }
+    }
+
+    const CARD: &str = r#"{"type": "chargeCard", "accountID": "ACC", "timestamp": "2026-11-01T08:00:00Z", "coBorrower": 0, "interestBearingBalance": 0, "nonInterestBearingBalance": 100}"#;
+
+    /// A delivery of `(customer, institution, accountIDs)`.
+    pub fn delivery(customers: &[(&str, &str, &[&str])]) -> samtykke_core::debt::Delivery {
+        let body: Vec<String> = customers
+            .iter()
+            .map(|(nin, fi, accounts)| {
+                let loans: Vec<String> = accounts.iter().map(|a| CARD.replace("ACC", a)).collect();
+                format!(
+                    r#"{{"customerID": "{nin}", "financialInstitutionID": "{fi}", "loans": [{}]}}"#,
+                    loans.join(",")
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"providerID": "9908:985399077", "customers": [{}]}}"#,
+            body.join(",")
+        );
+        parse_delivery(&json, NinPolicy::AllowSynthetic).unwrap()
+    }
+
+    const ANNE: &str = "14842249091";
+    const BO: &str = "29868099311";
+
+    fn nin(s: &str) -> Nin {
+        Nin::parse(s, NinPolicy::AllowSynthetic).unwrap()
+    }
+
+    fn accounts(entries: &[DebtEntry]) -> Vec<&str> {
+        entries.iter().map(|e| e.account_id.as_str()).collect()
+    }
+
+    engine_db_tests! {
+        async fn creditors_round_trip_and_report_missing_ones(url) {
+            let store = store(&url).await;
+            let mut nordlys = creditor("923456783", "Nordlys Bank ASA");
+            nordlys.certificate_org = Some(OrgNumber::parse("920013015").unwrap());
+            nordlys.page_size = Some(500);
+            let svensk = creditor("5560001234", "Svensk Kredit AB");
+            store.insert_creditor(&nordlys).await.unwrap();
+            store.insert_creditor(&svensk).await.unwrap();
+            assert!(matches!(store.insert_creditor(&nordlys).await, Err(StoreError::Conflict(_))));
+
+            let found = store.find_creditor(&nordlys.id).await.unwrap().unwrap();
+            assert_eq!(found.creditor, nordlys);
+            assert_eq!(found.sync, Default::default());
+            assert_eq!(found.stored_at, None);
+            let ids: Vec<_> = store.list_creditors().await.unwrap().into_iter().map(|r| r.creditor.id).collect();
+            assert_eq!(ids, [fi("5560001234"), fi("923456783")]);
+
+            let mut changed = nordlys.clone();
+            changed.enabled = false;
+            changed.always_ask = true;
+            changed.timeout = Duration::from_millis(250);
+            changed.endpoint = CreditorEndpoint::parse("http://127.0.0.1:9/", true).unwrap();
+            store.update_creditor(&changed).await.unwrap();
+            assert_eq!(store.find_creditor(&nordlys.id).await.unwrap().unwrap().creditor, changed);
+
+            // By certificate: its IT provider's number, or its own.
+            let by_provider = store.find_creditors_by_certificate_org(&OrgNumber::parse("920013015").unwrap()).await.unwrap();
+            assert_eq!(by_provider, [changed.clone()]);
+            assert!(store.find_creditors_by_certificate_org(&OrgNumber::parse("923456783").unwrap()).await.unwrap().is_empty());
+            let own = creditor("934567897", "Fjord Finans AS");
+            store.insert_creditor(&own).await.unwrap();
+            assert_eq!(store.find_creditors_by_certificate_org(&OrgNumber::parse("934567897").unwrap()).await.unwrap(), std::slice::from_ref(&own));
+
+            let ghost = creditor("974760673", "Ghost");
+            assert!(store.find_creditor(&ghost.id).await.unwrap().is_none());
+            assert!(matches!(store.update_creditor(&ghost).await, Err(StoreError::NotFound)));
+            assert!(matches!(store.delete_creditor(&ghost.id).await, Err(StoreError::NotFound)));
+            let report = SyncReport { at: at(1), outcome: SyncOutcome::Ok, loans: Some(1), error: None };
+            assert!(matches!(store.record_sync_outcome(&ghost.id, &report).await, Err(StoreError::NotFound)));
+            assert!(!store.claim_daily_sync(&ghost.id, at(0).date()).await.unwrap());
+
+            // Removing a creditor removes its stored loans too.
+            store.import_delivery(&delivery(&[(ANNE, "934567897", &["F-1"]), (ANNE, "923456783", &["N-1"])]), at(7)).await.unwrap();
+            store.delete_creditor(&own.id).await.unwrap();
+            assert!(store.find_creditor(&own.id).await.unwrap().is_none());
+            assert_eq!(accounts(&store.debt_of(&nin(ANNE)).await.unwrap()), ["N-1"]);
+        }
+
+        async fn sync_outcomes_are_recorded_with_consecutive_failures(url) {
+            let store = store(&url).await;
+            let c = creditor("923456783", "Nordlys Bank ASA");
+            store.insert_creditor(&c).await.unwrap();
+            let failed = |t, outcome| SyncReport { at: at(t), outcome, loans: None, error: Some("page 0: the creditor failed with status 503".into()) };
+            store.record_sync_outcome(&c.id, &failed(10, SyncOutcome::Failed)).await.unwrap();
+            store.record_sync_outcome(&c.id, &failed(20, SyncOutcome::Invalid)).await.unwrap();
+            let state = store.find_creditor(&c.id).await.unwrap().unwrap().sync;
+            assert_eq!((state.last_attempt_at, state.last_success_at, state.last_outcome, state.consecutive_failures), (Some(at(20)), None, Some(SyncOutcome::Invalid), 2));
+            assert!(state.last_error.unwrap().contains("503"));
+            store.record_sync_outcome(&c.id, &SyncReport { at: at(30), outcome: SyncOutcome::Ok, loans: Some(42), error: None }).await.unwrap();
+            store.record_sync_outcome(&c.id, &failed(40, SyncOutcome::Failed)).await.unwrap();
+            let state = store.find_creditor(&c.id).await.unwrap().unwrap().sync;
+            assert_eq!((state.last_attempt_at, state.last_success_at, state.last_size, state.consecutive_failures), (Some(at(40)), Some(at(30)), Some(42), 1));
+            assert_eq!(state.last_outcome, Some(SyncOutcome::Failed));
+        }
+
+        async fn the_daily_claim_goes_to_exactly_one_of_concurrent_claimers(url) {
+            // Two stores on one database, as two server processes.
+            let (a, b) = (store(&url).await, store(&url).await);
+            let c = creditor("923456783", "Nordlys Bank ASA");
+            a.insert_creditor(&c).await.unwrap();
+            let day = at(0).date();
+            let claims = futures::future::join_all((0..8).map(|i| {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let id = c.id.clone();
+                async move { s.claim_daily_sync(&id, day).await.unwrap() }
+            })).await;
+            assert_eq!(claims.iter().filter(|c| **c).count(), 1, "{claims:?}");
+            assert!(!a.claim_daily_sync(&c.id, day).await.unwrap());
+            assert_eq!(b.find_creditor(&c.id).await.unwrap().unwrap().sync.claimed_day, Some(day));
+            // An earlier day is no claim; the next day is one, once.
+            assert!(!b.claim_daily_sync(&c.id, day.previous_day().unwrap()).await.unwrap());
+            let next = day.next_day().unwrap();
+            assert!(b.claim_daily_sync(&c.id, next).await.unwrap());
+            assert!(!a.claim_daily_sync(&c.id, next).await.unwrap());
+        }
+
+        async fn a_staged_replacement_is_invisible_until_swapped_in_and_an_abandoned_one_changes_nothing(url) {
+            let store = store(&url).await;
+            let nordlys = creditor("923456783", "Nordlys Bank ASA");
+            store.insert_creditor(&nordlys).await.unwrap();
+            store.import_delivery(&delivery(&[(ANNE, "923456783", &["OLD-1"]), (BO, "923456783", &["OLD-2"]), (BO, "934567897", &["OTHER"])]), at(7)).await.unwrap();
+            let provider = samtykke_core::debt::ProviderId::parse("9908:985399077").unwrap();
+
+            // Abandoned: nothing changes.
+            let sync = SyncId::generate();
+            store.stage_loans(&sync, &delivery(&[(ANNE, "923456783", &["NEW-1"])]).entries).await.unwrap();
+            assert_eq!(accounts(&store.debt_of(&nin(ANNE)).await.unwrap()), ["OLD-1"]);
+            store.abandon_loan_replacement(&sync).await.unwrap();
+            assert_eq!(accounts(&store.debt_of(&nin(ANNE)).await.unwrap()), ["OLD-1"]);
+
+            // Staged in two batches, swapped in: the creditor's loans are
+            // exactly the staged ones; other creditors' stay.
+            let sync = SyncId::generate();
+            store.stage_loans(&sync, &delivery(&[(ANNE, "923456783", &["NEW-1", "NEW-2"])]).entries).await.unwrap();
+            store.stage_loans(&sync, &[]).await.unwrap();
+            store.stage_loans(&sync, &delivery(&[(BO, "923456783", &["NEW-3"])]).entries).await.unwrap();
+            assert_eq!(accounts(&store.debt_of(&nin(BO)).await.unwrap()).len(), 2);
+            let n = store.finish_loan_replacement(&sync, &nordlys.id, &provider, at(100)).await.unwrap();
+            assert_eq!(n, 3);
+            assert_eq!(accounts(&store.debt_of(&nin(ANNE)).await.unwrap()), ["NEW-1", "NEW-2"]);
+            let mut bo = accounts(&store.debt_of(&nin(BO)).await.unwrap()).into_iter().map(str::to_owned).collect::<Vec<_>>();
+            bo.sort();
+            assert_eq!(bo, ["NEW-3", "OTHER"]);
+            assert_eq!(store.find_creditor(&nordlys.id).await.unwrap().unwrap().stored_at, Some(at(100)));
+
+            // An empty replacement empties it (a transferring institution).
+            let sync = SyncId::generate();
+            assert_eq!(store.finish_loan_replacement(&sync, &nordlys.id, &provider, at(200)).await.unwrap(), 0);
+            assert!(store.debt_of(&nin(ANNE)).await.unwrap().is_empty());
+            assert_eq!(accounts(&store.debt_of(&nin(BO)).await.unwrap()), ["OTHER"]);
+        }
+
+        async fn stored_debt_is_grouped_by_creditor_with_its_delivery_time_and_registered_name(url) {
+            let store = store(&url).await;
+            let d = delivery(&[(ANNE, "923456783", &["N-1", "N-2"]), (ANNE, "5560001234", &["S-1"]), (BO, "923456783", &["N-3"])]);
+            store.import_delivery(&d, at(7)).await.unwrap();
+            let stored = store.stored_debt_of(&nin(ANNE)).await.unwrap();
+            assert_eq!(stored.len(), 2);
+            // Unregistered: the delivered names ("Org. nr. …"), ordered by name.
+            assert_eq!(stored[0].id, fi("5560001234"));
+            assert_eq!(stored[0].name, "Org. nr. 5560001234");
+            assert_eq!(accounts(&stored[1].entries), ["N-1", "N-2"]);
+            for s in &stored {
+                assert_eq!(s.stored_at, Some(at(7)), "the import's time");
+            }
+            // A registered creditor's name wins.
+            store.insert_creditor(&creditor("923456783", "Aurora Bank ASA")).await.unwrap();
+            let stored = store.stored_debt_of(&nin(ANNE)).await.unwrap();
+            assert_eq!((stored[0].id.clone(), stored[0].name.as_str()), (fi("923456783"), "Aurora Bank ASA"));
+            assert!(stored[0].entries.iter().all(|e| e.creditor_name == "Aurora Bank ASA"));
+            let nobody = samtykke_http::creditors::simulator::synthetic_numbers().next().unwrap();
+            assert!(store.stored_debt_of(&nin(&nobody)).await.unwrap().is_empty());
+        }
+
+        async fn a_push_replaces_only_the_pushed_customers_at_the_pushed_institutions(url) {
+            let store = store(&url).await;
+            store.import_delivery(&delivery(&[(ANNE, "923456783", &["N-1", "N-2"]), (BO, "923456783", &["N-3"]), (ANNE, "934567897", &["F-1"])]), at(7)).await.unwrap();
+            // Anne's loans at Nordlys: one closed, one new; Bo untouched.
+            let push = delivery(&[(ANNE, "923456783", &["N-2", "N-9"])]);
+            assert_eq!(store.apply_push(&push, at(500)).await.unwrap(), 2);
+            let anne = store.stored_debt_of(&nin(ANNE)).await.unwrap();
+            let nordlys = anne.iter().find(|s| s.id == fi("923456783")).unwrap();
+            assert_eq!(accounts(&nordlys.entries), ["N-2", "N-9"]);
+            assert_eq!(nordlys.stored_at, Some(at(500)));
+            let fjord = anne.iter().find(|s| s.id == fi("934567897")).unwrap();
+            assert_eq!(accounts(&fjord.entries), ["F-1"]);
+            assert_eq!(fjord.stored_at, Some(at(7)));
+            assert_eq!(accounts(&store.debt_of(&nin(BO)).await.unwrap()), ["N-3"]);
+            // A customer pushed with no loans has none left there.
+            assert_eq!(store.apply_push(&delivery(&[(ANNE, "923456783", &[])]), at(600)).await.unwrap(), 0);
+            assert_eq!(accounts(&store.debt_of(&nin(ANNE)).await.unwrap()), ["F-1"]);
+        }
+    }
+}
