@@ -9,6 +9,7 @@
 //! samtykke-bench attack --base URL --pid PID --client-id ID --client-secret S \
 //!     [--mode slow-headers|idle] [--sockets 5000] [--sources 25] [--interval 3] \
 //!     [--duration 60] [--before 10] [--after 20]
+//! samtykke-bench creditor --fi 923456783 [--listen 127.0.0.1:0] [--latency-ms 20] [--hang]
 //! samtykke-bench table RESULTS.jsonl
 //! samtykke-bench splice BENCHMARKS.md KEY BLOCK.md
 //! ```
@@ -43,6 +44,7 @@ fn main() {
         Some("run") => Options::parse(&args[1..]).and_then(run_command),
         Some("wait-ready") => Options::parse(&args[1..]).and_then(wait_ready_command),
         Some("attack") => AttackOptions::parse(&args[1..]).and_then(attack_command),
+        Some("creditor") => creditor_command(&args[1..]),
         Some("table") => args
             .get(1)
             .ok_or_else(|| "table needs a results file".into())
@@ -57,6 +59,86 @@ fn main() {
         eprintln!("samtykke-bench: {e}");
         std::process::exit(1);
     }
+}
+
+// --------------------------------------------------------------- creditor --
+
+/// A live creditor for the lookup benchmarks (bench/lookup.sh): plain HTTP
+/// `getDataForSSN` for institution `--fi`, answering every customer with one
+/// repayment loan after `--latency-ms`, or never (`--hang`: the headers never
+/// come). Prints `listening on ADDR`, then serves until killed.
+fn creditor_command(args: &[String]) -> Result<(), Error> {
+    let (mut listen, mut fi, mut latency_ms, mut hang) =
+        ("127.0.0.1:0".to_owned(), String::new(), 20u64, false);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Error::from(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--listen" => listen = value()?,
+            "--fi" => fi = value()?,
+            "--latency-ms" => latency_ms = value()?.parse()?,
+            "--hang" => hang = true,
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    if fi.is_empty() {
+        return Err("--fi is required".into());
+    }
+    let addr: SocketAddr = listen.parse()?;
+    if !addr.ip().is_loopback() {
+        return Err("the creditor listens on loopback only".into());
+    }
+    runtime(1)?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("listening on {}", listener.local_addr()?);
+        let fi: Arc<str> = Arc::from(fi.as_str());
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let fi = fi.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let fi = fi.clone();
+                    async move {
+                        if hang {
+                            std::future::pending::<()>().await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+                        let customer = req
+                            .headers()
+                            .get("customerID")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let body = serde_json::json!({
+                            "customerID": customer,
+                            "financialInstitutionID": &*fi,
+                            "loans": [{
+                                "type": "repaymentLoan", "accountID": format!("{fi}-1"),
+                                "timestamp": "2026-12-01T10:00:00Z", "coBorrower": 0,
+                                "originalBalance": 10000000, "balance": 5000000, "terms": 120,
+                                "nominalInterestRate": 450, "installmentCharges": 5000,
+                                "installmentChargePeriod": "MONTHLY"
+                            }]
+                        });
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .header(CONTENT_TYPE, "application/json")
+                                .body(Full::new(Bytes::from(body.to_string())))
+                                .unwrap_or_default(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
 }
 
 // ---------------------------------------------------------------- options --

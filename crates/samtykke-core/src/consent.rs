@@ -398,6 +398,9 @@ pub struct UsageRecord {
     pub used_at: OffsetDateTime,
     pub purpose: Purpose,
     pub trace_id: String,
+    /// Per creditor: asked, and served fresh, from stored data or missing
+    /// (issue 21). None in records written before the report existed.
+    pub creditors: Option<Vec<crate::creditor_lookup::CreditorUsage>>,
 }
 
 #[cfg(test)]

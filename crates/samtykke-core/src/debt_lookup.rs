@@ -1,6 +1,12 @@
 //! One debt fetch (SPEC §7) as the store carries it out: the consent is
-//! judged, the person's loans are read and the usage record is written as
+//! judged and the usage record, with its per-creditor report, is written as
 //! one atomic step, so that what is logged is what is sent.
+//!
+//! The lookup path judges the consent before it asks any creditor (a
+//! refused lookup calls none), composes the answer
+//! ([`crate::creditor_lookup`]) and then lets the store judge again and
+//! record: a single-use consent is consumed exactly once, and a refusal
+//! there discards what the creditors sent.
 //!
 //! The decision is the pure [`DebtLookup::judge`]; a store calls it inside
 //! its transaction (SQLite) or states the same conditions in its one
@@ -9,7 +15,7 @@
 use time::OffsetDateTime;
 
 use crate::consent::{Consent, ConsentId, UsageRecord};
-use crate::debt::DebtEntry;
+use crate::creditor_lookup::CreditorUsage;
 use crate::domain::{ClientId, Purpose};
 
 /// A client's request to see the debt behind one consent.
@@ -22,6 +28,8 @@ pub struct DebtLookup {
     /// When the lookup is judged and logged.
     pub at: OffsetDateTime,
     pub trace_id: String,
+    /// What each creditor did, logged with the use.
+    pub creditors: Vec<CreditorUsage>,
 }
 
 /// Why a lookup is refused.
@@ -41,10 +49,7 @@ pub enum DebtLookupRefusal {
 pub enum DebtLookupOutcome {
     /// The usage record is written (a single-use consent is consumed);
     /// `consent` is as it was when used.
-    Served {
-        consent: Consent,
-        loans: Vec<DebtEntry>,
-    },
+    Served { consent: Consent },
     /// Nothing is written.
     Refused(DebtLookupRefusal),
 }
@@ -70,6 +75,7 @@ impl DebtLookup {
             used_at: self.at,
             purpose,
             trace_id: self.trace_id.clone(),
+            creditors: Some(self.creditors.clone()),
         }
     }
 }
@@ -100,6 +106,7 @@ mod tests {
             purposes,
             at,
             trace_id: "t".into(),
+            creditors: Vec::new(),
         }
     }
 

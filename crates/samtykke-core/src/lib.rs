@@ -8,6 +8,8 @@ pub mod authorize;
 pub mod clock;
 pub mod consent;
 pub mod creditor;
+pub mod creditor_breaker;
+pub mod creditor_lookup;
 pub mod debt;
 pub mod debt_lookup;
 pub mod domain;

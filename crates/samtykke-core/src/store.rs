@@ -14,6 +14,7 @@ use crate::creditor::{
     Creditor, CreditorEndpoint, CreditorRecord, CreditorSyncState, FinancialInstitutionId,
     StoredCreditorDebt, SyncId, SyncOutcome, SyncReport,
 };
+use crate::creditor_lookup::CreditorUsage;
 use crate::debt::{DebtEntry, Delivery, Loan, ProviderId};
 use crate::debt_lookup::{DebtLookup, DebtLookupOutcome};
 use crate::domain::{
@@ -170,10 +171,10 @@ pub trait Store: Send + Sync + 'static {
     async fn find_consent(&self, id: &ConsentId) -> Result<Option<Consent>, StoreError>;
     /// Carries out one debt fetch atomically: judges the consent with
     /// [`DebtLookup::judge`] as it is stored at that moment, and only if it
-    /// may serve, reads the person's loans and writes the usage record (a
-    /// single-use consent becomes consumed, with its `SAMTYKKE_ARKIVERT`
-    /// event). Of concurrent lookups of a single-use consent exactly one is
-    /// served. A refused lookup writes nothing.
+    /// may serve, writes the usage record with the lookup's per-creditor
+    /// report (a single-use consent becomes consumed, with its
+    /// `SAMTYKKE_ARKIVERT` event). Of concurrent lookups of a single-use
+    /// consent exactly one is served. A refused lookup writes nothing.
     async fn look_up_debt(&self, lookup: &DebtLookup) -> Result<DebtLookupOutcome, StoreError>;
     /// [`Store::look_up_debt`] for a call made with a sealed token whose
     /// revocation state is not checked yet: the lookup happens only if the
@@ -821,6 +822,8 @@ pub struct UsageRow {
     pub used_at_us: i64,
     pub purpose: String,
     pub trace_id: String,
+    /// The per-creditor report as JSON (see [`CreditorUsage::to_json`]).
+    pub creditor_report: Option<String>,
 }
 
 impl From<&UsageRecord> for UsageRow {
@@ -831,6 +834,7 @@ impl From<&UsageRecord> for UsageRow {
             used_at_us: unix_micros(u.used_at),
             purpose: u.purpose.as_str().to_owned(),
             trace_id: u.trace_id.clone(),
+            creditor_report: u.creditors.as_deref().map(CreditorUsage::to_json),
         }
     }
 }
@@ -845,6 +849,10 @@ impl TryFrom<UsageRow> for UsageRecord {
             used_at: from_unix_micros(r.used_at_us)?,
             purpose: parse_purpose(&r.purpose)?,
             trace_id: r.trace_id,
+            creditors: r
+                .creditor_report
+                .map(|json| CreditorUsage::from_json(&json).map_err(|_| corrupt("creditor report")))
+                .transpose()?,
         })
     }
 }

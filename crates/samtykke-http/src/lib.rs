@@ -6,6 +6,7 @@ mod access_token;
 mod api;
 mod client_auth;
 mod client_cache;
+pub mod creditor_fanout;
 pub mod creditors;
 pub mod delivery;
 mod discovery;
@@ -103,6 +104,9 @@ pub struct AppState {
     pub(crate) operator_logo_origin: Option<Arc<str>>,
     /// Calls live creditors (issue 21); None when not set up.
     pub(crate) creditor_client: Option<creditors::CreditorClient>,
+    /// The lookups' side of the live creditors: their breakers, limits and
+    /// settings (see [`creditor_fanout`]).
+    pub(crate) fanout: Arc<creditor_fanout::CreditorFanout>,
 }
 
 /// Secrets shared by every process on the database.
@@ -143,7 +147,14 @@ impl AppState {
             remote: Arc::new(remote::Remote::default()),
             sandbox_client: None,
             creditor_client: None,
+            fanout: Arc::default(),
         }
+    }
+
+    /// Sets how lookups treat the creditors.
+    pub fn with_lookup_settings(mut self, settings: creditor_fanout::LookupSettings) -> Self {
+        self.fanout = Arc::new(creditor_fanout::CreditorFanout::new(settings));
+        self
     }
 
     /// Sets the client that calls live creditors.

@@ -318,6 +318,8 @@ impl Metrics {
 /// `GET /metrics`: the Prometheus text format (version 0.0.4).
 pub async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = state.metrics.render(state.store.pool_stats());
+    // The lookups' per-creditor figures (see `crate::creditor_fanout`).
+    body.extend(state.fanout.metrics.render());
     // The creditors' getalldata state, as the store has it.
     if let Ok(creditors) = state.store.list_creditors().await {
         body.extend_from_slice(

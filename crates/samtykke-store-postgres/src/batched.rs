@@ -20,6 +20,7 @@
 //! had come first.
 
 use samtykke_core::consent::{Consent, ConsentEventType};
+use samtykke_core::creditor_lookup::CreditorUsage;
 use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome, DebtLookupRefusal};
 use samtykke_core::store::{
     new_event_id, unix_micros, AuthorizationCodeRow, CodeClaim, ConsentEventRow, ConsentRow,
@@ -29,7 +30,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
 use crate::batch::Batcher;
-use crate::{code_from_row, consent_row, packed_loans, unavailable};
+use crate::{code_from_row, consent_row, unavailable};
 
 /// Workers per batcher: batches of one kind in flight at once. Fewer
 /// workers make fuller batches; on the 2-core benchmark machine 2 did
@@ -166,14 +167,12 @@ pub(crate) struct LookupCall {
 /// only the first of its lookups in the batch (`once`) attempts, and which
 /// of concurrent statements only one wins (the update waits on the row and
 /// checks `status` again). Exactly the served lookups (`served`) get their
-/// usage record, a consumed consent its `SAMTYKKE_ARKIVERT` event, and
-/// their loans. Every lookup has exactly one row, in order, carrying its
-/// ordinal (`o_i`), whether its token was refused, the consent's columns
-/// (null if there is no such consent) and, if served, its loans as one flat
-/// array read by [`packed_loans`] (rather than a row per loan, each with
-/// the consent's columns again). Tokens, clients and consents are read
-/// through `LATERAL (… OFFSET 0)` and loans by a subquery per served
-/// lookup, so that each lookup probes the indexes: a plain join with
+/// usage record (with the lookup's per-creditor report) and a consumed
+/// consent its `SAMTYKKE_ARKIVERT` event. Every lookup has exactly one row,
+/// in order, carrying its ordinal (`o_i`), whether its token was refused,
+/// the consent's columns (null if there is no such consent) and whether it
+/// was served. Tokens, clients and consents are read through `LATERAL (…
+/// OFFSET 0)`, so that each lookup probes the indexes: a plain join with
 /// `unnest` lets the planner pick a hash join over whole tables, which a
 /// prepared statement's generic plan then keeps as they grow. The update
 /// joins its rows by `ctid` (see the module docs). Its status check is
@@ -194,16 +193,16 @@ async fn look_up_debts(
     let rows = sqlx::query(concat!(
         "WITH r AS ( \
            SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
-             $7::text[], $9::bytea[], $10::bigint[], $11::text[]) \
+             $7::text[], $9::bytea[], $10::bigint[], $11::text[], $12::text[]) \
              WITH ORDINALITY AS r(r_consent, r_client, r_at, r_at_us, r_trace, r_purposes, r_event, \
-               r_hash, r_generation, r_bound, r_i) \
+               r_hash, r_generation, r_bound, r_report, r_i) \
          ), v AS ( \
            SELECT r.*, ",
         token_refused!(),
         " AS r_revoked FROM r ",
         token_probes!(),
         "         ), c AS ( \
-           SELECT v.r_i, v.r_client, v.r_at, v.r_at_us, v.r_trace, v.r_purposes, v.r_event, k.* \
+           SELECT v.r_i, v.r_client, v.r_at, v.r_at_us, v.r_trace, v.r_purposes, v.r_event, v.r_report, k.* \
            FROM v CROSS JOIN LATERAL (SELECT ctid AS consent_row, * FROM consents WHERE id = v.r_consent OFFSET 0) AS k \
            WHERE NOT v.r_revoked \
          ), ok AS ( \
@@ -222,8 +221,8 @@ async fn look_up_debts(
            UNION ALL \
            SELECT ok.* FROM ok JOIN once ON once.r_i = ok.r_i JOIN used ON used.id = once.id \
          ), logged AS ( \
-           INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) \
-           SELECT id, client_id, r_at_us, purpose, r_trace FROM served ORDER BY r_i \
+           INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id, creditor_report) \
+           SELECT id, client_id, r_at_us, purpose, r_trace, r_report FROM served ORDER BY r_i \
          ), archived AS ( \
            INSERT INTO consent_events_pending (event_id, event_type, client_id, consent_id, purpose, \
              client_consent_id, created_at_us) \
@@ -231,11 +230,7 @@ async fn look_up_debts(
            FROM served WHERE duration_days = 0 \
          ) SELECT v.r_i AS o_i, v.r_revoked AS o_revoked, c.id, c.client_id, c.nin, c.purpose, c.kind, \
              c.duration_days, c.client_consent_id, c.created_at, c.expires_at, c.status, c.revoked_by, \
-             c.ended_at, c.ended_at_us, s.r_i IS NOT NULL AS served, \
-             CASE WHEN s.r_i IS NOT NULL THEN ARRAY( \
-               SELECT unnest(ARRAY[l.creditor_org, l.creditor_name, l.provider_id, l.account_id, \
-                 l.loan_json]) FROM debt_loans l WHERE l.nin = c.nin \
-               ORDER BY l.creditor_name, l.creditor_org, l.id) END AS loans \
+             c.ended_at, c.ended_at_us, s.r_i IS NOT NULL AS served \
            FROM v LEFT JOIN c ON c.r_i = v.r_i LEFT JOIN served s ON s.r_i = c.r_i \
            ORDER BY v.r_i"
     ))
@@ -250,6 +245,7 @@ async fn look_up_debts(
     .bind(&columns.hashes)
     .bind(&columns.generations)
     .bind(&columns.bound)
+    .bind(&columns.reports)
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
@@ -291,6 +287,7 @@ struct LookupColumns<'a> {
     hashes: Vec<Option<&'a [u8]>>,
     generations: Vec<Option<i64>>,
     bound: Vec<Option<&'a str>>,
+    reports: Vec<String>,
 }
 
 impl<'a> LookupColumns<'a> {
@@ -306,6 +303,7 @@ impl<'a> LookupColumns<'a> {
             hashes: Vec::with_capacity(n),
             generations: Vec::with_capacity(n),
             bound: Vec::with_capacity(n),
+            reports: Vec::with_capacity(n),
         }
     }
 
@@ -327,6 +325,7 @@ impl<'a> LookupColumns<'a> {
             .push(call.token.as_ref().map(|t| t.generation));
         self.bound
             .push(call.token.as_ref().and_then(|t| t.consent_id.as_deref()));
+        self.reports.push(CreditorUsage::to_json(&lookup.creditors));
     }
 }
 
@@ -349,9 +348,7 @@ fn lookup_outcome(
     }
     let consent = Consent::try_from(consent_row(first)?)?;
     if first.try_get::<bool, _>("served").map_err(unavailable)? {
-        let fields: Vec<String> = first.try_get("loans").map_err(unavailable)?;
-        let loans = packed_loans(fields, &consent.nin)?;
-        return Ok(Some(DebtLookupOutcome::Served { consent, loans }));
+        return Ok(Some(DebtLookupOutcome::Served { consent }));
     }
     // Not served: judge names the refusal. A consent that judge finds
     // usable is a single-use one that another lookup consumed first (in

@@ -343,6 +343,7 @@ fn pg_usage_row(r: &PgRow) -> Result<UsageRow, StoreError> {
         used_at_us: r.try_get("used_at_us").map_err(unavailable)?,
         purpose: r.try_get("purpose").map_err(unavailable)?,
         trace_id: r.try_get("trace_id").map_err(unavailable)?,
+        creditor_report: r.try_get("creditor_report").map_err(unavailable)?,
     })
 }
 
@@ -477,40 +478,6 @@ async fn begin_custom_planned(pool: &PgPool) -> Result<Transaction<'_, Postgres>
         .await
         .map_err(unavailable)?;
     Ok(tx)
-}
-
-/// Fields per loan in [`packed_loans`]' input.
-const LOAN_FIELDS: usize = 5;
-
-/// The loans of `nin` from one flat array of their fields, loan after loan
-/// in the order `creditor_org, creditor_name, provider_id, account_id,
-/// loan_json`, as the batched debt lookup reads them (one row per lookup
-/// rather than one per loan, so the consent's columns come once).
-fn packed_loans(mut fields: Vec<String>, nin: &Nin) -> Result<Vec<DebtEntry>, StoreError> {
-    if !fields.len().is_multiple_of(LOAN_FIELDS) {
-        return Err(StoreError::Corrupt(format!(
-            "{} loan fields, not a multiple of {LOAN_FIELDS}",
-            fields.len()
-        )));
-    }
-    fields
-        .chunks_exact_mut(LOAN_FIELDS)
-        .map(|loan| {
-            let loan: &mut [String; LOAN_FIELDS] = loan
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("a loan's fields".into()))?;
-            let [creditor_org, creditor_name, provider_id, account_id, loan_json] =
-                loan.each_mut().map(std::mem::take);
-            DebtEntry::try_from(LoanRow {
-                nin: nin.as_str().to_owned(),
-                creditor_org,
-                creditor_name,
-                provider_id,
-                account_id,
-                loan_json,
-            })
-        })
-        .collect()
 }
 
 fn client_from_row(row: &PgRow) -> Result<Client, StoreError> {
@@ -1669,10 +1636,7 @@ fn sealed_token_check(token: &AccessTokenRecord, generation: i64) -> SealedToken
 
 #[cfg(test)]
 mod tests {
-    use super::{packed_loans, unpack_event, LOAN_FIELDS};
-    use samtykke_core::debt::{parse_delivery, SANDBOX_DELIVERY};
-    use samtykke_core::domain::NinPolicy;
-    use samtykke_core::store::LoanRow;
+    use super::unpack_event;
 
     const EVENT: &str = "42 0b8f5e4a-7f6e-4a43-9d4f-1c2b3a4d5e6f SAMTYKKE_OPPRETTET \
                          9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f DEBT_INFORMATION 1764000000123456";
@@ -1710,46 +1674,5 @@ mod tests {
         ] {
             assert!(unpack_event(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn unpacks_loans_in_order_from_their_flat_fields() {
-        let delivery = parse_delivery(SANDBOX_DELIVERY, NinPolicy::AllowSynthetic).unwrap();
-        let nin = delivery.entries[0].nin.clone();
-        let entries: Vec<_> = delivery.entries.iter().filter(|e| e.nin == nin).collect();
-        assert!(entries.len() > 1, "the sandbox person has several loans");
-        let mut fields = Vec::new();
-        for entry in &entries {
-            let row = LoanRow::from_entry(entry, &delivery.provider_id);
-            fields.extend([
-                row.creditor_org,
-                row.creditor_name,
-                row.provider_id,
-                row.account_id,
-                row.loan_json,
-            ]);
-        }
-        let loans = packed_loans(fields, &nin).unwrap();
-        assert_eq!(loans.iter().collect::<Vec<_>>(), entries);
-        assert!(packed_loans(Vec::new(), &nin).unwrap().is_empty());
-    }
-
-    #[test]
-    fn refuses_loan_fields_that_do_not_make_whole_loans() {
-        let delivery = parse_delivery(SANDBOX_DELIVERY, NinPolicy::AllowSynthetic).unwrap();
-        let entry = &delivery.entries[0];
-        let row = LoanRow::from_entry(entry, &delivery.provider_id);
-        let mut fields = vec![
-            row.creditor_org,
-            row.creditor_name,
-            row.provider_id,
-            row.account_id,
-            row.loan_json,
-        ];
-        assert_eq!(fields.len(), LOAN_FIELDS);
-        fields.pop();
-        assert!(packed_loans(fields.clone(), &entry.nin).is_err());
-        fields.push("{not a loan".into());
-        assert!(packed_loans(fields, &entry.nin).is_err());
     }
 }

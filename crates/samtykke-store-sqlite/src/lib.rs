@@ -224,9 +224,19 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<ConsentEventRow> {
 
 fn insert_usage(conn: &Connection, u: &UsageRow) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO consent_usage (consent_id, client_id, used_at_us, purpose, trace_id, creditor_report) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
-    .and_then(|mut s| s.execute(params![u.consent_id, u.client_id, u.used_at_us, u.purpose, u.trace_id]))
+    .and_then(|mut s| {
+        s.execute(params![
+            u.consent_id,
+            u.client_id,
+            u.used_at_us,
+            u.purpose,
+            u.trace_id,
+            u.creditor_report
+        ])
+    })
     .db()?;
     Ok(())
 }
@@ -318,6 +328,7 @@ fn usage_row(r: &Row<'_>) -> rusqlite::Result<UsageRow> {
         used_at_us: r.get("used_at_us")?,
         purpose: r.get("purpose")?,
         trace_id: r.get("trace_id")?,
+        creditor_report: r.get("creditor_report")?,
     })
 }
 
@@ -730,10 +741,9 @@ impl Store for SqliteStore {
 
     async fn look_up_debt(&self, lookup: &DebtLookup) -> Result<DebtLookupOutcome, StoreError> {
         let lookup = lookup.clone();
-        // One writer job: the consent is judged, the loans read and the use
-        // logged in the writer's transaction, so a single-use consent is
-        // judged and consumed with nothing in between, and the reads hit
-        // the writer's warm page cache.
+        // One writer job: the consent is judged and the use logged in the
+        // writer's transaction, so a single-use consent is judged and
+        // consumed with nothing in between.
         let served = self
             .db
             .write(move |c| {
@@ -763,18 +773,11 @@ impl Store for SqliteStore {
                         ),
                     )?;
                 }
-                let loans = loans_of(c, &consent.nin)?;
-                Ok(Ok((consent, loans)))
+                Ok(Ok(consent))
             })
             .await?;
         Ok(match served {
-            Ok((consent, loans)) => DebtLookupOutcome::Served {
-                consent,
-                loans: loans
-                    .into_iter()
-                    .map(DebtEntry::try_from)
-                    .collect::<Result<_, _>>()?,
-            },
+            Ok(consent) => DebtLookupOutcome::Served { consent },
             Err(refusal) => DebtLookupOutcome::Refused(refusal),
         })
     }

@@ -22,6 +22,7 @@ use crate::config::{
 };
 use crate::startup::Application;
 use crate::storage::{describe_database, open_operator_store, redact_database_url};
+use samtykke_http::creditor_fanout::LookupSettings;
 use samtykke_http::ConnectionLimits;
 use std::time::Duration;
 
@@ -174,6 +175,12 @@ pub struct ServeArgs {
     /// CA certificate(s) (PEM file) whose client certificates the delivery listener accepts
     #[arg(long, env = "SAMTYKKE_DELIVERY_CLIENT_CA")]
     pub delivery_client_ca: Option<PathBuf>,
+    /// Seconds a creditor's stored data may stand in when it does not answer a lookup; older, its loans are reported as null; 0 = never [default: 129600 (36 h)]
+    #[arg(long, env = "SAMTYKKE_CREDITOR_FALLBACK_MAX_AGE")]
+    pub creditor_fallback_max_age: Option<u64>,
+    /// Milliseconds a lookup waits for the creditors at most, whatever they do [default: the largest creditor timeout + 100]
+    #[arg(long, env = "SAMTYKKE_CREDITOR_DEADLINE_MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub creditor_deadline_ms: Option<u64>,
     #[command(flatten)]
     pub creditor: creditor::CreditorServeArgs,
 }
@@ -280,6 +287,11 @@ impl ServeArgs {
             operator,
             sqlite_synchronous: self.sqlite_synchronous.or(file.sqlite_synchronous),
             creditors: self.creditor.resolve(file)?,
+            creditor_lookup: creditor_settings(
+                self.creditor_fallback_max_age
+                    .or(file.creditor_fallback_max_age),
+                self.creditor_deadline_ms.or(file.creditor_deadline_ms),
+            )?,
         })
     }
 
@@ -331,6 +343,29 @@ impl ServeArgs {
         )?;
         Ok((limits, admin_listen))
     }
+}
+
+/// The lookups' creditor settings, validated.
+fn creditor_settings(
+    fallback_max_age: Option<u64>,
+    deadline_ms: Option<u64>,
+) -> anyhow::Result<LookupSettings> {
+    let mut settings = LookupSettings::default();
+    if let Some(seconds) = fallback_max_age {
+        if seconds > 366 * 86_400 {
+            anyhow::bail!(
+                "creditor_fallback_max_age must be at most a year (366 days) in seconds (got {seconds})"
+            );
+        }
+        settings.fallback_max_age = time::Duration::seconds(i64::try_from(seconds)?);
+    }
+    if let Some(ms) = deadline_ms {
+        if !(1..=60_000).contains(&ms) {
+            anyhow::bail!("creditor_deadline_ms must be between 1 and 60000 (got {ms})");
+        }
+        settings.deadline = Some(Duration::from_millis(ms));
+    }
+    Ok(settings)
 }
 
 fn init_tracing(format: LogFormat, default_level: &str) {

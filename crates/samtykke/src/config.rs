@@ -58,6 +58,9 @@ pub struct FileConfig {
     pub delivery_tls_cert: Option<PathBuf>,
     pub delivery_tls_key: Option<PathBuf>,
     pub delivery_client_ca: Option<PathBuf>,
+    // Debt lookups at live creditors (docs/creditors.md).
+    pub creditor_fallback_max_age: Option<u64>,
+    pub creditor_deadline_ms: Option<u64>,
     // Live creditors (docs/creditors.md).
     pub creditor_client_cert: Option<String>,
     pub creditor_client_key: Option<String>,
@@ -151,6 +154,8 @@ pub struct ServeConfig {
     pub delivery: Option<DeliverySettings>,
     /// Live creditors: outbound TLS, the daily `getalldata`.
     pub creditors: CreditorSettings,
+    /// How debt lookups treat the live creditors.
+    pub creditor_lookup: samtykke_http::creditor_fanout::LookupSettings,
 }
 
 /// The delivery listener as configured: where it listens and its PEM files

@@ -128,7 +128,8 @@ impl Application {
         let creditor_client = creditor_client(&config.creditors, sandbox)?;
         let mut state = AppState::new(store.clone(), clock.clone(), settings)
             .with_operator(config.operator)
-            .with_creditor_client(creditor_client.clone());
+            .with_creditor_client(creditor_client.clone())
+            .with_lookup_settings(config.creditor_lookup.clone());
         let sandbox_creditors = if sandbox && config.creditors.sandbox_simulators {
             Some(start_sandbox_creditors(store.as_ref(), clock.as_ref()).await?)
         } else {

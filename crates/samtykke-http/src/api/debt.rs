@@ -65,22 +65,49 @@ impl Call<'_> {
         Err(self.error(ApiErrorKind::InsufficientScope))
     }
 
-    /// Judges the consent, reads the debt and records the use in one
-    /// atomic store step (consuming a single-use consent), so that what is
-    /// logged is what is sent.
+    /// A debt fetch (issue 21): the consent is judged first, so that no
+    /// creditor is asked for a refused lookup; then the person's creditors
+    /// are asked live and the answer composed ([`crate::creditor_fanout`]);
+    /// then the store judges again and records the use with the
+    /// per-creditor report in one atomic step (consuming a single-use
+    /// consent exactly once). A refusal there discards what the creditors
+    /// sent, so that what is logged is what is sent.
     async fn fetch_debt(&self, token: &Resolved, id: ConsentId) -> Result<Response, ApiError> {
         let record = token.record();
         if record.consent_id.is_some_and(|bound| bound != id) {
             return Err(self.error(ApiErrorKind::InvalidConsent(None)));
         }
-        let lookup = DebtLookup {
+        let mut lookup = DebtLookup {
             consent_id: id,
             client_id: record.client_id.clone(),
             purposes: record.scopes.iter().filter_map(|s| s.purpose()).collect(),
             at: self.now,
             trace_id: self.trace.to_owned(),
+            creditors: Vec::new(),
         };
         let store = &self.state.store;
+        let store_error = |e| ApiError::from_store(e, self.trace, self.now);
+        if let Resolved::Sealed { record, generation } = token {
+            if store
+                .sealed_token_revoked(record, *generation)
+                .await
+                .map_err(store_error)?
+            {
+                return Err(self.error(ApiErrorKind::InvalidToken));
+            }
+        }
+        let stored = store.find_consent(&id).await.map_err(store_error)?;
+        let consent = match lookup.judge(stored) {
+            Ok(consent) => consent,
+            Err(refusal) => return Err(self.refused(refusal, &id, &record.client_id).await),
+        };
+        let debt = self
+            .state
+            .fanout
+            .look_up(self.state, &consent.nin, self.trace, self.now)
+            .await
+            .map_err(store_error)?;
+        lookup.creditors = debt.report;
         let outcome = match token {
             Resolved::Checked(_) => store.look_up_debt(&lookup).await.map(Some),
             Resolved::Sealed { record, generation } => {
@@ -89,22 +116,15 @@ impl Call<'_> {
                     .await
             }
         }
-        .map_err(|e| ApiError::from_store(e, self.trace, self.now))?
+        .map_err(store_error)?
         .ok_or_else(|| self.error(ApiErrorKind::InvalidToken))?;
-        let (consent, debt) = match outcome {
-            DebtLookupOutcome::Served { consent, loans } => (consent, loans),
-            DebtLookupOutcome::Refused(DebtLookupRefusal::NoUsableConsent) => {
-                return Err(self.invalid_consent(&id, &record.client_id).await)
-            }
-            DebtLookupOutcome::Refused(DebtLookupRefusal::PurposeNotGranted) => {
-                return Err(self.error(ApiErrorKind::InsufficientScope))
+        let consent = match outcome {
+            DebtLookupOutcome::Served { consent } => consent,
+            DebtLookupOutcome::Refused(refusal) => {
+                return Err(self.refused(refusal, &id, &record.client_id).await)
             }
         };
         self.state.metrics.debt_fetched(&consent);
-        let mut creditors: Vec<&str> = debt.iter().map(|d| d.creditor_org.as_str()).collect();
-        creditors.sort_unstable();
-        creditors.dedup();
-        let creditors_answered = creditors.len();
         let body = DebtInformation {
             consent: ConsentMetadata {
                 id: id.to_string(),
@@ -113,17 +133,38 @@ impl Call<'_> {
             },
             ssn: consent.nin.as_str().to_owned(),
             loans: debt
+                .loans
                 .into_iter()
                 .map(|d| LoanItem {
                     creditorName: d.creditor_name,
                     loan: d.loan,
                 })
                 .collect(),
-            numberOfCreditorsAnswered: creditors_answered,
-            numberOfcreditorsMissing: 0,
+            numberOfCreditorsAnswered: debt.answered,
+            numberOfcreditorsMissing: debt.missing,
         };
-        tracing::info!(client_id = %record.client_id, consent_id = %id, trace_id = self.trace, "debt fetched");
+        tracing::info!(
+            client_id = %record.client_id,
+            consent_id = %id,
+            trace_id = self.trace,
+            creditors_answered = debt.answered,
+            creditors_missing = debt.missing,
+            "debt fetched"
+        );
         Ok(with_trace(Json(body).into_response(), self.trace))
+    }
+
+    /// The error of a refused lookup.
+    async fn refused(
+        &self,
+        refusal: DebtLookupRefusal,
+        id: &ConsentId,
+        client: &ClientId,
+    ) -> ApiError {
+        match refusal {
+            DebtLookupRefusal::NoUsableConsent => self.invalid_consent(id, client).await,
+            DebtLookupRefusal::PurposeNotGranted => self.error(ApiErrorKind::InsufficientScope),
+        }
     }
 
     /// The refusal of a consent id that `client` may not use: why, if it

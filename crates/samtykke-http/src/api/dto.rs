@@ -4,7 +4,7 @@
 #![allow(non_snake_case)] // field names are the contract's camelCase
 
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{AnyOfBuilder, Ref, Schema};
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Ref, Schema, Type};
 use utoipa::ToSchema;
 
 /// Error body of the agreement API.
@@ -179,12 +179,15 @@ pub struct FirstSequenceNrResponse {
     pub firstSequenceNr: i64,
 }
 
+/// One of the three loan objects, or `null` for a creditor that did not
+/// answer (the reference's `"nullable": true`, in OpenAPI 3.1's form).
 fn loan_schema() -> Schema {
     Schema::AnyOf(
         AnyOfBuilder::new()
             .item(Ref::from_schema_name("credit_facility"))
             .item(Ref::from_schema_name("repayment_loan"))
             .item(Ref::from_schema_name("charge_cards"))
+            .item(ObjectBuilder::new().schema_type(Type::Null))
             .build(),
     )
 }
@@ -194,9 +197,11 @@ pub struct LoanItem {
     /// Name of creditor
     #[schema(example = "NORSK GJELDSINFORMASJON AS")]
     pub creditorName: String,
-    /// Serialized with `type` first and the other fields in the schema's order.
+    /// Serialized with `type` first and the other fields in the schema's
+    /// order; `null` when the creditor did not answer and its stored data
+    /// was too old to stand in (counted in `numberOfcreditorsMissing`).
     #[schema(schema_with = loan_schema)]
-    pub loan: samtykke_core::debt::Loan,
+    pub loan: Option<samtykke_core::debt::Loan>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -219,9 +224,12 @@ pub struct DebtInformation {
     pub ssn: String,
     #[schema(inline)]
     pub loans: Vec<LoanItem>,
-    /// How many of the loan applicant's creditors answered the request
+    /// How many of the creditors of the loan applicant that answered the
+    /// request (their data was served, fresh or stored)
     pub numberOfCreditorsAnswered: usize,
-    /// How many of the loan applicant's creditors did not answer
+    /// How many of the creditors of the loan applicant that did not answer
+    /// the request. When this is greater than 0, each unanswered loan will
+    /// be reported as null.
     pub numberOfcreditorsMissing: usize,
 }
 

@@ -17,6 +17,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use samtykke_core::consent::{Consent, ConsentId, ConsentKind, ConsentStatus, RevokedBy};
+use samtykke_core::creditor_lookup::{CreditorUsage, Served};
 use samtykke_core::flow::{self, LoginSession};
 use samtykke_core::store::{PersonConsentUsage, RevokeOutcome};
 use serde::Serialize;
@@ -484,6 +485,36 @@ async fn list(
 struct UseView {
     when: String,
     by: String,
+    /// Whether the use has a per-creditor report (uses from before it
+    /// existed have none).
+    recorded: bool,
+    creditors: Vec<CreditorUseView>,
+}
+
+/// What one creditor did in one use: its name, `answered`, `stored` or
+/// `missing`, and that in words.
+#[derive(Serialize)]
+struct CreditorUseView {
+    name: String,
+    served: &'static str,
+    text: &'static str,
+}
+
+fn creditor_uses(lang: &'static Lang, report: &[CreditorUsage]) -> Vec<CreditorUseView> {
+    report
+        .iter()
+        .map(|c| CreditorUseView {
+            name: c.name.clone(),
+            served: c.served.as_str(),
+            text: match c.served {
+                Served::Answered => lang.p.creditor_answered,
+                // Not asked live (not a live creditor): its stored data.
+                Served::Stored if c.failure.is_none() => lang.p.creditor_stored_only,
+                Served::Stored => lang.p.creditor_stored,
+                Served::Missing => lang.p.creditor_missing,
+            },
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -550,6 +581,8 @@ async fn detail(
             } else {
                 format!("{name} ({} {org})", lang.p.org_number)
             },
+            recorded: used.creditors.is_some(),
+            creditors: creditor_uses(lang, used.creditors.as_deref().unwrap_or_default()),
         });
     }
     let base = state.settings.base_url();

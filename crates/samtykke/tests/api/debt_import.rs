@@ -349,3 +349,53 @@ engine_tests! {
         assert_eq!(stored_loans(&app, FIRST).await, 0);
     }
 }
+
+// --- samtykke debt usage: the auditor's view of a consent's uses -----------
+
+engine_tests! {
+    async fn debt_usage_shows_each_use_with_what_every_creditor_did(app) {
+        use samtykke_core::creditor_lookup::{CreditorFailure, CreditorUsage, Served};
+        use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
+        use samtykke_core::Clock;
+        let id = app.agreement_consent("14842249091", "debt.unsecured.presentation", 30).await;
+        let consent = samtykke_core::consent::ConsentId::parse(&id).unwrap();
+        let unused = run_cli(&app.database_url, &["debt", "usage", &id]);
+        assert!(unused.status.success());
+        assert_eq!(String::from_utf8_lossy(&unused.stdout), format!("consent {id} has not been used\n"));
+
+        let report = vec![
+            CreditorUsage { id: "923456783".into(), name: "Alfa Bank ASA".into(), asked: true, served: Served::Answered, failure: None },
+            CreditorUsage { id: "912345688".into(), name: "Beta Kreditt AS".into(), asked: true, served: Served::Stored, failure: Some(CreditorFailure::Timeout) },
+            CreditorUsage { id: "987654325".into(), name: "Gamma Finans AS".into(), asked: false, served: Served::Missing, failure: Some(CreditorFailure::CircuitOpen) },
+        ];
+        let lookup = DebtLookup {
+            consent_id: consent,
+            client_id: app.sandbox.client_id.clone(),
+            purposes: vec![samtykke_core::domain::Purpose::Presentation],
+            at: app.clock.now(),
+            trace_id: "audit-1".into(),
+            creditors: report,
+        };
+        assert!(matches!(app.store.look_up_debt(&lookup).await.unwrap(), DebtLookupOutcome::Served { .. }));
+
+        let output = run_cli(&app.database_url, &["debt", "usage", &id]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].ends_with(&format!("client {} purpose debt.unsecured.presentation trace audit-1", app.sandbox.client_id)), "{text}");
+        assert_eq!(lines[1], "  Alfa Bank ASA (923456783): answered");
+        assert_eq!(lines[2], "  Beta Kreditt AS (912345688): stored (did not answer: timeout)");
+        assert_eq!(lines[3], "  Gamma Finans AS (987654325): missing (not called: circuit_open)");
+        assert!(!text.contains("14842249091"), "no person's number");
+
+        let json = run_cli(&app.database_url, &["debt", "usage", &id, "--json"]);
+        let line: Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(line["trace_id"], "audit-1");
+        assert_eq!(line["creditors"][1], json!({"id": "912345688", "name": "Beta Kreditt AS", "asked": true, "served": "stored", "failure": "timeout"}));
+
+        let unknown = run_cli(&app.database_url, &["debt", "usage", &uuid::Uuid::new_v4().to_string()]);
+        assert!(!unknown.status.success());
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("no consent"));
+    }
+}

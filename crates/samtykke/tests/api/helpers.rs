@@ -305,6 +305,7 @@ pub fn serve_config(database_url: &str, sandbox: SandboxSetting) -> ServeConfig 
             sync_at: None,
             ..Default::default()
         },
+        creditor_lookup: Default::default(),
     }
 }
 

@@ -14,6 +14,8 @@ mod browser;
 mod cli;
 mod conformance;
 mod connection_limits;
+mod creditor_lookups;
+mod creditor_peer;
 mod creditors;
 mod debt_api;
 mod debt_import;

@@ -133,6 +133,14 @@ fn compare_object(at: &str, theirs: &Value, ours: &Value, errors: &mut Vec<Strin
                 o.enums, t.enums
             ));
         }
+        // A nullable property of the reference (`debt_information.loans[].loan`:
+        // a creditor that did not answer) must allow null in ours too, in
+        // 3.0's `nullable` or 3.1's `null` type.
+        if their_prop["nullable"] == true
+            && !(our_prop["nullable"] == true || o.types.contains("null"))
+        {
+            errors.push(format!("{here}: not nullable, the reference's is"));
+        }
         if !t.refs.is_subset(&o.refs) {
             errors.push(format!(
                 "{here}: refers to {:?}, the reference to {:?}",
@@ -294,6 +302,11 @@ fn the_comparison_notices_each_kind_of_difference() {
             "debt_information",
             serde_json::json!({"properties": {"loans": {"type": "array", "items": {"type": "object", "properties": {"creditor": {"type": "string"}, "loan": {}}}}}}),
             "loans[]",
+        ),
+        (
+            "debt_information",
+            serde_json::json!({"properties": {"loans": {"items": {"properties": {"loan": {"nullable": false}}}}}}),
+            "not nullable",
         ),
     ] {
         let mut ours = theirs[name].clone();

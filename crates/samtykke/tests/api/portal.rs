@@ -259,6 +259,41 @@ engine_tests! {
         assert!(detail.contains("Aldri brukt."));
     }
 
+    async fn each_use_shows_what_every_creditor_did(app) {
+        use samtykke_core::creditor_lookup::{CreditorFailure, CreditorUsage, Served};
+        let (anne, code) = person(&app, ANNE).await;
+        let (id, _) = consent_of_code(&app, &code).await;
+        let consent = samtykke_core::consent::ConsentId::parse(&id).unwrap();
+        let report = vec![
+            CreditorUsage { id: "923456783".into(), name: "Alfa Bank ASA".into(), asked: true, served: Served::Answered, failure: None },
+            CreditorUsage { id: "912345688".into(), name: "Beta Kreditt AS".into(), asked: true, served: Served::Stored, failure: Some(CreditorFailure::Timeout) },
+            CreditorUsage { id: "987654325".into(), name: "Gamma Finans AS".into(), asked: false, served: Served::Missing, failure: Some(CreditorFailure::CircuitOpen) },
+            CreditorUsage { id: "987654333".into(), name: "Delta Lån AS".into(), asked: false, served: Served::Stored, failure: None },
+        ];
+        let lookup = samtykke_core::debt_lookup::DebtLookup {
+            consent_id: consent,
+            client_id: app.sandbox.client_id.clone(),
+            purposes: vec![samtykke_core::domain::Purpose::Presentation],
+            at: app.clock.now() + time::Duration::SECOND,
+            trace_id: "portal-report".into(),
+            creditors: report,
+        };
+        assert!(matches!(app.store.look_up_debt(&lookup).await.unwrap(), samtykke_core::debt_lookup::DebtLookupOutcome::Served { .. }));
+        let detail = page(&anne, &app.url(&format!("/min-side/samtykke/{id}"))).await;
+        let newest = detail.split("<tbody>").nth(1).unwrap().split("</tr>").next().unwrap();
+        for item in [
+            "<li class=\"answered\">Alfa Bank ASA: svarte</li>",
+            "<li class=\"stored\">Beta Kreditt AS: svarte ikke, lagrede opplysninger ble brukt</li>",
+            "<li class=\"missing\">Gamma Finans AS: svarte ikke, ikke med i svaret</li>",
+            "<li class=\"stored\">Delta Lån AS: lagrede opplysninger</li>",
+        ] {
+            assert!(newest.contains(item), "{item} in {newest}");
+        }
+        let english = page(&anne, &app.url(&format!("/en/my-page/consent/{id}"))).await;
+        assert!(english.contains("Gamma Finans AS: did not answer, left out of the answer"), "{english}");
+        assert!(english.contains("<th scope=\"col\">From the creditors</th>"));
+    }
+
     async fn many_consents_are_listed_twenty_to_a_page(app) {
         let (anne, _) = person(&app, ANNE).await;
         for _ in 0..23 {

@@ -210,6 +210,7 @@ mod portal {
     use samtykke_core::consent::{
         Consent, ConsentEventType, ConsentId, ConsentKind, ConsentScope, ConsentStatus, RevokedBy,
     };
+    use samtykke_core::creditor_lookup::{CreditorFailure, CreditorUsage, Served};
     use samtykke_core::debt_lookup::{DebtLookup, DebtLookupOutcome};
     use samtykke_core::domain::{Nin, NinPolicy};
     use samtykke_core::store::RevokeOutcome;
@@ -261,8 +262,14 @@ mod portal {
             store.insert_consent(&consent(&bank, &bo, ConsentKind::Regular, 100)).await.unwrap();
 
             let used = &given[24];
+            let report = vec![
+                CreditorUsage { id: "923456783".into(), name: "Nordlys Bank ASA".into(), asked: true, served: Served::Answered, failure: None },
+                CreditorUsage { id: "5560000001".into(), name: "Svensk Kredit AB".into(), asked: true, served: Served::Stored, failure: Some(CreditorFailure::Timeout) },
+                CreditorUsage { id: "987654321".into(), name: "Fjell Finans".into(), asked: false, served: Served::Missing, failure: Some(CreditorFailure::CircuitOpen) },
+            ];
             for i in 0..3 {
-                let lookup = DebtLookup { consent_id: used.id, client_id: used.client_id.clone(), purposes: vec![Purpose::Presentation], at: at(200 + i), trace_id: format!("t{i}") };
+                let creditors = if i == 2 { report.clone() } else { Vec::new() };
+                let lookup = DebtLookup { consent_id: used.id, client_id: used.client_id.clone(), purposes: vec![Purpose::Presentation], at: at(200 + i), trace_id: format!("t{i}"), creditors };
                 assert!(matches!(store.look_up_debt(&lookup).await.unwrap(), DebtLookupOutcome::Served { .. }));
             }
 
@@ -290,6 +297,11 @@ mod portal {
             assert_eq!(page.total, 3);
             assert_eq!(page.uses.iter().map(|u| u.used_at).collect::<Vec<_>>(), vec![at(202), at(201)], "newest first");
             assert_eq!(page.uses[0].client_id, used.client_id);
+            assert_eq!(page.uses[0].creditors.as_ref(), Some(&report), "each use keeps its per-creditor report");
+            assert_eq!(page.uses[1].creditors.as_deref(), Some(&[][..]), "a lookup with no creditor has an empty report");
+            let audit = store.consent_usage(&used.id).await.unwrap();
+            assert_eq!(audit.iter().map(|u| u.trace_id.as_str()).collect::<Vec<_>>(), ["t0", "t1", "t2"], "the auditor's view, oldest first");
+            assert_eq!(audit[2].creditors.as_ref(), Some(&report));
             let rest = store.person_consent_usage(&anne, &used.id, 2, 2).await.unwrap().unwrap();
             assert_eq!(rest.uses.iter().map(|u| u.trace_id.as_str()).collect::<Vec<_>>(), vec!["t0"]);
             assert!(store.person_consent_usage(&bo, &used.id, 0, 2).await.unwrap().is_none(), "another person's consent is not found");
