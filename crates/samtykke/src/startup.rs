@@ -507,6 +507,12 @@ async fn start_sandbox_creditors(
             }
         }
     }
+    // Their data was seeded from the same file at this start: that is
+    // today's getalldata (the scheduler syncs them from the next day on).
+    let today = clock.now().to_offset(time::UtcOffset::UTC).date();
+    for fi in &institutions {
+        store.claim_daily_sync(fi, today).await?;
+    }
     tracing::info!(%addr, creditors = institutions.len(), "sandbox: simulated live creditors");
     let task = tokio::spawn(async move {
         if let Err(e) = simulator

@@ -287,8 +287,9 @@ async fn stream_page(
         (reader, result)
     });
 
-    // The batches, into the staging table.
-    let stage = async {
+    // The batches, into the staging table. The receiver moves in, so that a
+    // failed insert drops it and the parser's next send fails at once.
+    let stage = async move {
         while let Some(batch) = batch_rx.recv().await {
             store.stage_loans(sync, &batch).await?;
         }
