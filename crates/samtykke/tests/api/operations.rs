@@ -10,6 +10,9 @@ pub(crate) struct ServerProcess {
     child: Child,
     pub(crate) base: String,
     pub(crate) stdout: String,
+    /// Reads standard error while the server runs: a verbose log must not
+    /// fill the pipe and block the server's writes (it would never exit).
+    stderr: std::thread::JoinHandle<String>,
 }
 
 impl ServerProcess {
@@ -49,10 +52,17 @@ impl ServerProcess {
                 break;
             }
         }
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut err = String::new();
+            let _ = pipe.read_to_string(&mut err);
+            err
+        });
         Self {
             child,
             base: base.expect("listening line"),
             stdout,
+            stderr,
         }
     }
 
@@ -72,14 +82,7 @@ impl ServerProcess {
             .unwrap()
             .success());
         let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status, err)
+        (status, self.stderr.join().unwrap())
     }
 }
 
@@ -175,7 +178,7 @@ engine_db_tests! {
         for _ in 0..3 {
             assert_eq!(token(&http, &server.base, &id, &secret).await.status(), 200);
         }
-        let ServerProcess { mut child, .. } = server;
+        let ServerProcess { mut child, stderr, .. } = server;
         let pid = child.id().to_string();
         let signalled = std::time::Instant::now();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -183,9 +186,8 @@ engine_db_tests! {
             std::time::Duration::from_secs(10),
             tokio::task::spawn_blocking(move || {
                 let status = child.wait().unwrap();
-                let mut logs = String::new();
-                child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-                (status, logs, signalled.elapsed())
+                let took = signalled.elapsed();
+                (status, stderr.join().unwrap(), took)
             }),
         )
         .await;
