@@ -28,6 +28,15 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start samtykke serve");
+        // Standard error is read from the start: a verbose log (the
+        // migrations at trace level alone exceed a pipe's 64 KiB) must never
+        // block the server's writes, before the banner or after it.
+        let mut pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut err = String::new();
+            let _ = pipe.read_to_string(&mut err);
+            err
+        });
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut stdout = String::new();
         let mut base = None;
@@ -35,13 +44,8 @@ impl ServerProcess {
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap() == 0 {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
+                let _ = child.wait();
+                let err = stderr.join().unwrap_or_default();
                 panic!("server exited early: {stdout}\n{err}");
             }
             stdout.push_str(&line);
@@ -52,12 +56,8 @@ impl ServerProcess {
                 break;
             }
         }
-        let mut pipe = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut err = String::new();
-            let _ = pipe.read_to_string(&mut err);
-            err
-        });
+        // Whatever the server prints later is drained too.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         Self {
             child,
             base: base.expect("listening line"),
