@@ -32,7 +32,7 @@ const GAMMA: (&str, &str) = ("987654325", "Gamma Finans AS");
 /// A server on a fresh database that trusts `ca` for creditors.
 async fn live_app(engine: Engine, ca: &TestCa, lookup: LookupSettings) -> Option<TestApp> {
     let url = fresh_database_url(engine).await?;
-    Some(live_app_on(&url, ca, lookup).await)
+    Some(live_app_on(&url, ca, lookup).await.owning(url))
 }
 
 async fn live_app_on(url: &str, ca: &TestCa, lookup: LookupSettings) -> TestApp {
