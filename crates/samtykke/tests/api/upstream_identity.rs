@@ -68,25 +68,38 @@ impl TestProvider {
         }
     }
 
+    /// Starts node and waits (at most 30 s) for its "listening" line; a
+    /// provider that neither listens nor fails in that time (seen once on a
+    /// loaded machine) is killed and started again, up to three times.
     fn spawn(config_path: &std::path::Path) -> std::process::Child {
-        let mut child = std::process::Command::new("node")
-            .arg(Self::project_dir().join("provider.mjs"))
-            .arg(config_path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start node");
-        let stdout = child.stdout.take().unwrap();
-        let mut reader = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        assert!(
-            line.starts_with("listening"),
-            "the provider did not start: {line:?}"
-        );
-        // Keep reading its notices: a closed pipe would end it.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        child
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut child = std::process::Command::new("node")
+                .arg(Self::project_dir().join("provider.mjs"))
+                .arg(config_path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start node");
+            let stdout = child.stdout.take().unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stdout);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let _ = tx.send(line);
+                // Keep reading its notices: a closed pipe would end it.
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            });
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(line) if line.starts_with("listening") => return child,
+                Ok(line) => last = line,
+                Err(_) => last = "nothing within 30 s".to_owned(),
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("the provider did not start: {last:?}");
     }
 
     /// Restarts the provider on the same port: it makes a new signing key
