@@ -868,6 +868,22 @@ pub struct LoanRow {
     pub loan_json: String,
 }
 
+/// A delivery as the stores write it: its institutions' ids and its loan
+/// rows (an import and a push both start from these).
+pub fn delivery_rows(delivery: &Delivery) -> (Vec<String>, Vec<LoanRow>) {
+    let institutions = delivery
+        .financial_institutions
+        .iter()
+        .map(|fi| fi.as_str().to_owned())
+        .collect();
+    let rows = delivery
+        .entries
+        .iter()
+        .map(|e| LoanRow::from_entry(e, &delivery.provider_id))
+        .collect();
+    (institutions, rows)
+}
+
 impl LoanRow {
     /// A staged loan of a `getalldata` (see [`Store::stage_loans`]): its
     /// providerID comes with the swap.

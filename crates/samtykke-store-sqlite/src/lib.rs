@@ -887,16 +887,7 @@ impl Store for SqliteStore {
         delivery: &Delivery,
         at: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let institutions: Vec<String> = delivery
-            .financial_institutions
-            .iter()
-            .map(|fi| fi.as_str().to_owned())
-            .collect();
-        let rows: Vec<LoanRow> = delivery
-            .entries
-            .iter()
-            .map(|e| LoanRow::from_entry(e, &delivery.provider_id))
-            .collect();
+        let (institutions, rows) = samtykke_core::store::delivery_rows(delivery);
         let now = unix_micros(at);
         self.db
             .write(move |c| {
@@ -1186,16 +1177,7 @@ impl Store for SqliteStore {
             .iter()
             .map(|(nin, fi)| (nin.as_str().to_owned(), fi.as_str().to_owned()))
             .collect();
-        let institutions: Vec<String> = delivery
-            .financial_institutions
-            .iter()
-            .map(|fi| fi.as_str().to_owned())
-            .collect();
-        let rows: Vec<LoanRow> = delivery
-            .entries
-            .iter()
-            .map(|e| LoanRow::from_entry(e, &delivery.provider_id))
-            .collect();
+        let (institutions, rows) = samtykke_core::store::delivery_rows(delivery);
         let at = unix_micros(at);
         self.db
             .write(move |c| {
